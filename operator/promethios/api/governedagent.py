@@ -1,0 +1,304 @@
+"""The ``GovernedAgent`` custom resource: an AI agent deployed under governance.
+
+The operator turns one GovernedAgent into a Secret (the agent's ingest API key),
+a ConfigMap (the sidecar's configuration), a Deployment (agent + governance
+sidecar) and a Service. The ingest API writes heartbeat and governance data
+back into ``status``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from .common import (
+    Condition,
+    LocalObjectReference,
+    Model,
+    SecretKeyReference,
+    api_config,
+)
+from .resource import CustomResourceInfo, PrinterColumn
+
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMGTPE]i?|[mun])?$")]
+
+
+class ProviderType(StrEnum):
+    """Which model API the agent speaks; selects the sidecar's proxy dialect."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    CUSTOM = "custom"
+
+
+class GovernanceMode(StrEnum):
+    """``enforce`` blocks or redacts breaches; ``audit`` forwards and only reports."""
+
+    ENFORCE = "enforce"
+    AUDIT = "audit"
+
+
+class BreachAction(StrEnum):
+    """What the operator does when the agent breaches its policy."""
+
+    ALERT = "Alert"
+    SUSPEND = "Suspend"
+    QUARANTINE = "Quarantine"
+
+
+class EnvVar(Model):
+    """An environment variable for the agent container (literal value only)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = Field("", max_length=32768)
+
+
+class ResourceRequirements(Model):
+    """CPU and memory requests and limits, as in a container spec."""
+
+    requests: dict[str, Quantity] | None = Field(None, description="Minimum resources.")
+    limits: dict[str, Quantity] | None = Field(None, description="Maximum resources.")
+
+
+class ModelProvider(Model):
+    """The model provider the agent calls through the sidecar's proxy."""
+
+    model_config = api_config(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'custom' || has(self.baseUrl)",
+                    "message": "baseUrl is required when type is custom",
+                    "fieldPath": ".baseUrl",
+                    "reason": "FieldValueRequired",
+                },
+            ]
+        }
+    )
+
+    type: ProviderType = Field(description="openai, anthropic or custom (OpenAI-compatible).")
+    base_url: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="Provider base URL; defaults to the provider's public API.",
+    )
+    credentials_secret_ref: SecretKeyReference | None = Field(
+        None,
+        description="Secret holding the provider credential; mounted into the sidecar only.",
+    )
+    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Models the agent may call; empty allows any the policy allows.",
+    )
+
+
+class Governance(Model):
+    """How the agent is governed: policy, mode, thresholds and breach action."""
+
+    policy_ref: LocalObjectReference = Field(description="The GovernancePolicy to enforce.")
+    mode: GovernanceMode = Field(GovernanceMode.ENFORCE, description="enforce or audit.")
+    trust_threshold: float = Field(
+        0.7, ge=0.0, le=1.0, description="Trust score below which the agent is non-compliant."
+    )
+    heartbeat_interval_seconds: int = Field(
+        30, ge=1, le=300, description="Seconds between the sidecar's heartbeats."
+    )
+    missed_heartbeats_before_stale: int = Field(
+        3, ge=1, le=100, description="Missed heartbeats after which the agent is stale."
+    )
+    on_breach: BreachAction = Field(
+        BreachAction.ALERT, description="Alert, Suspend or Quarantine on a policy breach."
+    )
+    acknowledged_breach: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Releases a Suspend or Quarantine: set it to status.enforcement.breach "
+            "to restore the agent."
+        ),
+    )
+
+
+class ApiKey(Model):
+    """The per-agent ingest API key the operator generates."""
+
+    rotation: int = Field(0, ge=0, description="Raise to issue a new key; never lower it.")
+    grace_period_seconds: int = Field(
+        600, ge=0, le=86400, description="How long the previous key stays valid after rotation."
+    )
+
+
+class SidecarSettings(Model):
+    """Overrides for the injected governance sidecar."""
+
+    image: str | None = Field(
+        None, min_length=1, max_length=1024, description="Sidecar image (default: the operator's)."
+    )
+    resources: ResourceRequirements | None = Field(None, description="Sidecar resources.")
+
+
+class GovernedAgentSpec(Model):
+    """Desired state of a GovernedAgent."""
+
+    image: str = Field(min_length=1, max_length=1024, description="The agent's container image.")
+    image_pull_policy: str | None = Field(
+        None, pattern=r"^(Always|IfNotPresent|Never)$", description="Always, IfNotPresent, Never."
+    )
+    command: list[str] | None = Field(None, max_length=64, description="Entrypoint override.")
+    args: list[str] | None = Field(None, max_length=256, description="Arguments override.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Agent env vars.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the agent serves on.")
+    replicas: int | None = Field(
+        None, ge=0, le=1000, description="Pod count; omit to let an autoscaler own it."
+    )
+    resources: ResourceRequirements | None = Field(None, description="Agent resources.")
+    service_account_name: str | None = Field(
+        None, max_length=253, description="ServiceAccount for the agent pod."
+    )
+    automount_service_account_token: bool = Field(
+        False, description="Mount a service-account token into the agent pod (off by default)."
+    )
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod annotations."
+    )
+    model_provider: ModelProvider = Field(description="Model provider behind the sidecar.")
+    governance: Governance = Field(description="Governance settings.")
+    alert_sinks: list[LocalObjectReference] = Field(
+        default_factory=list, max_length=16, description="AlertSinks that receive violations."
+    )
+    suspend: bool = Field(False, description="Scale to zero and keep everything else.")
+    api_key: ApiKey = Field(default_factory=ApiKey, description="Ingest API key rotation.")
+    sidecar: SidecarSettings = Field(default_factory=SidecarSettings, description="Sidecar.")
+
+
+class HeartbeatState(StrEnum):
+    """The agent's self-reported state; ``unknown`` until a heartbeat arrives."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
+class HeartbeatStatus(Model):
+    """What the last heartbeat said, written by the ingest API."""
+
+    state: HeartbeatState = Field(HeartbeatState.UNKNOWN, description="Reported state.")
+    last_heartbeat: datetime | None = Field(None, description="When the last heartbeat arrived.")
+    uptime_seconds: float | None = Field(None, ge=0, description="Agent-reported uptime.")
+    last_activity: datetime | None = Field(None, description="Agent-reported last activity.")
+
+
+class ViolationCounts(Model):
+    """Violations received since the agent was created, by severity."""
+
+    low: int = Field(0, ge=0)
+    medium: int = Field(0, ge=0)
+    high: int = Field(0, ge=0)
+    critical: int = Field(0, ge=0)
+    total: int = Field(0, ge=0)
+
+
+class RecentViolation(Model):
+    """One recorded violation (the newest are kept, bounded)."""
+
+    id: str = Field(max_length=128, description="Idempotency key or server-assigned id.")
+    type: str = Field(max_length=128)
+    severity: str = Field(pattern=r"^(low|medium|high|critical)$")
+    description: str = Field("", max_length=1024)
+    time: datetime
+
+
+class GovernanceStatus(Model):
+    """Governance data aggregated by the ingest API."""
+
+    trust_score: float | None = Field(None, ge=0, le=1, description="Server-computed trust.")
+    reported_trust_score: float | None = Field(
+        None, description="Trust score the agent reported (kept beside, not trusted)."
+    )
+    interactions: int = Field(0, ge=0, description="Model interactions reported.")
+    response_time_ms: float | None = Field(None, ge=0, description="Last reported response time.")
+    violations: ViolationCounts = Field(default_factory=ViolationCounts)
+    recent_violations: list[RecentViolation] = Field(
+        default_factory=list, max_length=20, description="The newest violations, newest first."
+    )
+    last_violation_time: datetime | None = None
+
+
+class EnforcementStatus(Model):
+    """The breach action in force, if any."""
+
+    action: str = Field("None", pattern=r"^(None|Suspended|Quarantined)$")
+    breach: int = Field(0, ge=0, description="Breach counter; acknowledge it to release.")
+    reason: str = Field("", max_length=1024)
+    since: datetime | None = None
+
+
+class ChildNames(Model):
+    """Names of the objects the operator created for this agent."""
+
+    secret: str | None = None
+    config_map: str | None = None
+    deployment: str | None = None
+    service: str | None = None
+    network_policy: str | None = None
+
+
+class ApiKeyStatus(Model):
+    """Observed state of the ingest key (never the key itself)."""
+
+    rotation: int = Field(0, ge=0, description="The spec.apiKey.rotation last applied.")
+    previous_key_expires_at: datetime | None = Field(
+        None, description="When the pre-rotation key stops being accepted."
+    )
+
+
+class GovernedAgentStatus(Model):
+    """Observed state of a GovernedAgent."""
+
+    model_config = api_config(extra="allow")
+
+    observed_generation: int | None = Field(None, ge=0)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    replicas: int | None = Field(None, ge=0)
+    ready_replicas: int | None = Field(None, ge=0)
+    children: ChildNames | None = None
+    governance_identity: str | None = Field(None, description="Stable for the resource's life.")
+    api_key: ApiKeyStatus | None = None
+    heartbeat: HeartbeatStatus | None = None
+    governance: GovernanceStatus | None = None
+    enforcement: EnforcementStatus | None = None
+
+
+
+
+GOVERNED_AGENT = CustomResourceInfo(
+    kind="GovernedAgent",
+    plural="governedagents",
+    singular="governedagent",
+    short_names=("ga",),
+    spec_model=GovernedAgentSpec,
+    status_model=GovernedAgentStatus,
+    description="An AI agent deployed with a governance sidecar that enforces a policy.",
+    printer_columns=(
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+        PrinterColumn("Trust", "number", ".status.governance.trustScore"),
+        PrinterColumn("Violations", "integer", ".status.governance.violations.total"),
+        PrinterColumn("Heartbeat", "date", ".status.heartbeat.lastHeartbeat"),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+        PrinterColumn("Mode", "string", ".spec.governance.mode", priority=1),
+        PrinterColumn("Policy", "string", ".spec.governance.policyRef.name", priority=1),
+    ),
+)

@@ -1,0 +1,157 @@
+"""The ``GovernancePolicy`` custom resource: what the sidecar enforces on model calls."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from .common import Condition, Model, Severity
+from .resource import CustomResourceInfo, PrinterColumn
+
+
+class PatternScope(StrEnum):
+    """Which side of a model call a blocked pattern is checked on."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    BOTH = "both"
+
+
+class PiiAction(StrEnum):
+    """What the sidecar does with detected PII (in ``enforce`` mode)."""
+
+    BLOCK = "block"
+    REDACT = "redact"
+    REPORT = "report"
+
+
+class PiiType(StrEnum):
+    """Kinds of personal or secret data the sidecar detects."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    CREDIT_CARD = "creditCard"
+    SSN = "ssn"
+    API_KEY = "apiKey"
+
+
+class BlockedPattern(Model):
+    """A regular expression that must not appear in prompts or completions."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9]([-_a-zA-Z0-9]*[a-zA-Z0-9])?$",
+        description="Rule name, reported in violations and errors.",
+    )
+    pattern: str = Field(min_length=1, max_length=1024, description="Python regular expression.")
+    applies_to: PatternScope = Field(PatternScope.BOTH, description="request, response or both.")
+    severity: Severity = Field(Severity.HIGH, description="Severity of a match.")
+    case_insensitive: bool = Field(True, description="Match ignoring case.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression: {error}") from error
+        return value
+
+
+class PiiDetection(Model):
+    """Detection of personal data and secrets in prompts and completions."""
+
+    enabled: bool = Field(True, description="Turn PII detection on or off.")
+    action: PiiAction = Field(PiiAction.REDACT, description="block, redact or report.")
+    types: list[PiiType] = Field(
+        default_factory=lambda: list(PiiType),
+        max_length=5,
+        description="Kinds of PII to detect.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    severity: Severity = Field(Severity.MEDIUM, description="Severity of a detection.")
+
+
+class RateLimits(Model):
+    """Per-agent rate limits, enforced by the sidecar over a sliding minute."""
+
+    requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+    tokens_per_minute: int | None = Field(None, ge=1, le=100_000_000)
+
+
+class TokenBudget(Model):
+    """A token budget per window; calls beyond it are refused in enforce mode."""
+
+    tokens: int = Field(ge=1, le=10_000_000_000, description="Tokens allowed per window.")
+    window_seconds: int = Field(
+        86400, ge=60, le=2_592_000, description="Window length in seconds (1 min to 30 days)."
+    )
+
+
+class SeverityWeights(Model):
+    """Trust lost per violation of each severity."""
+
+    low: float = Field(0.01, ge=0, le=1)
+    medium: float = Field(0.05, ge=0, le=1)
+    high: float = Field(0.15, ge=0, le=1)
+    critical: float = Field(0.4, ge=0, le=1)
+
+
+class TrustScoring(Model):
+    """How the ingest API computes trust: 1 minus weighted violations, recovering over time."""
+
+    weights: SeverityWeights = Field(default_factory=SeverityWeights)
+    recovery_per_hour: float = Field(
+        0.05, ge=0, le=1, description="Trust regained per hour without violations."
+    )
+
+
+class GovernancePolicySpec(Model):
+    """Desired state of a GovernancePolicy."""
+
+    blocked_patterns: list[BlockedPattern] = Field(
+        default_factory=list,
+        max_length=128,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    pii_detection: PiiDetection = Field(default_factory=PiiDetection)
+    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=64, description="Models allowed; empty allows any."
+    )
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    budget: TokenBudget | None = Field(None, description="Token budget per window.")
+    trust_scoring: TrustScoring = Field(default_factory=TrustScoring)
+
+
+class GovernancePolicyStatus(Model):
+    """Observed state of a GovernancePolicy."""
+
+    observed_generation: int | None = Field(None, ge=0)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+
+
+GOVERNANCE_POLICY = CustomResourceInfo(
+    kind="GovernancePolicy",
+    plural="governancepolicies",
+    singular="governancepolicy",
+    short_names=("gp",),
+    spec_model=GovernancePolicySpec,
+    status_model=GovernancePolicyStatus,
+    description="What the governance sidecar enforces on every model call.",
+    printer_columns=(
+        PrinterColumn("PII", "string", ".spec.piiDetection.action"),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+    ),
+)
