@@ -1,0 +1,62 @@
+"""The ``promethios`` console script: one entry point, one subcommand per component.
+
+Subcommands import their component lazily so that ``promethios sidecar`` never
+loads kopf or the Kubernetes client (the sidecar runs in every agent pod).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+#: subcommand -> (module, function, one-line help). Each function takes argv, returns an exit code.
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "operator": (
+        "promethios.controller.main",
+        "main",
+        "run the operator (and the ingest API in-process)",
+    ),
+    "ingest": ("promethios.ingest.main", "main", "run the ingest API on its own"),
+    "sidecar": ("promethios.sidecar.main", "main", "run the governance sidecar"),
+    "crds": ("promethios.api.crdgen", "main", "write the CRD YAML generated from the models"),
+    "cluster": (
+        "promethios.localcluster",
+        "run_cli",
+        "start the embedded control plane and wait",
+    ),
+    "demo": ("promethios.demo", "main", "control plane + operator + a live governed agent"),
+}
+
+
+def usage() -> str:
+    """The help text listing every subcommand."""
+    lines = ["usage: promethios <subcommand> [options]", "", "subcommands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def resolve(name: str) -> Callable[[list[str]], int]:
+    """The function implementing a subcommand; KeyError for an unknown name."""
+    module_name, function_name, _ = SUBCOMMANDS[name]
+    function: Callable[[list[str]], int] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    return function
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``promethios <subcommand> [args...]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"promethios: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    return resolve(name)(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""One shared, rate-limited connection to the API server for the whole process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import kubernetes
+
+_lock = threading.Lock()
+_shared: kubernetes.client.ApiClient | None = None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the process connects to the API server."""
+
+    kubeconfig: str | None = None
+    """Path of a kubeconfig; None means in-cluster config, then $KUBECONFIG / ~/.kube/config."""
+    context: str | None = None
+    """Kubeconfig context to use; None for the current one."""
+    pool_size: int = 16
+    """Connections kept open to the API server, shared by every thread."""
+
+
+def load_configuration(settings: ClientSettings) -> kubernetes.client.Configuration:
+    """Resolve a client Configuration: explicit kubeconfig, else in-cluster, else default."""
+    configuration = kubernetes.client.Configuration()
+    if settings.kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    else:
+        kubernetes.config.load_kube_config(
+            config_file=settings.kubeconfig,
+            context=settings.context,
+            client_configuration=configuration,
+        )
+    configuration.connection_pool_maxsize = settings.pool_size
+    return configuration
+
+
+def shared_client(settings: ClientSettings | None = None) -> kubernetes.client.ApiClient:
+    """The process-wide ApiClient (one connection pool), created on first use."""
+    global _shared
+    with _lock:
+        if _shared is None:
+            configuration = load_configuration(settings or ClientSettings())
+            _shared = kubernetes.client.ApiClient(configuration)
+        return _shared
+
+
+def reset_shared_client() -> None:
+    """Forget the shared client (tests that switch clusters, process shutdown)."""
+    global _shared
+    with _lock:
+        if _shared is not None:
+            _shared.close()
+        _shared = None
