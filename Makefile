@@ -1,0 +1,57 @@
+# Promethios Operator — developer entry points.
+# `make run` and `make test` are the two commands a newcomer needs; see README.md.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help venv testenv run test test-unit test-integration lint format crds crds-check bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/promethios: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/promethios  ## create .venv and install the package with its dev extras
+
+testenv:  ## build the embedded control plane from Go module sources (cached, idempotent)
+	testenv/build.sh
+
+run: venv testenv  ## start the control plane, the operator and a live governed agent
+	$(BIN)/promethios demo
+
+test: venv testenv  ## every test: unit tests and integration tests against a real control plane
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv  ## unit tests only (no cluster)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: venv testenv  ## integration tests only
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
+
+lint: venv  ## ruff and mypy (strict on the package)
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+
+format: venv  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix operator tests benchmarks
+	$(BIN)/ruff format operator tests benchmarks
+
+crds: venv  ## regenerate crds/ and the chart's CRDs from the pydantic models
+	$(BIN)/promethios crds --output-dir crds
+
+crds-check: venv  ## fail if the committed CRDs drift from the models
+	$(BIN)/promethios crds --output-dir crds --check
+
+bench: venv testenv  ## benchmarks, each measured beside its floor (not tests)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:  ## remove local build and test state (not the testenv cache)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
