@@ -1,0 +1,36 @@
+"""Fixtures for tests that need the project's CRDs on the session's cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
+
+
+def crd_files() -> list[Path]:
+    """The committed CRD manifests (kept equal to the models by the unit drift test)."""
+    files = sorted(CRDS_DIR.glob("*.yaml"))
+    if not files:
+        pytest.fail(f"no CRDs in {CRDS_DIR}; run `promethios crds`", pytrace=False)
+    return files
+
+
+@pytest.fixture(scope="session")
+def crds_installed(cluster: Any) -> list[str]:
+    """Apply ``crds/*.yaml`` (server-side) once per session; wait until they are Established.
+
+    Returns the CRD names, e.g. ``governedagents.governance.promethios.ai``.
+    """
+    files = crd_files()
+    names = [path.name.removesuffix(".yaml") for path in files]
+    args = ["apply", "--server-side", "--force-conflicts", "--field-manager=promethios-tests"]
+    for path in files:
+        args += ["-f", str(path)]
+    cluster.kubectl(*args)
+    crds = [f"crd/{name}" for name in names]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
+    cluster.kubectl("wait", "--for=condition=NamesAccepted", "--timeout=60s", *crds)
+    return names
