@@ -1,0 +1,16 @@
+"""The governance ingest API: heartbeats, metrics and violations from governed agents.
+
+- :mod:`.settings`     typed settings
+- :mod:`.keystore`     API-key index fed from the operator's Secrets (contract in its docstring)
+- :mod:`.trust`        the server-side trust score formula
+- :mod:`.aggregate`    per-agent state, conditions and status rendering (pure)
+- :mod:`.enforcement`  breach detection and the Suspend/Quarantine decision (pure)
+- :mod:`.writer`       status flush policy and the coalescing writer
+- :mod:`.events`       Kubernetes Event aggregation (pure)
+- :mod:`.alerts`       AlertSink formatting (pure) and async delivery
+- :mod:`.metrics`      Prometheus metrics (own registry)
+- :mod:`.app`          aiohttp routes, auth, error mapping; :mod:`.openapi` the document
+- :mod:`.service`      glue between the HTTP layer and the state
+- :mod:`.kubeio`       real sinks and watches over :mod:`promethios.kube.governance`
+- :mod:`.main`         ``promethios ingest`` and :func:`start_ingest` for the operator
+"""

@@ -1,0 +1,237 @@
+"""The ingest service: what happens to an authenticated, validated report.
+
+Glues the pure parts (aggregation, trust, enforcement, event and alert decisions) to the
+I/O interfaces (status sink, event sink, alert sink resolver). The HTTP layer
+(:mod:`.app`) calls :meth:`IngestService.heartbeat`, :meth:`.metrics` and
+:meth:`.violations`; heartbeats and metrics are acknowledged from memory, violations only
+after the status write that records them succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
+from . import events as ev
+from .aggregate import AgentConfig, AgentState, Aggregator, Outcome, Recorded, rfc3339
+from .alerts import Alert, AlertDispatcher, ResolvedSink, SinkResolver
+from .keystore import KeyStore
+from .metrics import IngestMetrics
+from .settings import IngestSettings
+from .writer import StatusSink, StatusWriter
+
+log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    """Creates and patches core/v1 Events; both return the HTTP status."""
+
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> int: ...
+
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> int: ...
+
+
+class NoSinks:
+    """A resolver with no sinks (tests and benchmarks)."""
+
+    async def resolve(self, namespace: str, names: tuple[str, ...]) -> list[ResolvedSink]:
+        """Nothing to deliver to."""
+        return []
+
+
+class IngestService:
+    """One per process: aggregator, status writer, alerts, events, keys and metrics."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        status_sink: StatusSink,
+        keystore: KeyStore | None = None,
+        event_sink: EventSink | None = None,
+        sink_resolver: SinkResolver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.keystore = keystore or KeyStore()
+        self.aggregator = Aggregator(
+            settings.idempotency_ttl_seconds,
+            settings.idempotency_max_keys,
+            settings.history_seconds,
+            settings.history_max_events,
+        )
+        self.metrics = IngestMetrics(self.aggregator, clock, settings.max_violation_types)
+        self.writer = StatusWriter(
+            self.aggregator,
+            status_sink,
+            self.metrics,
+            clock,
+            settings.flush_interval_seconds,
+            heartbeat_interval=settings.heartbeat_flush_seconds,
+        )
+        self.alerts = AlertDispatcher(
+            sink_resolver or NoSinks(),
+            self.metrics,
+            clock,
+            settings.alert_dedup_seconds,
+            settings.alert_backoff_seconds,
+            settings.alert_queue_size,
+            self._alert_failed,
+        )
+        self.events = ev.EventAggregator(settings.event_aggregation_seconds)
+        self._event_sink = event_sink
+        self._background: set[asyncio.Task[None]] = set()
+        self._runners: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background loops (status flush/stale checker, alert delivery)."""
+        loop = asyncio.get_running_loop()
+        self._runners = [
+            loop.create_task(self.writer.run(self.settings.stale_check_seconds)),
+            loop.create_task(self.alerts.run()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop background work."""
+        for task in [*self._runners, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._runners, *self._background, return_exceptions=True)
+        await self.writer.close()
+
+    # -- agents (fed by the watch) ----------------------------------------------------------
+
+    def upsert_agent(self, config: AgentConfig, status: dict[str, Any] | None = None) -> None:
+        """An agent appeared or its spec changed."""
+        self.aggregator.upsert_agent(config, self.clock(), status)
+        self.writer.note(config.agent_id)
+
+    def remove_agent(self, agent_id: str) -> None:
+        """An agent was deleted."""
+        self.aggregator.remove_agent(agent_id)
+        self.writer.forget(agent_id)
+
+    def agent(self, agent_id: str) -> AgentState | None:
+        """The state of a known agent."""
+        return self.aggregator.agents.get(agent_id)
+
+    # -- reports ------------------------------------------------------------------------
+
+    def heartbeat(self, state: AgentState, report: HeartbeatReport, key: str | None) -> Outcome:
+        """Record a heartbeat; acknowledged from memory."""
+        outcome = self.aggregator.heartbeat(state, report, key, self.clock())
+        self.writer.note(state.config.agent_id)
+        return outcome
+
+    async def metrics_report(
+        self, state: AgentState, report: MetricsReport, key: str | None
+    ) -> Outcome:
+        """Record a metrics report; waits for the status write only if it carried violations."""
+        before = state.enforcement.breach
+        outcome = self.aggregator.metrics(state, report, key, self.clock())
+        if outcome.violations:
+            self._after_violations(state, outcome.violations, before)
+            await self.writer.flush(
+                state.config.agent_id, self.settings.status_write_timeout_seconds
+            )
+        else:
+            self.writer.note(state.config.agent_id)
+        return outcome
+
+    async def violations(
+        self, state: AgentState, violations: list[PolicyViolation], key: str | None
+    ) -> Outcome:
+        """Record violations and return once the API server has them."""
+        before = state.enforcement.breach
+        outcome = self.aggregator.violations(state, violations, key, self.clock())
+        if outcome.violations:
+            self._after_violations(state, outcome.violations, before)
+        # Duplicates wait too: a retry after a failed write must not be acknowledged early.
+        await self.writer.flush(state.config.agent_id, self.settings.status_write_timeout_seconds)
+        return outcome
+
+    def _after_violations(
+        self, state: AgentState, added: tuple[Recorded, ...], breach_before: int
+    ) -> None:
+        config = state.config
+        now = self.clock()
+        trust = state.trust_score(now)
+        for item in added:
+            self.metrics.count_violation(config.namespace, config.name, item.severity, item.type)
+            if ev.wants_event(item.severity):
+                self._violation_event(state, item)
+            self.alerts.submit(
+                Alert(
+                    config.namespace,
+                    config.name,
+                    item.id,
+                    item.type,
+                    item.severity,
+                    item.description,
+                    rfc3339(item.time) or "",
+                    trust,
+                    state.enforcement.action,
+                ),
+                config.alert_sinks,
+            )
+        if state.enforcement.breach > breach_before:
+            enforced = state.enforcement
+            text = f"breach {enforced.breach}: {enforced.reason}; action {enforced.action}"
+            self._event(state, "PolicyBreach", text, aggregate_key=None)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _violation_event(self, state: AgentState, item: Recorded) -> None:
+        text = ev.message(item.type, item.severity, item.description)
+        self._event(state, "PolicyViolation", text, aggregate_key=(item.type, item.severity))
+
+    def _event(
+        self, state: AgentState, reason: str, text: str, aggregate_key: tuple[str, str] | None
+    ) -> None:
+        if self._event_sink is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._send_event(state, reason, text, aggregate_key)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_event(
+        self, state: AgentState, reason: str, text: str, aggregate_key: tuple[str, str] | None
+    ) -> None:
+        assert self._event_sink is not None
+        config = state.config
+        now = self.clock()
+        if aggregate_key is None:
+            action = ev.EventAction(True, f"{config.name}.{int(now * 1000):x}", 1, now, now)
+        else:
+            action = self.events.record(config.namespace, config.name, *aggregate_key, now)
+        try:
+            if not action.create:
+                code = await self._event_sink.patch_event(
+                    config.namespace, action.name, ev.count_patch(action, text)
+                )
+                if code < 300:
+                    self.metrics.events.labels("patch").inc()
+                    return
+                if aggregate_key is not None:  # the Event expired or vanished: start a new series
+                    self.events.forget(config.namespace, config.name, *aggregate_key)
+                    action = self.events.record(config.namespace, config.name, *aggregate_key, now)
+            body = ev.event_body(action, config.namespace, config.name, config.uid, reason, text)
+            code = await self._event_sink.create_event(config.namespace, body)
+            self.metrics.events.labels("create" if code < 300 else "error").inc()
+        except Exception as error:  # events are best effort; never fail a report for one
+            self.metrics.events.labels("error").inc()
+            log.warning("event for %s failed: %s", config.agent_id, error)
+
+    async def _alert_failed(self, alert: Alert, sink: ResolvedSink, error: str) -> None:
+        state = self.aggregator.agents.get(alert.agent_id)
+        if state is not None:
+            text = f"alert to {sink.type} sink {sink.name} failed after retries: {error}"
+            self._event(state, "AlertDeliveryFailed", text, aggregate_key=None)

@@ -1,0 +1,62 @@
+"""Typed settings of the ingest API, one docstring per field.
+
+Defaults suit the operator's in-process ingest; ``promethios ingest`` fills them from
+its command line. Tests shorten the intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Everything the ingest API needs to run; immutable once started."""
+
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = 8443
+    """TCP port to listen on (0 picks a free port; the runner reports the real one)."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces whose GovernedAgents are served; empty means every namespace."""
+    kubeconfig: str | None = None
+    """Kubeconfig path for the shared client; None means in-cluster or the default."""
+    read_token: str | None = None
+    """Bearer token for ``GET /api/v1/governance/summary``; None disables the summary."""
+    max_body_bytes: int = 64 * 1024
+    """Largest request body accepted; larger bodies get 413."""
+    rate_per_second: float = 20.0
+    """Sustained reports per second per agent (token bucket refill rate)."""
+    rate_burst: int = 100
+    """Reports an agent may send at once before the bucket throttles it (429)."""
+    idempotency_ttl_seconds: float = 3600.0
+    """How long a report's idempotency key is remembered per agent."""
+    idempotency_max_keys: int = 4096
+    """Keys remembered per agent; the oldest are forgotten first beyond this."""
+    flush_interval_seconds: float = 30.0
+    """Least time between two routine status writes of one agent."""
+    heartbeat_flush_seconds: float = 120.0
+    """Least time between writes whose only news is a newer lastHeartbeat/uptime.
+
+    Liveness is carried by the HeartbeatFresh condition, which is written at once when it
+    flips, so refreshing the timestamp more often only loads the API server."""
+    stale_check_seconds: float = 1.0
+    """How often the stale-heartbeat checker and the flush scheduler wake."""
+    history_seconds: float = 24 * 3600.0
+    """How far back ``/summary`` can look; older history is dropped."""
+    history_max_events: int = 10_000
+    """Violations kept per agent for the summary (bounded memory)."""
+    max_violation_types: int = 50
+    """Distinct violation types given their own metric label; the rest are ``other``."""
+    event_aggregation_seconds: float = 600.0
+    """Repeats of one violation type+severity within this window patch one Event."""
+    alert_dedup_seconds: float = 300.0
+    """Repeats of one agent+type+severity within this window make one alert."""
+    alert_backoff_seconds: float = 1.0
+    """First retry delay of an alert delivery; doubles on each retry."""
+    alert_queue_size: int = 1000
+    """Alerts waiting for delivery; beyond this new alerts are dropped and counted."""
+    resync_seconds: float = 300.0
+    """How often the Kubernetes watches re-list from scratch."""
+    status_write_timeout_seconds: float = 10.0
+    """Time a violation report waits for its status write before answering 503."""

@@ -1,0 +1,218 @@
+"""Status write-back: a report never maps one-to-one to an API server write.
+
+Flush policy (pure, :func:`flush_due`): an agent's status is written
+
+- at once when something a person would want to see changed — the heartbeat state, a
+  condition's status, the enforcement action/breach — or a violation of severity ≥ high
+  was recorded (``urgent``), or a caller awaits the write (violations are acknowledged only
+  once the API server has them);
+- otherwise at most once per ``flush_interval`` per agent, and only if anything changed;
+- when only ``lastHeartbeat``/``uptime`` moved, at most once per ``heartbeat_flush``
+  (default 120 s): the HeartbeatFresh condition already says whether the agent is alive.
+
+One write per agent is in flight at a time; callers that await a flush while a write is
+running join the next one, so concurrent violations for one agent coalesce into a single
+write. Writes go through a :class:`StatusSink` (the real one runs the synchronous
+Kubernetes client in a worker thread; tests use an in-memory one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .aggregate import AgentState, Aggregator, refresh, status_body
+from .metrics import IngestMetrics
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_ERROR = 5.0
+
+
+class StatusSink(Protocol):
+    """Where ingest-owned status goes; returns the HTTP status of the write (404: gone)."""
+
+    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int: ...
+
+
+class StatusWriteError(Exception):
+    """A status write failed; the report should be retried by the client."""
+
+
+def signature(state: AgentState) -> tuple[Any, ...]:
+    """The parts of the state whose change warrants an immediate write."""
+    conditions = tuple(sorted((ctype, c.status) for ctype, c in state.conditions.items()))
+    return (state.heartbeat_state, conditions, state.enforcement.action, state.enforcement.breach)
+
+
+def flush_due(
+    *,
+    dirty: bool,
+    urgent: bool,
+    significant: bool,
+    last_write: float,
+    now: float,
+    interval: float,
+    heartbeat_dirty: bool = False,
+    heartbeat_interval: float = math.inf,
+) -> bool:
+    """Whether to write an agent's status now (see the module docstring)."""
+    if urgent:
+        return True
+    if dirty:
+        return significant or now - last_write >= interval
+    return heartbeat_dirty and now - last_write >= heartbeat_interval
+
+
+@dataclass
+class _Track:
+    """Per-agent write bookkeeping."""
+
+    written_version: int = -1
+    written_heartbeat_version: int = -1
+    written_signature: tuple[Any, ...] | None = None
+    last_write: float = -math.inf
+    retry_at: float = -math.inf
+    urgent: bool = False
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class StatusWriter:
+    """Flushes agents' status according to :func:`flush_due`; one per process."""
+
+    def __init__(
+        self,
+        aggregator: Aggregator,
+        sink: StatusSink,
+        metrics: IngestMetrics,
+        clock: Callable[[], float],
+        interval: float = 30.0,
+        concurrency: int = 8,
+        heartbeat_interval: float = 120.0,
+    ) -> None:
+        self._aggregator = aggregator
+        self._sink = sink
+        self._metrics = metrics
+        self._clock = clock
+        self._interval = interval
+        self._heartbeat_interval = max(interval, heartbeat_interval)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tracks: dict[str, _Track] = {}
+        self.writes = 0
+
+    def note(self, agent_id: str, urgent: bool = False) -> None:
+        """A report changed ``agent_id``'s state: write now if the policy says so."""
+        track = self._tracks.setdefault(agent_id, _Track())
+        track.urgent |= urgent
+        self._maybe_start(agent_id, track, self._clock())
+
+    async def flush(self, agent_id: str, wait_seconds: float) -> None:
+        """Wait until a write that includes the current state has succeeded."""
+        track = self._tracks.setdefault(agent_id, _Track())
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        track.waiters.append(waiter)
+        track.urgent = True
+        self._maybe_start(agent_id, track, self._clock())
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), wait_seconds)
+        except TimeoutError as error:
+            raise StatusWriteError("status write timed out") from error
+
+    def tick(self) -> None:
+        """Periodic pass: re-evaluate conditions (staleness, trust recovery), flush due."""
+        now = self._clock()
+        for agent_id, state in list(self._aggregator.agents.items()):
+            refresh(state, now)
+            track = self._tracks.setdefault(agent_id, _Track())
+            self._maybe_start(agent_id, track, now)
+
+    async def run(self, period: float) -> None:
+        """Call :meth:`tick` every ``period`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.tick()
+            except Exception:  # a bug here must not stop status writes for good
+                log.exception("status writer tick failed")
+
+    async def close(self) -> None:
+        """Cancel in-flight writes (shutdown)."""
+        tasks = [t.task for t in self._tracks.values() if t.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def forget(self, agent_id: str) -> None:
+        """Drop bookkeeping for a deleted agent (waiters fail)."""
+        track = self._tracks.pop(agent_id, None)
+        if track is not None:
+            _resolve(track.waiters, StatusWriteError("agent deleted"))
+
+    def _maybe_start(self, agent_id: str, track: _Track, now: float) -> None:
+        if track.task is not None:
+            return  # the running write re-checks when it finishes
+        state = self._aggregator.agents.get(agent_id)
+        if state is None:
+            _resolve(track.waiters, StatusWriteError("unknown agent"))
+            track.waiters = []
+            return
+        if now < track.retry_at and not track.waiters:
+            return
+        due = flush_due(
+            dirty=state.version != track.written_version,
+            urgent=track.urgent or bool(track.waiters),
+            significant=signature(state) != track.written_signature,
+            last_write=track.last_write,
+            now=now,
+            interval=self._interval,
+            heartbeat_dirty=state.heartbeat_version != track.written_heartbeat_version,
+            heartbeat_interval=self._heartbeat_interval,
+        )
+        if due:
+            track.task = asyncio.get_running_loop().create_task(self._write(agent_id, track, state))
+
+    async def _write(self, agent_id: str, track: _Track, state: AgentState) -> None:
+        waiters, track.waiters, track.urgent = track.waiters, [], False
+        version, sig = state.version, signature(state)
+        heartbeat_version = state.heartbeat_version
+        try:
+            async with self._slots:
+                now = self._clock()
+                code = await self._sink.apply_status(
+                    state.config.namespace, state.config.name, status_body(state, now)
+                )
+            if code >= 300:
+                raise StatusWriteError(f"status write answered {code}")
+        except Exception as error:  # any failure: keep dirty, retry later, fail the waiters
+            self._metrics.status_writes.labels("error").inc()
+            track.retry_at = self._clock() + RETRY_AFTER_ERROR
+            log.warning("status write for %s failed: %s", agent_id, error)
+            _resolve(waiters, StatusWriteError(str(error)))
+        else:
+            self.writes += 1
+            self._metrics.status_writes.labels("ok").inc()
+            track.written_version, track.written_signature = version, sig
+            track.written_heartbeat_version = heartbeat_version
+            track.last_write = self._clock()
+            _resolve(waiters, None)
+        finally:
+            track.task = None
+        if track.waiters or track.urgent:
+            self._maybe_start(agent_id, track, self._clock())
+
+
+def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
