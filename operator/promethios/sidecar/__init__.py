@@ -1,0 +1,18 @@
+"""The governance sidecar: runs beside every agent, enforces its policy, reports for it.
+
+- :mod:`.main`       ``promethios sidecar`` entry point
+- :mod:`.app`        aiohttp wiring: listeners, routes, background loops
+- :mod:`.proxy`      the OpenAI/Anthropic-compatible model proxy
+- :mod:`.sse`        policy checks on streamed (SSE) completions
+- :mod:`.reporting`  the agent-facing heartbeat/metrics/violations endpoints
+- :mod:`.delivery`   heartbeats, metrics and spooled violations to the ingest API
+- :mod:`.spool`      the durable, bounded violation spool
+- :mod:`.state`      shared live state: policy, limits, counters, trust estimate
+- :mod:`.policy`     the pure policy engine (blocked patterns, PII, models)
+- :mod:`.pii`        PII and secret detectors, Luhn check, redaction
+- :mod:`.ratelimit`  sliding-window rate limits and the token budget
+- :mod:`.config`     loading and watching the mounted config and secret files
+- :mod:`.metrics`    the Prometheus metrics
+
+It must never import kopf or the Kubernetes client: it runs in every agent pod.
+"""

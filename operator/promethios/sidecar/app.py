@@ -1,0 +1,179 @@
+"""Wiring: the agent-facing app, the metrics app and the background loops.
+
+:class:`Sidecar` owns one :class:`~.state.SidecarState`, two HTTP client
+sessions (model provider, ingest API, so an ingest outage never starves model
+calls), two listeners and four background tasks (config poll, heartbeat,
+metrics, violation delivery). The agent-facing listener binds ``listen_host``
+(localhost); the metrics listener binds all interfaces because Prometheus and
+the kubelet's probes reach it from outside the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from promethios.api.wire import PATH_HEARTBEAT, PATH_METRICS, PATH_VIOLATIONS
+
+from .config import ConfigStore, Snapshot
+from .delivery import Delivery, IngestClient
+from .proxy import MODEL_PATHS, ModelProxy
+from .reporting import ReportingApi
+from .state import SidecarState
+
+log = logging.getLogger(__name__)
+
+CONFIG_POLL_SECONDS = 3.0
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+class Sidecar:
+    """One running sidecar; ``start()`` binds and starts the loops, ``stop()`` undoes it."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        poll_seconds: float = CONFIG_POLL_SECONDS,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+        loops: bool = True,
+    ) -> None:
+        self.store = ConfigStore(config_path, on_change=self._on_change)
+        self.state = SidecarState(self.store)
+        self.poll_seconds = poll_seconds
+        self.backoff = (backoff_base, backoff_cap)
+        self.loops = loops
+        self.agent_port = 0
+        self.metrics_port = 0
+        self.tasks: list[asyncio.Task[None]] = []
+        self._runners: list[web.AppRunner] = []
+        self._sessions: list[aiohttp.ClientSession] = []
+        self.delivery: Delivery | None = None
+
+    def _on_change(self, old: Snapshot, new: Snapshot) -> None:
+        # The store is created before the state; the first reload can only come later.
+        if hasattr(self, "state"):
+            self.state.apply_snapshot(old, new)
+
+    # -- apps ------------------------------------------------------------------
+
+    def agent_app(self, proxy: ModelProxy, reporting: ReportingApi) -> web.Application:
+        """The agent-facing routes: reporting, model proxy, health."""
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.router.add_post(PATH_HEARTBEAT, reporting.heartbeat)
+        app.router.add_post(PATH_METRICS, reporting.metrics)
+        app.router.add_post(PATH_VIOLATIONS, reporting.violations)
+        for path in MODEL_PATHS:
+            app.router.add_post(path, proxy.call)
+        app.router.add_get("/v1/models", proxy.models)
+        app.router.add_get("/v1/models/{model:.+}", proxy.models)
+        self._add_health(app)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """Prometheus metrics and the probes."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        self._add_health(app)
+        return app
+
+    def _add_health(self, app: web.Application) -> None:
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if not self.store.current.api_key:
+            return web.json_response(
+                {"status": "not ready", "reason": "no ingest API key"}, status=503
+            )
+        return web.json_response({"status": "ready"})
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(self.state.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, agent_port: int | None = None, metrics_port: int | None = None) -> None:
+        """Bind both listeners (ports default to the config's; 0 picks a free one) and run."""
+        config = self.store.config
+        upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        ingest = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8))
+        self._sessions = [upstream, ingest]
+        client = IngestClient(self.state, ingest)
+        self.delivery = Delivery(self.state, client, *self.backoff)
+        agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state, client))
+        self.agent_port = await self._serve(
+            agent, config.listen_host, config.proxy_port if agent_port is None else agent_port
+        )
+        self.metrics_port = await self._serve(
+            self.metrics_app(),
+            "0.0.0.0",
+            config.metrics_port if metrics_port is None else metrics_port,
+        )
+        self._spawn(self._poll_loop)
+        if self.loops:
+            self._spawn(self.delivery.heartbeat_loop)
+            self._spawn(self.delivery.metrics_loop)
+            self._spawn(self.delivery.violation_loop)
+        log.info(
+            "sidecar for %s listening on %s:%d (metrics :%d)",
+            config.agent_id,
+            config.listen_host,
+            self.agent_port,
+            self.metrics_port,
+        )
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runners.append(runner)
+        return int(runner.addresses[-1][1])
+
+    def _spawn(self, loop: Callable[[], Awaitable[None]]) -> None:
+        async def guarded() -> None:
+            # A bug in one loop must not silently stop delivery: log and restart it.
+            while True:
+                try:
+                    await loop()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("sidecar loop %s failed; restarting", loop.__name__)
+                    await asyncio.sleep(1.0)
+
+        self.tasks.append(asyncio.create_task(guarded(), name=loop.__name__))
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            errors = self.store.reload_errors
+            self.store.poll()
+            if self.store.reload_errors > errors:
+                self.state.metrics.config_reloads.labels(result="error").inc()
+
+    async def stop(self) -> None:
+        """Stop the loops and listeners; the spool keeps whatever is undelivered."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        for session in self._sessions:
+            await session.close()
+        self._sessions.clear()

@@ -1,0 +1,405 @@
+"""The policy engine: what the sidecar allows, redacts, blocks and reports.
+
+Pure (no I/O, no clock): the proxy hands it texts, JSON payloads and model names,
+and gets back :class:`Finding` objects (each one a violation to report) plus the
+possibly redacted text. ``enforce`` mode blocks and redacts; ``audit`` mode only
+reports, so the same finding list comes back in both modes and only the
+``blocked`` / rewritten output differs.
+
+Excerpts in findings are always redacted: the matched text is replaced by a
+placeholder and every kind of PII around it is redacted too, so a violation
+report never carries the raw prompt or the secret that was found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from promethios.api.governedagent import GovernanceMode
+from promethios.api.policy import GovernancePolicySpec, PatternScope, PiiAction, PiiType
+
+from . import pii
+
+Side = Literal["request", "response"]
+Action = Literal["block", "redact", "report"]
+
+#: Keys whose string values (or lists of strings) are prompt or completion text.
+TEXT_KEYS = frozenset({"content", "text", "prompt", "input", "system", "arguments", "partial_json"})
+EXCERPT_RADIUS = 40
+EXCERPT_MAX = 200
+
+#: Severities of rules the policy has no severity field for.
+SEVERITY_MODEL_NOT_ALLOWED = "high"
+SEVERITY_RATE_LIMIT = "medium"
+SEVERITY_BUDGET = "high"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One breach of policy; becomes one violation report."""
+
+    code: str  # violation type and error code, e.g. ``pii.email``
+    rule: str  # the policy rule, e.g. ``piiDetection.email``
+    severity: str
+    description: str
+    action: Action
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        """True if this finding stops the call (enforce mode only ever sets ``block``)."""
+        return self.action == "block"
+
+
+@dataclass
+class TextVerdict:
+    """The outcome of inspecting one text."""
+
+    text: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> Finding | None:
+        """The first finding that blocks, if any."""
+        return next((f for f in self.findings if f.blocks), None)
+
+
+@dataclass
+class PayloadVerdict:
+    """The outcome of inspecting a JSON payload: the rewritten payload and findings."""
+
+    payload: Any
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> Finding | None:
+        """The first finding that blocks, if any."""
+        return next((f for f in self.findings if f.blocks), None)
+
+
+@dataclass(frozen=True, eq=False)
+class _Span:
+    start: int
+    end: int
+    label: str  # placeholder kind
+    finding_code: str
+    redact: bool  # replaced in the forwarded text (enforce + redact)
+
+
+def sanitize(text: str, spans: Iterable[_Span]) -> tuple[str, dict[_Span, tuple[int, int]]]:
+    """``text`` with every span and every PII value redacted, and where each span landed.
+
+    Redacting the whole text before cutting an excerpt means the excerpt's edges
+    can never cut a secret in half and leave a recognisable part of it behind.
+    """
+    spans = list(spans)
+    all_spans: list[tuple[int, int, str, _Span | None]] = [
+        (s.start, s.end, s.label, s) for s in spans
+    ]
+    all_spans += [(m.start, m.end, m.kind.value, None) for m in pii.find_pii(text, list(PiiType))]
+    # Earliest first, longest first; overlapping spans merge into the first one.
+    all_spans.sort(key=lambda item: (item[0], -item[1]))
+    out: list[str] = []
+    where: dict[_Span, tuple[int, int]] = {}
+    cursor = length = 0
+    last_start = 0
+    for start, end, label, span in all_spans:
+        if start < cursor:  # inside a span already redacted
+            if span is not None:
+                where[span] = (last_start, length)
+            cursor = max(cursor, end)
+            continue
+        out.append(text[cursor:start])
+        length += start - cursor
+        last_start = length
+        marker = pii.placeholder(label)
+        out.append(marker)
+        length += len(marker)
+        if span is not None:
+            where[span] = (last_start, length)
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out), where
+
+
+def excerpt_of(sanitized: str, where: tuple[int, int]) -> str:
+    """A short excerpt of an already sanitized text around one redacted span."""
+    start, end = where
+    lo, hi = max(0, start - EXCERPT_RADIUS), min(len(sanitized), end + EXCERPT_RADIUS)
+    excerpt = f"{'…' if lo else ''}{sanitized[lo:hi]}{'…' if hi < len(sanitized) else ''}"
+    return excerpt[:EXCERPT_MAX]
+
+
+class PolicyEngine:
+    """Compiled policy for one mode; all methods are pure."""
+
+    def __init__(
+        self,
+        policy: GovernancePolicySpec,
+        mode: GovernanceMode | str,
+        provider_allowed_models: Iterable[str] = (),
+    ) -> None:
+        self.policy = policy
+        self.enforce = GovernanceMode(mode) == GovernanceMode.ENFORCE
+        self.allowed_models = _intersect(policy.allowed_models, list(provider_allowed_models))
+        self._patterns = [
+            (
+                p.name,
+                re.compile(p.pattern, re.IGNORECASE if p.case_insensitive else 0),
+                PatternScope(p.applies_to),
+                str(p.severity),
+            )
+            for p in policy.blocked_patterns
+        ]
+        detection = policy.pii_detection
+        self._pii_kinds = [str(k) for k in detection.types] if detection.enabled else []
+        self._pii_action = PiiAction(detection.action)
+        self._pii_severity = str(detection.severity)
+
+    # -- models ---------------------------------------------------------------
+
+    def check_model(self, model: str | None) -> Finding | None:
+        """A ``model_not_allowed`` finding if ``model`` is outside the allowed set."""
+        if self.allowed_models is None or model in self.allowed_models:
+            return None
+        return Finding(
+            code="model_not_allowed",
+            rule="allowedModels",
+            severity=SEVERITY_MODEL_NOT_ALLOWED,
+            description=f"model {model!r} is not in the allowed models",
+            action=self._block_action(),
+            context={"model": model, "allowedModels": sorted(self.allowed_models)},
+        )
+
+    # -- texts ----------------------------------------------------------------
+
+    def inspect_text(self, text: str, side: Side) -> TextVerdict:
+        """Blocked patterns and PII in one text; the text comes back redacted if required."""
+        spans = self._spans(text, side)
+        findings = self._findings(text, spans, side)
+        redacted = pii.redact_spans(text, ((s.start, s.end, s.label) for s in spans if s.redact))
+        return TextVerdict(redacted, findings)
+
+    def inspect_payload(self, payload: Any, side: Side) -> PayloadVerdict:
+        """Every prompt/completion text inside a JSON payload (OpenAI or Anthropic shape)."""
+        findings: list[Finding] = []
+
+        def visit(text: str) -> str:
+            verdict = self.inspect_text(text, side)
+            findings.extend(verdict.findings)
+            return verdict.text
+
+        return PayloadVerdict(map_texts(payload, visit), findings)
+
+    def stream_scanner(self, hold: int = 64) -> StreamScanner:
+        """A scanner for one streamed completion text (one choice or content block)."""
+        return StreamScanner(self, hold)
+
+    @property
+    def inspects_responses(self) -> bool:
+        """True if any rule applies to completions (else streams pass through untouched)."""
+        return bool(self._pii_kinds) or any(
+            scope != PatternScope.REQUEST for _, _, scope, _ in self._patterns
+        )
+
+    def _spans(self, text: str, side: Side) -> list[_Span]:
+        spans: list[_Span] = []
+        for name, regex, scope, _severity in self._patterns:
+            if scope not in (PatternScope.BOTH, PatternScope(side)):
+                continue
+            for match in regex.finditer(text):
+                if match.end() > match.start():
+                    spans.append(
+                        _Span(
+                            match.start(), match.end(), "blocked", f"blocked_pattern.{name}", False
+                        )
+                    )
+        redact = self.enforce and self._pii_action == PiiAction.REDACT
+        for found in pii.find_pii(text, self._pii_kinds) if self._pii_kinds else ():
+            spans.append(
+                _Span(found.start, found.end, found.kind.value, f"pii.{found.kind.value}", redact)
+            )
+        spans.sort(key=lambda s: (s.start, s.end))
+        return spans
+
+    def _findings(self, text: str, spans: list[_Span], side: Side) -> list[Finding]:
+        """One finding per span, each with an excerpt of the fully sanitized text."""
+        if not spans:
+            return []
+        sanitized, where = sanitize(text, spans)
+        return [self._finding(excerpt_of(sanitized, where[s]), s, side) for s in spans]
+
+    def _blocks(self, span: _Span) -> bool:
+        """True if a span stops the call (enforce mode: patterns, PII with action block)."""
+        if span.finding_code.startswith("blocked_pattern."):
+            return self.enforce
+        return self._pii_effective_action() == "block"
+
+    def _finding(self, excerpt: str, span: _Span, side: Side) -> Finding:
+        if span.finding_code.startswith("blocked_pattern."):
+            name = span.finding_code.split(".", 1)[1]
+            severity = next(s for n, _, _, s in self._patterns if n == name)
+            return Finding(
+                code=span.finding_code,
+                rule=f"blockedPatterns.{name}",
+                severity=severity,
+                description=f"{side} matches blocked pattern {name!r}",
+                action=self._block_action(),
+                context={"side": side, "excerpt": excerpt},
+            )
+        kind = span.label
+        return Finding(
+            code=span.finding_code,
+            rule=f"piiDetection.{kind}",
+            severity=self._pii_severity,
+            description=f"{side} contains PII ({kind})",
+            action=self._pii_effective_action(),
+            context={"side": side, "excerpt": excerpt},
+        )
+
+    def _block_action(self) -> Action:
+        return "block" if self.enforce else "report"
+
+    def _pii_effective_action(self) -> Action:
+        if not self.enforce or self._pii_action == PiiAction.REPORT:
+            return "report"
+        return "block" if self._pii_action == PiiAction.BLOCK else "redact"
+
+    # -- limits (findings built here so codes and shapes live in one place) ---
+
+    def limit_finding(self, code: str, retry_after: float, detail: str) -> Finding:
+        """A rate-limit or budget finding (``rate_limit.requests|tokens``, ``budget.exhausted``)."""
+        rule = {
+            "rate_limit.requests": "rateLimits.requestsPerMinute",
+            "rate_limit.tokens": "rateLimits.tokensPerMinute",
+            "budget.exhausted": "budget.tokens",
+        }[code]
+        severity = SEVERITY_BUDGET if code == "budget.exhausted" else SEVERITY_RATE_LIMIT
+        return Finding(
+            code=code,
+            rule=rule,
+            severity=severity,
+            description=detail,
+            action=self._block_action(),
+            context={"retryAfterSeconds": round(retry_after, 3)},
+        )
+
+
+def _intersect(policy_models: list[str], provider_models: list[str]) -> frozenset[str] | None:
+    """Allowed models: the intersection of both lists, an empty list meaning any."""
+    if not policy_models and not provider_models:
+        return None
+    if not policy_models:
+        return frozenset(provider_models)
+    if not provider_models:
+        return frozenset(policy_models)
+    return frozenset(policy_models) & frozenset(provider_models)
+
+
+def map_texts(payload: Any, fn: Callable[[str], str], in_text: bool = False) -> Any:
+    """A copy of ``payload`` with ``fn`` applied to every prompt/completion string.
+
+    A string is text if its key is in :data:`TEXT_KEYS`, or it sits in a list
+    under such a key (``prompt: [...]``, ``input: [...]``). Other strings (model,
+    role, ids) are left alone.
+    """
+    if isinstance(payload, dict):
+        return {k: map_texts(v, fn, k in TEXT_KEYS) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [map_texts(item, fn, in_text) for item in payload]
+    if isinstance(payload, str) and in_text:
+        return fn(payload)
+    return payload
+
+
+def collect_texts(payload: Any) -> list[str]:
+    """Every prompt/completion string in ``payload`` (for token estimates)."""
+    texts: list[str] = []
+
+    def keep(text: str) -> str:
+        texts.append(text)
+        return text
+
+    map_texts(payload, keep)
+    return texts
+
+
+class StreamScanner:
+    """Incremental inspection of a streamed completion text.
+
+    Text is held back by up to ``hold`` characters so a match split across two
+    deltas is still seen whole before any of it reaches the agent. A match is
+    decided (reported, redacted or blocking) only once it ends before the
+    held-back tail, so it is reported exactly once. Limit: a match longer than
+    ``hold`` characters whose start was already released is not detected.
+    """
+
+    def __init__(self, engine: PolicyEngine, hold: int) -> None:
+        self.engine = engine
+        self.hold = hold
+        self._pending = ""
+        self.released = 0  # characters released so far, for token estimates
+
+    def feed(self, delta: str) -> TextVerdict:
+        """Add a delta; returns the text that may be released now and the findings."""
+        self._pending += delta
+        return self._release(final=False)
+
+    def flush(self) -> TextVerdict:
+        """Release everything still held (end of the stream)."""
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> TextVerdict:
+        text = self._pending
+        spans = self.engine._spans(text, "response")
+        blocking = [s for s in spans if self.engine._blocks(s)]
+        if blocking:
+            # A complete blocking match stops the stream at once, held tail or not.
+            return TextVerdict("", self.engine._findings(text, blocking[:1], "response"))
+        cut = len(text) if final else max(0, len(text) - self.hold)
+        # Latest match first, so moving the cut back never uncovers a straddling one.
+        for span in sorted(spans, key=lambda s: s.start, reverse=True):
+            if span.start < cut < span.end:
+                cut = span.start  # a match reaching into the held tail may still grow
+        done = [s for s in spans if s.end <= cut]
+        findings = self.engine._findings(text, done, "response")
+        released = pii.redact_spans(
+            text[:cut], ((s.start, s.end, s.label) for s in done if s.redact)
+        )
+        self._pending = text[cut:]
+        self.released += cut
+        return TextVerdict(released, findings)
+
+
+class TrustEstimator:
+    """The sidecar's local trust-score estimate (0-100), fed by its own findings.
+
+    Same model as the ingest API's: each violation costs its severity weight, and
+    trust recovers linearly per hour. Time is passed in, so it stays pure.
+    """
+
+    def __init__(self, policy: GovernancePolicySpec, now: float) -> None:
+        self.policy = policy
+        self.score = 100.0
+        self._at = now
+
+    def record(self, severity: str, now: float) -> None:
+        """Lower the score for one violation of ``severity``."""
+        self._recover(now)
+        weight = float(getattr(self.policy.trust_scoring.weights, severity, 0.0))
+        self.score = max(0.0, self.score - weight * 100.0)
+
+    def value(self, now: float) -> float:
+        """The current estimate."""
+        self._recover(now)
+        return round(self.score, 3)
+
+    def _recover(self, now: float) -> None:
+        hours = max(0.0, now - self._at) / 3600.0
+        self.score = min(
+            100.0, self.score + hours * self.policy.trust_scoring.recovery_per_hour * 100
+        )
+        self._at = now

@@ -1,0 +1,158 @@
+"""Test doubles for the sidecar HTTP tests: a fake model provider and an ingest recorder.
+
+The fake provider is the only test double: a local aiohttp server speaking the
+OpenAI and Anthropic wire shapes (it stands in for a SaaS). The ingest recorder
+is a local server that records what the sidecar delivers and dedupes
+violations by idempotency key, as the real ingest API does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from promethios.sidecar.app import Sidecar
+
+
+@dataclass
+class Upstream:
+    """The fake model provider."""
+
+    requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    stream_chunks: list[str] = field(default_factory=lambda: ["Hello ", "world"])
+    gate: asyncio.Event | None = None  # when set, the stream waits for it after the first chunk
+    reply: str = "a plain answer"
+    usage: dict[str, int] | None = field(default_factory=lambda: {"total_tokens": 30})
+    server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/v1"))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json() if request.can_read_body else None
+        self.requests.append((request.path, dict(request.headers), body))
+        headers = {"x-request-id": "req-1", "x-leak": "Bearer whatever", "set-cookie": "s=1"}
+        if request.path == "/v1/models":
+            return web.json_response({"data": [{"id": "gpt-test"}]}, headers=headers)
+        if body and body.get("stream"):
+            return await self.stream(request, headers)
+        if request.path == "/v1/messages":
+            answer: dict[str, Any] = {
+                "type": "message",
+                "content": [{"type": "text", "text": self.reply}],
+            }
+            if self.usage:
+                answer["usage"] = {
+                    "input_tokens": 10,
+                    "output_tokens": self.usage["total_tokens"] - 10,
+                }
+        else:
+            answer = {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
+            }
+            if self.usage:
+                answer["usage"] = self.usage
+        return web.json_response(answer, headers=headers)
+
+    async def stream(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i, text in enumerate(self.stream_chunks):
+            chunk = {
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if i == 0 and self.gate is not None:
+                await asyncio.wait_for(self.gate.wait(), 5)
+        final = {
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
+        return response
+
+
+@dataclass
+class Ingest:
+    """The ingest recorder."""
+
+    expected_key: str = "key-1"
+    status: int = 200  # what to answer when the key is right (e.g. 503 = outage)
+    requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    violations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicates: int = 0
+    server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url(""))
+
+    def bodies(self, path: str) -> list[Any]:
+        return [b for p, _, b in self.requests if p == path]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append((request.path, dict(request.headers), body))
+        if request.headers.get("Authorization") != f"Bearer {self.expected_key}":
+            return web.json_response({"error": "unauthorized", "message": "bad key"}, status=401)
+        if self.status >= 300:
+            return web.json_response({"error": "down", "message": "down"}, status=self.status)
+        if request.path.endswith("/violations"):
+            items = [body["violation"]] if "violation" in body else body["violations"]
+            for item in items:
+                if item["idempotencyKey"] in self.violations:
+                    self.duplicates += 1
+                self.violations[item["idempotencyKey"]] = item
+        return web.json_response({"accepted": 1, "duplicates": 0}, status=202)
+
+
+async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> TestServer:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def write_config(tmp_path: Path, upstream_url: str, ingest_url: str, **overrides: Any) -> Path:
+    (tmp_path / "api-key").write_text("key-1\n")
+    (tmp_path / "provider").write_text("cred-secret-123")
+    provider = {
+        "type": "openai",
+        "baseUrl": upstream_url,
+        "credentialFile": str(tmp_path / "provider"),
+        **overrides.pop("provider", {}),
+    }
+    config = {
+        "agentId": "team-a/agent-1",
+        "governanceIdentity": "gid-1",
+        "policyName": "default",
+        "provider": provider,
+        "ingest": {
+            "url": ingest_url,
+            "apiKeyFile": str(tmp_path / "api-key"),
+            "heartbeatIntervalSeconds": 1,
+            "metricsIntervalSeconds": 1,
+        },
+        "spoolDir": str(tmp_path / "spool"),
+        **overrides,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+SidecarFactory = Callable[..., Awaitable[Sidecar]]
