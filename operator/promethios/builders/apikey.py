@@ -1,0 +1,204 @@
+"""The per-agent ingest API key: its Secret and the rotation state machine.
+
+The Secret follows the contract the ingest API reads (see
+``promethios.ingest.keystore``): ``apiKey`` holds the key, ``apiKeySha256`` its hex
+SHA-256, and during a rotation ``previousApiKeySha256`` plus the annotation
+``promethios.ai/previous-key-expires-at``. The key is generated once and read back
+on every reconcile; only a rotation or a quarantine replaces it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..api.common import ANNOTATION_PREFIX
+from .meta import ANNOTATION_IDENTITY, Agent, ChildNames, Manifest, object_meta, stamp_applied_hash
+
+COMPONENT = "api-key"
+DATA_KEY = "apiKey"
+DATA_SHA256 = "apiKeySha256"
+DATA_PREVIOUS_SHA256 = "previousApiKeySha256"
+ANNOTATION_PREVIOUS_EXPIRES = f"{ANNOTATION_PREFIX}/previous-key-expires-at"
+#: The spec.apiKey.rotation the Secret's key belongs to (kept with the key, atomically).
+ANNOTATION_ROTATION = f"{ANNOTATION_PREFIX}/api-key-rotation"
+#: The enforcement breach whose quarantine already revoked the key (revoke once per breach).
+ANNOTATION_REVOKED_BREACH = f"{ANNOTATION_PREFIX}/revoked-for-breach"
+
+
+def generate_api_key() -> str:
+    """A fresh 256-bit key, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def sha256_hex(key: str) -> str:
+    """Lowercase hex SHA-256 of the key's UTF-8 bytes, as ``apiKeySha256`` holds it."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, second precision, ``Z`` suffix: the form Kubernetes itself writes."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str | None) -> datetime | None:
+    """The moment an RFC 3339 string names; None when absent or unparsable."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What the Secret should hold after this reconcile (the key stays out of reprs)."""
+
+    api_key: str = field(repr=False)
+    rotation: int
+    previous_sha256: str | None = None
+    previous_expires_at: datetime | None = None
+    revoked_breach: int | None = None
+    #: (reason, message) for a Normal Event; never contains the key.
+    event: tuple[str, str] | None = None
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the current key."""
+        return sha256_hex(self.api_key)
+
+
+@dataclass(frozen=True)
+class _LiveKey:
+    """The key-related facts read back from the existing Secret."""
+
+    api_key: str | None
+    rotation: int | None
+    previous_sha256: str | None
+    previous_expires_at: datetime | None
+    revoked_breach: int | None
+
+
+def _decode(data: Mapping[str, Any], key: str) -> str | None:
+    raw = data.get(key)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def read_live_key(secret: Mapping[str, Any] | None) -> _LiveKey:
+    """Extract the key facts from a live Secret (None when there is no Secret yet)."""
+    if not secret:
+        return _LiveKey(None, None, None, None, None)
+    metadata = secret.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    data = secret.get("data") or {}
+    return _LiveKey(
+        api_key=_decode(data, DATA_KEY) or None,
+        rotation=_int_or_none(annotations.get(ANNOTATION_ROTATION)),
+        previous_sha256=_decode(data, DATA_PREVIOUS_SHA256),
+        previous_expires_at=parse_rfc3339(annotations.get(ANNOTATION_PREVIOUS_EXPIRES)),
+        revoked_breach=_int_or_none(annotations.get(ANNOTATION_REVOKED_BREACH)),
+    )
+
+
+def plan_api_key(
+    agent: Agent,
+    live_secret: Mapping[str, Any] | None,
+    now: datetime,
+    *,
+    revoke_for_breach: int | None = None,
+    new_key: Callable[[], str] = generate_api_key,
+) -> KeyState:
+    """Decide the key for this reconcile: keep, create, rotate, revoke, or expire the previous.
+
+    - no Secret (or no key in it): create a key for the current rotation;
+    - quarantined for a breach not yet revoked: a new key and *no* previous key, so the
+      old key stops working at once;
+    - spec.apiKey.rotation above the Secret's: a new key; the old key's hash stays
+      valid for spec.apiKey.gracePeriodSeconds;
+    - otherwise keep the key, dropping the previous hash once it has expired.
+    """
+    live = read_live_key(live_secret)
+    wanted = agent.spec.api_key.rotation
+    if live.api_key is None:
+        return KeyState(new_key(), wanted, revoked_breach=revoke_for_breach)
+    applied = live.rotation if live.rotation is not None else wanted
+    if revoke_for_breach is not None and live.revoked_breach != revoke_for_breach:
+        return KeyState(
+            new_key(),
+            max(applied, wanted),
+            revoked_breach=revoke_for_breach,
+            event=("ApiKeyRevoked", f"quarantine of breach {revoke_for_breach} revoked the key"),
+        )
+    if wanted > applied:
+        return _rotated(agent, live, wanted, now, new_key())
+    previous, expires = live.previous_sha256, live.previous_expires_at
+    if previous is None or expires is None or expires <= now:
+        previous, expires = None, None
+    return KeyState(live.api_key, applied, previous, expires, live.revoked_breach)
+
+
+def _rotated(agent: Agent, live: _LiveKey, rotation: int, now: datetime, key: str) -> KeyState:
+    """A rotation: the new key now, the previous one accepted for the grace period."""
+    assert live.api_key is not None
+    grace = agent.spec.api_key.grace_period_seconds
+    message = f"rotation {rotation}: new key issued; previous key valid for {grace}s"
+    if grace == 0:
+        return KeyState(key, rotation, None, None, live.revoked_breach, ("ApiKeyRotated", message))
+    # Whole seconds, because the annotation has second precision.
+    expires = now.replace(microsecond=0) + timedelta(seconds=grace)
+    return KeyState(
+        key,
+        rotation,
+        sha256_hex(live.api_key),
+        expires,
+        live.revoked_breach,
+        ("ApiKeyRotated", message),
+    )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def build_api_key_secret(agent: Agent, state: KeyState) -> Manifest:
+    """The ``<name>-api-key`` Secret, exactly as the ingest contract specifies."""
+    annotations = {
+        ANNOTATION_IDENTITY: agent.governance_identity,
+        ANNOTATION_ROTATION: str(state.rotation),
+    }
+    data = {DATA_KEY: _b64(state.api_key), DATA_SHA256: _b64(state.sha256)}
+    if state.previous_sha256 and state.previous_expires_at:
+        data[DATA_PREVIOUS_SHA256] = _b64(state.previous_sha256)
+        annotations[ANNOTATION_PREVIOUS_EXPIRES] = rfc3339(state.previous_expires_at)
+    if state.revoked_breach is not None:
+        annotations[ANNOTATION_REVOKED_BREACH] = str(state.revoked_breach)
+    manifest: Manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": object_meta(
+            agent, ChildNames.of(agent.name).secret, COMPONENT, annotations=annotations
+        ),
+        "type": "Opaque",
+        "data": data,
+    }
+    return stamp_applied_hash(manifest)

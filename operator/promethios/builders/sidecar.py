@@ -1,0 +1,126 @@
+"""The governance sidecar's configuration (``config.json``) and the ConfigMap holding it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .. import __version__
+from ..api.governedagent import ProviderType
+from ..api.policy import GovernancePolicySpec
+from ..api.sidecarconfig import (
+    API_KEY_MOUNT,
+    CONFIG_KEY,
+    PROVIDER_CREDENTIAL_MOUNT,
+    IngestConfig,
+    ProviderConfig,
+    SidecarConfig,
+)
+from .meta import (
+    ANNOTATION_CONFIG_HASH,
+    Agent,
+    ChildNames,
+    Manifest,
+    object_meta,
+    stamp_applied_hash,
+)
+
+COMPONENT = "sidecar-config"
+DEFAULT_SIDECAR_IMAGE = f"ghcr.io/promethios/promethios-operator:{__version__}"
+#: Where the sidecars report when the operator is installed by the chart (in-process ingest).
+DEFAULT_INGEST_URL = "http://promethios-operator.promethios-system.svc:8443"
+#: File names inside the sidecar's secret mounts (``items`` projects only these keys).
+API_KEY_FILE = "apiKey"
+PROVIDER_CREDENTIAL_FILE = "credential"
+
+#: Upstream base URLs, in the form each provider's own SDK uses as its base URL: the
+#: OpenAI SDK's default base includes ``/v1`` and appends ``/chat/completions``; the
+#: Anthropic SDK's default is the bare host and appends ``/v1/messages``. The sidecar
+#: forwards the path the agent's SDK sent below its local base URL onto this base.
+PROVIDER_BASE_URLS: dict[str, str] = {
+    ProviderType.OPENAI.value: "https://api.openai.com/v1",
+    ProviderType.ANTHROPIC.value: "https://api.anthropic.com",
+}
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Operator-wide inputs to the builders (from the command line, not from any spec)."""
+
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    ingest_url: str = DEFAULT_INGEST_URL
+    #: Server minor version ≥ 29: run the sidecar as a native sidecar (restartable init).
+    native_sidecar: bool = True
+    metrics_interval_seconds: int = 60
+
+
+def default_base_url(provider: str) -> str:
+    """The provider's public API base URL; ``custom`` has none (its spec requires one)."""
+    try:
+        return PROVIDER_BASE_URLS[provider]
+    except KeyError:
+        raise ValueError(f"provider {provider!r} has no default base URL") from None
+
+
+def build_sidecar_config(
+    agent: Agent,
+    policy_name: str,
+    policy: GovernancePolicySpec,
+    settings: BuildSettings,
+) -> SidecarConfig:
+    """Resolve policy, governance, provider and ingest settings into the sidecar's file."""
+    provider = agent.spec.model_provider
+    governance = agent.spec.governance
+    credential_file = (
+        f"{PROVIDER_CREDENTIAL_MOUNT}/{PROVIDER_CREDENTIAL_FILE}"
+        if provider.credentials_secret_ref
+        else None
+    )
+    return SidecarConfig(
+        agent_id=agent.agent_id,
+        governance_identity=agent.governance_identity,
+        mode=governance.mode,
+        policy_name=policy_name,
+        policy=policy,
+        provider=ProviderConfig(
+            type=provider.type,
+            base_url=provider.base_url or default_base_url(str(provider.type)),
+            credential_file=credential_file,
+            allowed_models=list(provider.allowed_models),
+        ),
+        ingest=IngestConfig(
+            url=settings.ingest_url,
+            api_key_file=f"{API_KEY_MOUNT}/{API_KEY_FILE}",
+            heartbeat_interval_seconds=governance.heartbeat_interval_seconds,
+            metrics_interval_seconds=settings.metrics_interval_seconds,
+        ),
+    )
+
+
+def render_config(config: SidecarConfig) -> str:
+    """config.json text: camelCase, key-sorted, so equal configs render byte-for-byte equal."""
+    return json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, indent=2)
+
+
+def config_hash(rendered: str) -> str:
+    """Hash of config.json; on the pod template it rolls the pods when the config changes."""
+    return hashlib.sha256(rendered.encode()).hexdigest()[:16]
+
+
+def build_config_map(agent: Agent, config: SidecarConfig) -> tuple[Manifest, str]:
+    """The ConfigMap with ``config.json``, and the config hash for the pod template."""
+    rendered = render_config(config)
+    digest = config_hash(rendered)
+    manifest: Manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(
+            agent,
+            ChildNames.of(agent.name).config_map,
+            COMPONENT,
+            annotations={ANNOTATION_CONFIG_HASH: digest},
+        ),
+        "data": {CONFIG_KEY: rendered},
+    }
+    return stamp_applied_hash(manifest), digest

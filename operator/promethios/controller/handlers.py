@@ -1,0 +1,216 @@
+"""Thin kopf handlers: each one finds the affected agents and calls the one reconcile.
+
+Handlers are synchronous on purpose: kopf runs them in its thread pool, so the
+blocking Kubernetes client never runs on the event loop. All of them share one
+:class:`~promethios.controller.reconcile.ReconcileContext` (one connection pool).
+
+How dependents recover by themselves: an index maps each referenced object
+(GovernancePolicy, provider Secret, AlertSink) to the agents that reference it; a
+watch on those kinds reconciles the dependents as soon as a reference appears or
+changes. Child Deployments report rollouts the same way. Periodic drift repair
+is :mod:`promethios.controller.resync`, not a kopf timer (kopf timers put a
+finalizer on every agent, and deletions would then need a running operator).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from ..api.common import ANNOTATION_PREFIX, FIELD_MANAGER, GROUP, VERSION
+from ..builders.meta import LABEL_AGENT, ChildNames
+from . import conditions as cond
+from .plan import Plan
+from .reconcile import InvalidSpec, ReconcileContext, reconcile_agent, reconcile_named
+
+log = logging.getLogger(__name__)
+
+AGENTS = (GROUP, VERSION, "governedagents")
+MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+MISSING_REFERENCE_REASONS = {
+    cond.POLICY_NOT_FOUND,
+    cond.PROVIDER_SECRET_NOT_FOUND,
+    cond.ALERT_SINK_NOT_FOUND,
+}
+MAX_BACKOFF = 300.0
+INDEX = "agents_by_reference"
+
+IndexKey = tuple[str, str, str]
+
+
+def backoff(retry: int) -> float:
+    """5 s, 10 s, 20 s … up to 5 min: retries of a missing reference slow down."""
+    return float(min(5.0 * 2**retry, MAX_BACKOFF))
+
+
+def references_of(namespace: str, spec: Mapping[str, Any]) -> list[IndexKey]:
+    """(kind, namespace, name) of every object an agent's spec refers to."""
+    keys: list[IndexKey] = []
+    policy = ((spec.get("governance") or {}).get("policyRef") or {}).get("name")
+    if policy:
+        keys.append(("GovernancePolicy", namespace, policy))
+    secret = ((spec.get("modelProvider") or {}).get("credentialsSecretRef") or {}).get("name")
+    if secret:
+        keys.append(("Secret", namespace, secret))
+    for sink in spec.get("alertSinks") or []:
+        if sink.get("name"):
+            keys.append(("AlertSink", namespace, sink["name"]))
+    return keys
+
+
+def enforcement_key(status: Mapping[str, Any]) -> tuple[str, int]:
+    """The part of status.enforcement (written by the ingest API) the operator acts on."""
+    enforcement = status.get("enforcement") or {}
+    return str(enforcement.get("action") or "None"), int(enforcement.get("breach") or 0)
+
+
+def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    """Register every handler on ``registry``, closing over the shared context."""
+    _register_settings(registry)
+    _register_agent_handlers(ctx, registry)
+    _register_reference_handlers(ctx, registry)
+    _register_child_handlers(ctx, registry)
+
+
+def _register_settings(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.startup(registry=registry, id="configure")
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf's bookkeeping lives in annotations, never in the user's status.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=ANNOTATION_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = 8
+        settings.watching.server_timeout = 300
+
+
+def _reconcile_or_retry(ctx: ReconcileContext, body: Mapping[str, Any], retry: int) -> None:
+    """Reconcile; a missing reference becomes a retry with growing delay."""
+    try:
+        plan: Plan = reconcile_agent(body, ctx)
+    except InvalidSpec as error:
+        raise kopf.PermanentError(f"invalid spec: {error}") from error
+    if plan.blocker is not None and plan.blocker.reason in MISSING_REFERENCE_REASONS:
+        raise kopf.TemporaryError(plan.blocker.message, delay=backoff(retry))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The parts of a kopf watch event the handlers use."""
+
+    type: str | None
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> Seen:
+        """From a handler's keyword arguments (``type`` is None for the initial listing)."""
+        return cls(
+            type=kwargs.get("type"),
+            namespace=kwargs.get("namespace") or "",
+            name=kwargs.get("name") or "",
+            labels=kwargs.get("labels") or {},
+        )
+
+
+def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    seen_enforcement: dict[str, tuple[str, int]] = {}
+
+    @kopf.on.resume(*AGENTS, registry=registry, id="reconcile-resume")
+    @kopf.on.create(*AGENTS, registry=registry, id="reconcile-create")
+    @kopf.on.update(*AGENTS, registry=registry, id="reconcile-update")
+    def reconcile_changed(*, body: kopf.Body, retry: int, **_: Any) -> None:
+        seen_enforcement[body.metadata.uid or ""] = enforcement_key(body.get("status") or {})
+        _reconcile_or_retry(ctx, body, retry)
+
+    @kopf.on.event(*AGENTS, registry=registry, id="enforcement")
+    def enforcement_changed(*, body: kopf.Body, **kwargs: Any) -> None:
+        # Status changes are not "updates" to kopf; the ingest API's enforcement is one.
+        seen, uid = Seen.of(kwargs), body.metadata.uid or ""
+        if seen.type == "DELETED":
+            seen_enforcement.pop(uid, None)
+            ctx.forget(uid)
+            return
+        key = enforcement_key(body.get("status") or {})
+        previous = seen_enforcement.get(uid)
+        seen_enforcement[uid] = key
+        if seen.type is not None and previous is not None and previous != key:
+            reconcile_agent(body, ctx)
+
+    @kopf.index(*AGENTS, registry=registry, id=INDEX)
+    def agents_by_reference(*, spec: kopf.Spec, **kwargs: Any) -> dict[IndexKey, str]:
+        seen = Seen.of(kwargs)
+        return {key: seen.name for key in references_of(seen.namespace, spec)}
+
+
+def _reconcile_dependents(ctx: ReconcileContext, names: Iterable[str], namespace: str) -> None:
+    for name in sorted(set(names)):
+        try:
+            reconcile_named(ctx, namespace, name)
+        except Exception:
+            log.exception("reconcile of %s/%s failed", namespace, name)
+
+
+def dependents(kwargs: Mapping[str, Any], kind: str, seen: Seen) -> list[str]:
+    """Agents whose spec refers to the object of this event (from the kopf index)."""
+    index: kopf.Index[IndexKey, str] = kwargs[INDEX]
+    return list(index.get((kind, seen.namespace, seen.name), []))
+
+
+def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.event(GROUP, VERSION, "governancepolicies", registry=registry, id="policy")
+    def policy_event(**kwargs: Any) -> None:
+        seen = Seen.of(kwargs)
+        if seen.type is not None:  # the initial listing is covered by the agents' resume
+            _reconcile_dependents(ctx, dependents(kwargs, "GovernancePolicy", seen), seen.namespace)
+
+    @kopf.on.event(GROUP, VERSION, "alertsinks", registry=registry, id="alert-sink")
+    def alert_sink_event(**kwargs: Any) -> None:
+        seen = Seen.of(kwargs)
+        if seen.type in ("ADDED", "DELETED"):  # only existence matters to the operator
+            _reconcile_dependents(ctx, dependents(kwargs, "AlertSink", seen), seen.namespace)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="secret")
+    def secret_event(**kwargs: Any) -> None:
+        seen = Seen.of(kwargs)
+        if seen.type is not None:
+            names = [*dependents(kwargs, "Secret", seen), *_owner_if_deleted_child(seen, "secret")]
+            _reconcile_dependents(ctx, names, seen.namespace)
+
+
+def _owner_if_deleted_child(seen: Seen, child: str) -> list[str]:
+    """The owning agent of a managed child that was just deleted (to recreate it)."""
+    agent = seen.labels.get(LABEL_AGENT)
+    managed = seen.labels.get("app.kubernetes.io/managed-by") == FIELD_MANAGER
+    if seen.type != "DELETED" or not managed or not agent:
+        return []
+    return [agent] if getattr(ChildNames.of(agent), child) == seen.name else []
+
+
+def _register_child_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployment")
+    def deployment_event(**kwargs: Any) -> None:
+        # Rollout progress and deletions: status.replicas/readyReplicas and Ready follow.
+        seen = Seen.of(kwargs)
+        agent = seen.labels.get(LABEL_AGENT)
+        if seen.type is not None and agent:
+            _reconcile_dependents(ctx, [agent], seen.namespace)
+
+    @kopf.on.event("", "v1", "configmaps", labels=MANAGED, registry=registry, id="config-map")
+    def config_map_event(**kwargs: Any) -> None:
+        seen = Seen.of(kwargs)
+        _reconcile_dependents(ctx, _owner_if_deleted_child(seen, "config_map"), seen.namespace)
+
+    @kopf.on.event("", "v1", "services", labels=MANAGED, registry=registry, id="service")
+    def service_event(**kwargs: Any) -> None:
+        seen = Seen.of(kwargs)
+        _reconcile_dependents(ctx, _owner_if_deleted_child(seen, "service"), seen.namespace)

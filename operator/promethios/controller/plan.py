@@ -1,0 +1,338 @@
+"""Pure planning: from what was read (the agent, its references, its live children)
+to what must be written (children to apply or delete, status, events).
+
+Nothing here performs I/O, so every decision of the reconcile is unit-testable with
+plain dicts and an injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..api.policy import GovernancePolicySpec
+from ..builders import (
+    BuildSettings,
+    ChildNames,
+    KeyState,
+    build_api_key_secret,
+    build_config_map,
+    build_deployment,
+    build_network_policy,
+    build_service,
+    build_sidecar_config,
+    plan_api_key,
+)
+from ..builders.apikey import generate_api_key, rfc3339
+from ..builders.meta import Agent, Manifest
+from . import conditions as cond
+
+ENFORCEMENT_SUSPENDED = "Suspended"
+ENFORCEMENT_QUARANTINED = "Quarantined"
+ENFORCEMENT_NONE = "None"
+
+WARNING = "Warning"
+NORMAL = "Normal"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the reconcile read from the API server for one agent."""
+
+    agent: Agent
+    #: The policy's spec; None when the GovernancePolicy does not exist.
+    policy: GovernancePolicySpec | None
+    #: Data keys of the provider Secret; None when it does not exist (or none is referenced).
+    provider_secret_keys: frozenset[str] | None
+    missing_alert_sinks: tuple[str, ...] = ()
+    #: Live children by kind ("Secret", "ConfigMap", "Deployment", "Service", "NetworkPolicy").
+    live: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    #: The agent's whole status as read (ingest-owned parts included, read-only here).
+    status: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the agent (messages never contain key material)."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    """What the reconcile must write. Empty lists and None mean: write nothing."""
+
+    apply: list[Manifest] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)
+    #: The operator-owned status to server-side-apply; None when unchanged.
+    status: dict[str, Any] | None = None
+    #: A merge patch for status.enforcement (release only); None otherwise.
+    release: dict[str, Any] | None = None
+    events: list[Event] = field(default_factory=list)
+    #: A missing reference: the handler retries with backoff.
+    blocker: cond.Blocker | None = None
+    #: When the previous API key expires (the next reconcile after it drops the hash).
+    next_key_expiry: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """The breach action in force after considering the agent's acknowledgement."""
+
+    action: str
+    breach: int
+    release: bool
+
+
+def enforcement_of(observed: Observed) -> Enforcement:
+    """Active enforcement from status.enforcement, unless acknowledged in the spec."""
+    raw = observed.status.get("enforcement") or {}
+    action = str(raw.get("action") or ENFORCEMENT_NONE)
+    breach = int(raw.get("breach") or 0)
+    if action == ENFORCEMENT_NONE:
+        return Enforcement(ENFORCEMENT_NONE, breach, release=False)
+    if observed.agent.spec.governance.acknowledged_breach >= breach:
+        return Enforcement(ENFORCEMENT_NONE, breach, release=True)
+    return Enforcement(action, breach, release=False)
+
+
+def missing_reference(observed: Observed) -> cond.Blocker | None:
+    """The first missing reference, naming the object, or None when all exist."""
+    agent = observed.agent
+    policy_name = agent.spec.governance.policy_ref.name
+    if observed.policy is None:
+        return cond.Blocker(
+            cond.POLICY_NOT_FOUND,
+            f"GovernancePolicy {agent.namespace}/{policy_name} not found",
+        )
+    ref = agent.spec.model_provider.credentials_secret_ref
+    if ref is not None:
+        keys = observed.provider_secret_keys
+        if keys is None:
+            return cond.Blocker(
+                cond.PROVIDER_SECRET_NOT_FOUND, f"Secret {agent.namespace}/{ref.name} not found"
+            )
+        if ref.key not in keys:
+            return cond.Blocker(
+                cond.PROVIDER_SECRET_NOT_FOUND,
+                f"Secret {agent.namespace}/{ref.name} has no key {ref.key!r}",
+            )
+    if observed.missing_alert_sinks:
+        names = ", ".join(f"{agent.namespace}/{n}" for n in observed.missing_alert_sinks)
+        return cond.Blocker(cond.ALERT_SINK_NOT_FOUND, f"AlertSink {names} not found")
+    return None
+
+
+def enforcement_blocker(agent: Agent, enforcement: Enforcement) -> cond.Blocker | None:
+    """Why the agent is scaled to zero on purpose (enforcement or spec.suspend)."""
+    release = f"set spec.governance.acknowledgedBreach to {enforcement.breach} to release"
+    if enforcement.action == ENFORCEMENT_QUARANTINED:
+        return cond.Blocker(
+            cond.QUARANTINED, f"quarantined after breach {enforcement.breach}; {release}"
+        )
+    if enforcement.action == ENFORCEMENT_SUSPENDED:
+        return cond.Blocker(
+            cond.ENFORCEMENT_SUSPENDED, f"suspended after breach {enforcement.breach}; {release}"
+        )
+    if agent.spec.suspend:
+        return cond.Blocker(cond.SUSPENDED, "spec.suspend is true: scaled to zero", degraded=False)
+    return None
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field of ``desired`` has the same value in ``live``.
+
+    Server defaults add fields, so the live object is compared as a superset; lists
+    must match element by element. Removed fields are caught by the applied-hash
+    annotation, which is part of ``desired``.
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and is_subset(value, live[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return bool(desired == live)
+
+
+def needs_apply(desired: Manifest, live: Mapping[str, Any] | None) -> bool:
+    """Apply only when the child is missing or differs: unchanged agents cost no writes."""
+    return live is None or not is_subset(desired, live)
+
+
+def desired_replicas(agent: Agent, enforcement: Enforcement) -> int | None:
+    """0 when suspended or enforced; else spec.replicas (None: leave it to the cluster)."""
+    if agent.spec.suspend or enforcement.action != ENFORCEMENT_NONE:
+        return 0
+    return agent.spec.replicas
+
+
+def plan_agent(
+    observed: Observed,
+    settings: BuildSettings,
+    now: datetime,
+    new_key: Callable[[], str] = generate_api_key,
+) -> Plan:
+    """The writes that bring the agent's children and status to the desired state."""
+    agent = observed.agent
+    names = ChildNames.of(agent.name)
+    plan = Plan()
+    enforcement = enforcement_of(observed)
+    if enforcement.release:
+        plan.release = release_patch(enforcement)
+        plan.events.append(
+            Event(NORMAL, "Released", f"breach {enforcement.breach} acknowledged; restoring")
+        )
+    quarantined = enforcement.action == ENFORCEMENT_QUARANTINED
+    key = plan_api_key(
+        agent,
+        observed.live.get("Secret"),
+        now,
+        revoke_for_breach=enforcement.breach if quarantined else None,
+        new_key=new_key,
+    )
+    _add(plan, build_api_key_secret(agent, key), observed.live.get("Secret"))
+    if key.event:
+        plan.events.append(Event(NORMAL, *key.event))
+    plan.next_key_expiry = key.previous_expires_at
+    _plan_quarantine(plan, observed, quarantined, names.network_policy)
+
+    blocker = missing_reference(observed)
+    plan.blocker = blocker
+    if observed.policy is not None and not _workload_blocked(blocker):
+        _plan_workload(plan, observed, settings, desired_replicas(agent, enforcement))
+
+    conditions = cond.desired_conditions(
+        blocker or enforcement_blocker(agent, enforcement),
+        cond.rollout_of(observed.live.get("Deployment")),
+    )
+    _warn_on_new_blocker(plan, observed, blocker)
+    status = desired_status(observed, conditions, key, quarantined, now)
+    if status_differs(status, observed.status):
+        plan.status = status
+    return plan
+
+
+def _workload_blocked(blocker: cond.Blocker | None) -> bool:
+    """A missing policy or provider Secret keeps the pods from starting; an AlertSink does not."""
+    return blocker is not None and blocker.reason != cond.ALERT_SINK_NOT_FOUND
+
+
+def _add(plan: Plan, desired: Manifest, live: Mapping[str, Any] | None) -> None:
+    if needs_apply(desired, live):
+        plan.apply.append(desired)
+
+
+def _plan_quarantine(plan: Plan, observed: Observed, quarantined: bool, name: str) -> None:
+    live = observed.live.get("NetworkPolicy")
+    if quarantined:
+        _add(plan, build_network_policy(observed.agent), live)
+        if live is None:
+            message = "quarantined: pods scaled to zero, traffic denied, API key revoked"
+            plan.events.append(Event(WARNING, cond.QUARANTINED, message))
+    elif live is not None:
+        plan.delete.append(("NetworkPolicy", name))
+
+
+def _plan_workload(
+    plan: Plan, observed: Observed, settings: BuildSettings, replicas: int | None
+) -> None:
+    agent, policy = observed.agent, observed.policy
+    assert policy is not None
+    config = build_sidecar_config(agent, agent.spec.governance.policy_ref.name, policy, settings)
+    config_map, digest = build_config_map(agent, config)
+    _add(plan, config_map, observed.live.get("ConfigMap"))
+    deployment = build_deployment(agent, settings, digest, replicas)
+    _add(plan, deployment, observed.live.get("Deployment"))
+    _add(plan, build_service(agent), observed.live.get("Service"))
+
+
+def _warn_on_new_blocker(plan: Plan, observed: Observed, blocker: cond.Blocker | None) -> None:
+    """One Warning Event per transition into a missing reference, not one per retry."""
+    if blocker is None:
+        return
+    ready: Mapping[str, Any] = next(
+        (c for c in observed.status.get("conditions") or [] if c.get("type") == cond.READY), {}
+    )
+    if ready.get("reason") != blocker.reason or ready.get("message") != blocker.message:
+        plan.events.append(Event(WARNING, blocker.reason, blocker.message))
+
+
+def release_patch(enforcement: Enforcement) -> dict[str, Any]:
+    """Clears the enforcement, keeping the breach counter the ingest API increments."""
+    return {
+        "status": {
+            "enforcement": {
+                "action": ENFORCEMENT_NONE,
+                "breach": enforcement.breach,
+                "reason": f"breach {enforcement.breach} acknowledged",
+                "since": None,
+            }
+        }
+    }
+
+
+def desired_status(
+    observed: Observed,
+    values: Mapping[str, cond.ConditionValue],
+    key: KeyState,
+    quarantined: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    """The operator-owned part of status (ingest-owned fields are left out entirely)."""
+    agent = observed.agent
+    names = ChildNames.of(agent.name)
+    rollout = cond.rollout_of(observed.live.get("Deployment"))
+    children: dict[str, str] = {
+        "secret": names.secret,
+        "configMap": names.config_map,
+        "deployment": names.deployment,
+        "service": names.service,
+    }
+    if quarantined:
+        children["networkPolicy"] = names.network_policy
+    api_key: dict[str, Any] = {"rotation": key.rotation}
+    if key.previous_expires_at is not None:
+        api_key["previousKeyExpiresAt"] = rfc3339(key.previous_expires_at)
+    status: dict[str, Any] = {
+        "observedGeneration": agent.generation,
+        "conditions": cond.owned_conditions(
+            observed.status.get("conditions") or [], values, cond.format_time(now), agent.generation
+        ),
+        "children": children,
+        "governanceIdentity": agent.governance_identity,
+        "apiKey": api_key,
+    }
+    if rollout.exists:
+        status["replicas"] = rollout.replicas
+        status["readyReplicas"] = rollout.ready
+    return status
+
+
+def status_differs(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether applying ``desired`` would change anything the operator owns."""
+    for key, value in desired.items():
+        if key == "conditions":
+            mine = [c for c in current.get("conditions") or [] if c.get("type") in cond.OWNED_TYPES]
+            if sorted(mine, key=_type) != sorted(value, key=_type):
+                return True
+        elif current.get(key) != value:
+            return True
+    # A field the operator stopped setting (e.g. the previous key's expiry) must be removed.
+    return _dropped(desired, current)
+
+
+def _type(condition: Mapping[str, Any]) -> str:
+    return str(condition.get("type"))
+
+
+def _dropped(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    return any(key in current and key not in desired for key in ("replicas", "readyReplicas"))

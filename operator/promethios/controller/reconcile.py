@@ -1,0 +1,176 @@
+"""The one idempotent reconcile: read the world, plan, write only what differs.
+
+``reconcile_agent`` is called on create, update and resume, after a reference or a
+child changes, and periodically for drift. Calling it twice in a row writes nothing
+the second time: children are applied only when they differ from the live objects,
+status only when the operator's part of it changes, and Events only on transitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+
+from ..api.governedagent import GovernedAgentSpec, GovernedAgentStatus
+from ..api.policy import GovernancePolicySpec
+from ..builders import BuildSettings, ChildNames
+from ..builders.apikey import generate_api_key
+from ..builders.meta import Agent
+from ..kube import apply as kapply
+from ..kube import objects
+from . import conditions as cond
+from .plan import ENFORCEMENT_QUARANTINED, Observed, Plan, plan_agent
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ReconcileContext:
+    """What a reconcile needs besides the agent: the client, settings, clock, key source."""
+
+    client: Any  # kubernetes.client.ApiClient (kept Any: only kube/ imports kubernetes)
+    settings: BuildSettings = field(default_factory=BuildSettings)
+    clock: Callable[[], datetime] = _utcnow
+    new_key: Callable[[], str] = generate_api_key
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock_for(self, uid: str) -> threading.Lock:
+        """One lock per agent: handlers, child events and the resync never interleave."""
+        with self._locks_guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    def forget(self, uid: str) -> None:
+        """Drop a deleted agent's lock."""
+        with self._locks_guard:
+            self._locks.pop(uid, None)
+
+
+class InvalidSpec(ValueError):
+    """The stored spec does not validate against the model (CRD and model disagree)."""
+
+
+def parse_agent(body: Mapping[str, Any]) -> Agent:
+    """The typed Agent of a GovernedAgent body."""
+    metadata = body["metadata"]
+    try:
+        spec = GovernedAgentSpec.model_validate(body.get("spec") or {})
+        status = GovernedAgentStatus.model_validate(body.get("status") or {})
+    except pydantic.ValidationError as error:
+        raise InvalidSpec(str(error)) from error
+    return Agent(
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        uid=metadata["uid"],
+        generation=int(metadata.get("generation", 1)),
+        spec=spec,
+        status=status,
+    )
+
+
+def observe(client: Any, agent: Agent, status: Mapping[str, Any]) -> Observed:
+    """Read the agent's references and live children (GETs only)."""
+    ns, names = agent.namespace, ChildNames.of(agent.name)
+    policy_body = objects.get_policy(client, ns, agent.spec.governance.policy_ref.name)
+    policy = (
+        GovernancePolicySpec.model_validate(policy_body.get("spec") or {})
+        if policy_body is not None
+        else None
+    )
+    ref = agent.spec.model_provider.credentials_secret_ref
+    keys = objects.secret_keys(client, ns, ref.name) if ref is not None else None
+    missing = tuple(
+        sink.name
+        for sink in agent.spec.alert_sinks
+        if not objects.alert_sink_exists(client, ns, sink.name)
+    )
+    live: dict[str, Mapping[str, Any] | None] = {
+        "Secret": objects.get(client, "Secret", ns, names.secret),
+        "ConfigMap": objects.get(client, "ConfigMap", ns, names.config_map),
+        "Deployment": objects.get(client, "Deployment", ns, names.deployment),
+        "Service": objects.get(client, "Service", ns, names.service),
+    }
+    if _may_have_network_policy(status):
+        live["NetworkPolicy"] = objects.get(client, "NetworkPolicy", ns, names.network_policy)
+    return Observed(agent, policy, keys, missing, live, status)
+
+
+def _may_have_network_policy(status: Mapping[str, Any]) -> bool:
+    """Only a quarantine (now or just released) makes a NetworkPolicy; else skip the GET."""
+    enforcement = status.get("enforcement") or {}
+    children = status.get("children") or {}
+    return enforcement.get("action") == ENFORCEMENT_QUARANTINED or bool(
+        children.get("networkPolicy")
+    )
+
+
+def reconcile_agent(body: Mapping[str, Any], ctx: ReconcileContext) -> Plan:
+    """Bring one GovernedAgent's children and status to the desired state; idempotent."""
+    metadata = body["metadata"]
+    if metadata.get("deletionTimestamp"):
+        return Plan()  # owner references let the garbage collector remove the children
+    with ctx.lock_for(metadata["uid"]):
+        agent = parse_agent(body)
+        status = body.get("status") or {}
+        observed = observe(ctx.client, agent, status)
+        plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
+        execute(ctx, body, agent, plan)
+        return plan
+
+
+def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: Plan) -> None:
+    """Perform the plan's writes: children first, then status, then Events."""
+    client, ns = ctx.client, agent.namespace
+    for manifest in plan.apply:
+        kapply.apply(client, manifest)
+        log.info("applied %s %s/%s", manifest["kind"], ns, manifest["metadata"]["name"])
+    for kind, name in plan.delete:
+        kapply.delete(client, kind, ns, name)
+        log.info("deleted %s %s/%s", kind, ns, name)
+    if plan.release is not None:
+        # A merge patch with a resourceVersion precondition: a breach recorded by the
+        # ingest API after our read makes this fail (409) instead of being overwritten.
+        patch = {
+            **plan.release,
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+        }
+        kapply.merge_patch(client, "GovernedAgent", ns, agent.name, patch, subresource="status")
+    if plan.status is not None:
+        try:
+            kapply.apply_status(client, ns, agent.name, plan.status)
+        except kapply.ApiException as error:
+            if error.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+    now = cond.format_time(ctx.clock())
+    for event in plan.events:
+        _post_event(ctx, body, event.type, event.reason, event.message, now)
+
+
+def _post_event(
+    ctx: ReconcileContext, body: Mapping[str, Any], type_: str, reason: str, message: str, now: str
+) -> None:
+    """Events are best-effort: a failure to post one must not fail the reconcile."""
+    try:
+        kapply.post_event(ctx.client, body, type_, reason, message, now)
+    except Exception:
+        log.warning(
+            "could not post event %s on %s", reason, body["metadata"]["name"], exc_info=True
+        )
+
+
+def reconcile_named(ctx: ReconcileContext, namespace: str, name: str) -> Plan | None:
+    """Read a GovernedAgent afresh and reconcile it; None when it no longer exists."""
+    body = objects.get_governed_agent(ctx.client, namespace, name)
+    if body is None:
+        return None
+    return reconcile_agent(body, ctx)

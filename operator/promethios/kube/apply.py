@@ -1,0 +1,190 @@
+"""Writes: server-side apply of any object, merge patches, deletes, and raw requests.
+
+Every write carries the field manager ``promethios-operator``. Objects are plain dicts;
+the typed models are serialised by the caller. Requests go through the process-wide
+:func:`~promethios.kube.client.shared_client`, so every thread shares one pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kubernetes
+
+from ..api.common import FIELD_MANAGER, GROUP, VERSION
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_CONTENT_TYPE = "application/merge-patch+json"
+REQUEST_TIMEOUT = 30.0
+
+ApiException = kubernetes.client.exceptions.ApiException
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a kind lives in the REST API."""
+
+    api_version: str
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        """The namespaced collection or object path, optionally with a subresource."""
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        path = f"{prefix}/namespaces/{namespace}/{self.plural}"
+        if name is not None:
+            path += f"/{name}"
+        if subresource is not None:
+            path += f"/{subresource}"
+        return path
+
+
+KINDS: dict[str, Kind] = {
+    "Secret": Kind("v1", "secrets"),
+    "ConfigMap": Kind("v1", "configmaps"),
+    "Service": Kind("v1", "services"),
+    "Event": Kind("v1", "events"),
+    "Deployment": Kind("apps/v1", "deployments"),
+    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
+    "GovernedAgent": Kind(f"{GROUP}/{VERSION}", "governedagents"),
+    "GovernancePolicy": Kind(f"{GROUP}/{VERSION}", "governancepolicies"),
+    "AlertSink": Kind(f"{GROUP}/{VERSION}", "alertsinks"),
+}
+
+
+def request(
+    client: kubernetes.client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: Sequence[tuple[str, str]] = (),
+    body: Any = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """One authenticated request; the decoded JSON response. Raises ApiException on non-2xx."""
+    serialized = client.param_serialize(
+        method,
+        path,
+        query_params=list(query) or None,
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+    response.read()
+    text = response.data.decode() if response.data else ""
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=text, data=None)
+    return cast(dict[str, Any], json.loads(text)) if text else {}
+
+
+def apply(
+    client: kubernetes.client.ApiClient,
+    manifest: Mapping[str, Any],
+    *,
+    subresource: str | None = None,
+    field_manager: str = FIELD_MANAGER,
+) -> dict[str, Any]:
+    """Server-side apply ``manifest`` (force: the operator owns what it sets)."""
+    metadata = manifest["metadata"]
+    path = KINDS[manifest["kind"]].path(metadata["namespace"], metadata["name"], subresource)
+    return request(
+        client,
+        "PATCH",
+        path,
+        query=[("fieldManager", field_manager), ("force", "true")],
+        body=dict(manifest),
+        content_type=APPLY_CONTENT_TYPE,
+    )
+
+
+def apply_status(
+    client: kubernetes.client.ApiClient, namespace: str, name: str, status: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Server-side apply the operator's part of a GovernedAgent's status.
+
+    Conditions are a list-map keyed by type, so applying Ready/Progressing/Degraded
+    leaves the ingest API's conditions alone.
+    """
+    kind = KINDS["GovernedAgent"]
+    manifest = {
+        "apiVersion": kind.api_version,
+        "kind": "GovernedAgent",
+        "metadata": {"name": name, "namespace": namespace},
+        "status": dict(status),
+    }
+    return apply(client, manifest, subresource="status")
+
+
+def merge_patch(
+    client: kubernetes.client.ApiClient,
+    kind: str,
+    namespace: str,
+    name: str,
+    patch: Mapping[str, Any],
+    *,
+    subresource: str | None = None,
+) -> dict[str, Any]:
+    """A JSON merge patch (used where another writer shares the field, e.g. enforcement)."""
+    return request(
+        client,
+        "PATCH",
+        KINDS[kind].path(namespace, name, subresource),
+        query=[("fieldManager", FIELD_MANAGER)],
+        body=dict(patch),
+        content_type=MERGE_CONTENT_TYPE,
+    )
+
+
+def delete(client: kubernetes.client.ApiClient, kind: str, namespace: str, name: str) -> bool:
+    """Delete an object; False when it was already gone."""
+    try:
+        request(client, "DELETE", KINDS[kind].path(namespace, name))
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def create(client: kubernetes.client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """POST a new object into its namespace (Events, benchmarks' plain creates)."""
+    metadata = manifest["metadata"]
+    return request(
+        client, "POST", KINDS[manifest["kind"]].path(metadata["namespace"]), body=dict(manifest)
+    )
+
+
+def post_event(
+    client: kubernetes.client.ApiClient,
+    involved: Mapping[str, Any],
+    event_type: str,
+    reason: str,
+    message: str,
+    now: str,
+) -> None:
+    """A core/v1 Event about ``involved`` (an object with apiVersion, kind and metadata)."""
+    metadata = involved["metadata"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"),
+        },
+        "type": event_type,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": FIELD_MANAGER},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    create(client, event)

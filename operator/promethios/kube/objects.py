@@ -1,0 +1,93 @@
+"""Reads the controller needs: references, live children, the server version."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import kubernetes
+
+from .apply import KINDS, ApiException, request
+
+
+def get(
+    client: kubernetes.client.ApiClient, kind: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """One object as a dict; None when it does not exist."""
+    try:
+        return request(client, "GET", KINDS[kind].path(namespace, name))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def get_governed_agent(
+    client: kubernetes.client.ApiClient, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """A GovernedAgent, or None."""
+    return get(client, "GovernedAgent", namespace, name)
+
+
+def get_policy(
+    client: kubernetes.client.ApiClient, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """A GovernancePolicy, or None."""
+    return get(client, "GovernancePolicy", namespace, name)
+
+
+def alert_sink_exists(client: kubernetes.client.ApiClient, namespace: str, name: str) -> bool:
+    """Whether an AlertSink exists."""
+    return get(client, "AlertSink", namespace, name) is not None
+
+
+def secret_keys(
+    client: kubernetes.client.ApiClient, namespace: str, name: str
+) -> frozenset[str] | None:
+    """The data keys of a Secret (never its values); None when it does not exist."""
+    secret = get(client, "Secret", namespace, name)
+    if secret is None:
+        return None
+    return frozenset((secret.get("data") or {}).keys()) | frozenset(
+        (secret.get("stringData") or {}).keys()
+    )
+
+
+def server_minor_version(client: kubernetes.client.ApiClient) -> int:
+    """The API server's minor version (``"37+"`` and similar suffixes are ignored)."""
+    version = request(client, "GET", "/version")
+    match = re.match(r"\d+", str(version.get("minor", "")))
+    return int(match.group()) if match else 0
+
+
+def list_governed_agents(
+    client: kubernetes.client.ApiClient, namespaces: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Every GovernedAgent in the given namespaces (all namespaces when empty)."""
+    kind = KINDS["GovernedAgent"]
+    if not namespaces:
+        items = request(client, "GET", f"/apis/{kind.api_version}/{kind.plural}").get("items")
+        return list(items or [])
+    agents: list[dict[str, Any]] = []
+    for namespace in namespaces:
+        agents += request(client, "GET", kind.path(namespace)).get("items") or []
+    return agents
+
+
+def connection_facts(client: kubernetes.client.ApiClient) -> dict[str, Any]:
+    """How ``client`` reaches the API server, for handing the same identity to kopf."""
+    config = client.configuration
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return {
+        "server": config.host,
+        "ca_path": config.ssl_ca_cert,
+        "insecure": not config.verify_ssl,
+        "scheme": scheme,
+        "token": token,
+        "certificate_path": config.cert_file,
+        "private_key_path": config.key_file,
+    }

@@ -1,0 +1,349 @@
+"""The operator against a real control plane, run as a subprocess (``promethios operator``).
+
+One operator process serves the whole module; each test works in its own namespace,
+labelled Pod Security ``restricted`` so every generated pod is also an admission test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+POLICY = """
+apiVersion: governance.promethios.ai/v1alpha1
+kind: GovernancePolicy
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  blockedPatterns: {patterns}
+"""
+
+AGENT = """
+apiVersion: governance.promethios.ai/v1alpha1
+kind: GovernedAgent
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  image: {image}
+  modelProvider: {{type: openai, credentialsSecretRef: {{name: openai-credentials}}}}
+  governance: {{policyRef: {{name: {policy}}}}}
+"""
+
+WAIT = 30.0
+
+
+class Operator:
+    """A ``promethios operator`` subprocess that can be restarted."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "promethios.cli",
+            "operator",
+            f"--kubeconfig={self.kubeconfig}",
+            "--no-ingest",
+            "--liveness-port=0",
+            "--resync-seconds=600",
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Iterator[Operator]:
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    handle = Operator(Path(cluster.kubeconfig), log_path)
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        if os.environ.get("PROMETHIOS_SHOW_OPERATOR_LOG"):
+            print(log_path.read_text())
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT, what: str = "") -> Any:
+    """Poll until ``predicate`` returns a truthy value; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.3)
+
+
+class Kube:
+    """kubectl in one namespace, returning parsed JSON."""
+
+    def __init__(self, cluster: Any, ns: str) -> None:
+        self.cluster, self.ns = cluster, ns
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        result = self.cluster.kubectl("-n", self.ns, *args, input=input, check=check)
+        return str(result.stdout)
+
+    def apply(self, manifest: str) -> None:
+        self.run("apply", "-f", "-", input=manifest)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        out = self.run("get", kind, name, "-o", "json", "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    def items(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        return list(json.loads(self.run("get", kind, "-l", selector, "-o", "json"))["items"])
+
+    def patch(self, kind: str, name: str, patch: dict[str, Any]) -> None:
+        self.run("patch", kind, name, "--type=merge", "-p", json.dumps(patch))
+
+    def condition(self, name: str, type_: str = "Ready") -> dict[str, Any]:
+        agent = self.get("governedagent", name) or {}
+        conditions = (agent.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), {})
+
+
+@pytest.fixture
+def kube(cluster: Any, namespace: str, operator: Operator) -> Kube:
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    k = Kube(cluster, namespace)
+    k.run("create", "secret", "generic", "openai-credentials", "--from-literal=apiKey=sk-test")
+    return k
+
+
+def create_policy(kube: Kube, name: str = "policy", patterns: str = "[]") -> None:
+    kube.apply(POLICY.format(name=name, ns=kube.ns, patterns=patterns))
+
+
+def create_agent(
+    kube: Kube, name: str = "bot", policy: str = "policy", image: str = "example.com/agent:1"
+) -> None:
+    kube.apply(AGENT.format(name=name, ns=kube.ns, policy=policy, image=image))
+
+
+def ready_agent(kube: Kube, name: str = "bot") -> None:
+    create_policy(kube)
+    create_agent(kube, name)
+    kube.run("wait", "--for=condition=Ready", f"governedagent/{name}", "--timeout=60s")
+
+
+def test_agent_becomes_ready_with_owned_children(kube: Kube) -> None:
+    ready_agent(kube)
+    agent = kube.get("ga", "bot")
+    assert agent is not None
+    uid = agent["metadata"]["uid"]
+    status = agent["status"]
+    assert status["governanceIdentity"] == f"ga-{uid}"
+    assert status["observedGeneration"] == agent["metadata"]["generation"]
+    assert status["readyReplicas"] == 1
+    for kind, name in [
+        ("secret", "bot-api-key"),
+        ("configmap", "bot-governance"),
+        ("deployment", "bot"),
+        ("service", "bot"),
+    ]:
+        child = kube.get(kind, name)
+        assert child is not None, kind
+        owners = child["metadata"]["ownerReferences"]
+        assert [(o["uid"], o["controller"]) for o in owners] == [(uid, True)]
+    # The pods were admitted under Pod Security "restricted" and are Ready (kwok).
+    pods = kube.items("pods", "app.kubernetes.io/instance=bot")
+    assert len(pods) == 1
+    assert any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pods[0]["status"]["conditions"]
+    )
+    secret = kube.get("secret", "bot-api-key")
+    assert secret is not None and set(secret["data"]) == {"apiKey", "apiKeySha256"}
+
+
+def test_image_and_policy_changes_roll_out(kube: Kube) -> None:
+    ready_agent(kube)
+    config_before = (kube.get("configmap", "bot-governance") or {})["data"]["config.json"]
+    kube.patch("ga", "bot", {"spec": {"image": "example.com/agent:2"}})
+    wait_for(
+        lambda: len(kube.items("replicasets", "app.kubernetes.io/instance=bot")) == 2,
+        what="a second ReplicaSet after the image change",
+    )
+
+    def template_hash() -> str:
+        deployment = kube.get("deployment", "bot") or {}
+        return str(
+            deployment["spec"]["template"]["metadata"]["annotations"]["promethios.ai/config-hash"]
+        )
+
+    hash_before = template_hash()
+    create_policy(kube, patterns='[{name: secrets, pattern: "password"}]')
+    wait_for(lambda: template_hash() != hash_before, what="the pod template's config hash")
+    config_after = (kube.get("configmap", "bot-governance") or {})["data"]["config.json"]
+    assert config_after != config_before and "password" in config_after
+
+
+def test_suspend_and_resume(kube: Kube) -> None:
+    ready_agent(kube)
+    kube.patch("ga", "bot", {"spec": {"suspend": True}})
+    wait_for(
+        lambda: (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 0, what="replicas 0"
+    )
+    wait_for(lambda: kube.condition("bot").get("reason") == "Suspended", what="Suspended")
+    kube.patch("ga", "bot", {"spec": {"suspend": False}})
+    kube.run("wait", "--for=condition=Ready", "governedagent/bot", "--timeout=60s")
+    assert (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 1
+
+
+def test_deleted_child_is_repaired_and_children_follow_the_agent(kube: Kube) -> None:
+    ready_agent(kube)
+    old_uid = (kube.get("configmap", "bot-governance") or {})["metadata"]["uid"]
+    kube.run("delete", "configmap", "bot-governance")
+    wait_for(
+        lambda: (
+            (kube.get("configmap", "bot-governance") or {}).get("metadata", {}).get("uid")
+            not in (None, old_uid)
+        ),
+        what="the ConfigMap to be recreated",
+    )
+    kube.run("delete", "service", "bot")
+    wait_for(lambda: kube.get("service", "bot"), what="the Service to be recreated")
+    kube.run("delete", "ga", "bot")
+    wait_for(
+        lambda: (
+            not any(
+                kube.get(k, n)
+                for k, n in [
+                    ("deployment", "bot"),
+                    ("secret", "bot-api-key"),
+                    ("configmap", "bot-governance"),
+                    ("service", "bot"),
+                ]
+            )
+        ),
+        timeout=60,
+        what="garbage collection of the children",
+    )
+
+
+def test_key_rotation_keeps_the_previous_hash(kube: Kube) -> None:
+    ready_agent(kube)
+    before = (kube.get("secret", "bot-api-key") or {})["data"]
+    kube.patch("ga", "bot", {"spec": {"apiKey": {"rotation": 1}}})
+
+    def rotated() -> dict[str, Any] | None:
+        secret = kube.get("secret", "bot-api-key") or {}
+        return secret if "previousApiKeySha256" in secret.get("data", {}) else None
+
+    secret = wait_for(rotated, what="the rotated Secret")
+    assert secret["data"]["apiKey"] != before["apiKey"]
+    assert secret["data"]["previousApiKeySha256"] == before["apiKeySha256"]
+    assert "promethios.ai/previous-key-expires-at" in secret["metadata"]["annotations"]
+    status = (kube.get("ga", "bot") or {})["status"]
+    assert status["apiKey"]["rotation"] == 1 and status["apiKey"]["previousKeyExpiresAt"]
+
+
+def test_missing_references_are_reported_then_recovered(kube: Kube) -> None:
+    create_agent(kube, policy="late-policy")
+    wait_for(
+        lambda: kube.condition("bot").get("reason") == "PolicyNotFound",
+        what="Ready=False PolicyNotFound",
+    )
+    assert "late-policy" in kube.condition("bot")["message"]
+    events = kube.run("get", "events", "--field-selector", "reason=PolicyNotFound")
+    assert "late-policy" in events
+    kube.run("delete", "secret", "openai-credentials")
+    create_policy(kube, name="late-policy")
+    wait_for(
+        lambda: kube.condition("bot").get("reason") == "ProviderSecretNotFound",
+        timeout=15,
+        what="ProviderSecretNotFound once the policy exists",
+    )
+    kube.run("create", "secret", "generic", "openai-credentials", "--from-literal=apiKey=x")
+    wait_for(
+        lambda: kube.condition("bot").get("status") == "True",
+        timeout=15,
+        what="Ready once every reference exists",
+    )
+
+
+def resource_versions(kube: Kube) -> dict[str, str]:
+    versions = {}
+    for kind, name in [
+        ("ga", "bot"),
+        ("secret", "bot-api-key"),
+        ("configmap", "bot-governance"),
+        ("deployment", "bot"),
+        ("service", "bot"),
+    ]:
+        versions[kind] = (kube.get(kind, name) or {})["metadata"]["resourceVersion"]
+    return versions
+
+
+def test_restart_writes_nothing_for_unchanged_agents(kube: Kube, operator: Operator) -> None:
+    ready_agent(kube)
+    time.sleep(2)  # let the last rollout events settle
+    before = resource_versions(kube)
+    operator.restart()
+    time.sleep(6)  # startup, resume handlers, the first watch events
+    assert resource_versions(kube) == before
+
+
+def test_quarantine_and_release(kube: Kube) -> None:
+    ready_agent(kube)
+    key_before = (kube.get("secret", "bot-api-key") or {})["data"]["apiKey"]
+    # What the ingest API writes on a breach with onBreach: Quarantine.
+    enforcement = {"action": "Quarantined", "breach": 1, "reason": "critical violation"}
+    kube.run(
+        "patch",
+        "ga",
+        "bot",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"enforcement": enforcement}}),
+    )
+    wait_for(lambda: kube.get("networkpolicy", "bot-quarantine"), what="the deny-all policy")
+    wait_for(
+        lambda: (kube.get("deployment", "bot") or {})["spec"].get("replicas") == 0,
+        what="replicas 0",
+    )
+    secret = kube.get("secret", "bot-api-key") or {}
+    assert secret["data"]["apiKey"] != key_before
+    assert "previousApiKeySha256" not in secret["data"]
+    assert kube.condition("bot")["reason"] == "Quarantined"
+
+    kube.patch("ga", "bot", {"spec": {"governance": {"acknowledgedBreach": 1}}})
+    wait_for(
+        lambda: kube.get("networkpolicy", "bot-quarantine") is None,
+        what="the deny-all policy to be removed",
+    )
+    kube.run("wait", "--for=condition=Ready", "governedagent/bot", "--timeout=60s")
+    status = (kube.get("ga", "bot") or {})["status"]
+    assert status["enforcement"]["action"] == "None" and status["enforcement"]["breach"] == 1
+    assert (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 1
