@@ -36,19 +36,21 @@ test-integration: venv testenv  ## integration tests only
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 lint: venv  ## ruff and mypy (strict on the package)
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks hack
+	$(BIN)/ruff format --check operator tests benchmarks hack
 	$(BIN)/mypy
 
 format: venv  ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix operator tests benchmarks
-	$(BIN)/ruff format operator tests benchmarks
+	$(BIN)/ruff check --fix operator tests benchmarks hack
+	$(BIN)/ruff format operator tests benchmarks hack
 
-crds: venv  ## regenerate crds/ and the chart's CRDs from the pydantic models
+crds: venv  ## regenerate crds/, the chart's CRDs and manifests/crds from the pydantic models
 	$(BIN)/promethios crds --output-dir crds
+	$(BIN)/python hack/sync-chart-crds.py
 
 crds-check: venv  ## fail if the committed CRDs drift from the models
 	$(BIN)/promethios crds --output-dir crds --check
+	$(BIN)/python hack/sync-chart-crds.py --check
 
 bench: venv testenv  ## benchmarks, each measured beside its floor (not tests)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,0 +1,81 @@
+{{/* Chart name, truncated to 63 characters (label value limit). */}}
+{{- define "promethios-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name. A release named like the chart (the documented `helm install promethios-operator`)
+gives "promethios-operator", which makes the default ingest URL
+http://promethios-operator.promethios-system.svc:8443 (the operator's built-in default).
+*/}}
+{{- define "promethios-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "promethios-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator pod; never change them (Deployment selectors are immutable). */}}
+{{- define "promethios-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "promethios-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "promethios-operator.labels" -}}
+helm.sh/chart: {{ include "promethios-operator.chart" . }}
+{{ include "promethios-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: promethios
+{{- end }}
+
+{{- define "promethios-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "promethios-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "promethios-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The sidecar image: the operator image unless overridden. */}}
+{{- define "promethios-operator.sidecarImage" -}}
+{{- if or .Values.sidecar.image.repository .Values.sidecar.image.tag }}
+{{- printf "%s:%s" (default .Values.image.repository .Values.sidecar.image.repository) (default (default .Chart.AppVersion .Values.image.tag) .Values.sidecar.image.tag) }}
+{{- else }}
+{{- include "promethios-operator.image" . }}
+{{- end }}
+{{- end }}
+
+{{/* Where sidecars send heartbeats, metrics and violations. */}}
+{{- define "promethios-operator.ingestUrl" -}}
+{{- default (printf "http://%s.%s.svc:%d" (include "promethios-operator.fullname" .) .Release.Namespace (int .Values.service.port)) .Values.ingest.url }}
+{{- end }}
+
+{{/* Cross-field checks the JSON schema cannot express. */}}
+{{- define "promethios-operator.validate" -}}
+{{- if eq (int .Values.ingest.port) (int .Values.livenessPort) }}
+{{- fail (printf "ingest.port and livenessPort must differ (both are %d)" (int .Values.ingest.port)) }}
+{{- end }}
+{{- if eq (int .Values.service.port) (int .Values.service.metricsPort) }}
+{{- fail (printf "service.port and service.metricsPort must differ (both are %d)" (int .Values.service.port)) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,393 @@
+"""The Helm chart and the kustomize base install on a real API server, with least privilege.
+
+- ``helm lint``; ``helm template`` output accepted by the server (``--dry-run=server``);
+- the operator pod and the ``helm test`` pod pass Pod Security ``restricted``;
+- ``values.schema.json`` refusals name the offending value;
+- ``helm install`` creates the objects; ``kubectl auth can-i`` as the operator's
+  ServiceAccount shows exactly the access the chart promises (watched vs. unwatched
+  namespaces, no escalate/bind, no wildcards); the CRDs survive ``helm uninstall``;
+- the kustomize base's RBAC equals the chart's; ``kubectl apply -k manifests/`` installs;
+  the samples are accepted by the server's schema.
+
+Pods land on kwok nodes, which never pull images: the operator is not running here, so
+these tests check what the API server accepts and grants, not the operator's behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from promethios.localcluster import BinariesNotFoundError, find_binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "promethios-operator"
+MANIFESTS = ROOT / "manifests"
+CRD_NAMES = [
+    "alertsinks.governance.promethios.ai",
+    "governancepolicies.governance.promethios.ai",
+    "governedagents.governance.promethios.ai",
+]
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def helm_path() -> Path:
+    """The helm that ``make testenv`` builds (beside kubectl), or helm on PATH."""
+    try:
+        helm = find_binaries().helm
+    except BinariesNotFoundError:
+        helm = None
+    if helm is None or not helm.is_file():
+        cached = Path("~/.cache/promethios/testenv/v1.37.2/bin/helm").expanduser()
+        helm = cached if cached.is_file() else None
+    if helm is None:
+        pytest.fail("helm not found: run `make testenv`", pytrace=False)
+    return helm
+
+
+@dataclass
+class Helm:
+    """helm bound to the session's kubeconfig, with its state in a temporary directory."""
+
+    path: Path
+    kubeconfig: Path
+    home: Path
+
+    def __call__(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        argv = [str(self.path), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def template(self, *args: str, namespace: str = "promethios-system") -> list[dict[str, Any]]:
+        """Rendered objects. --kube-version: a helm built from source defaults to v1.20."""
+        out = self("template", "promethios-operator", str(CHART), "-n", namespace,
+                   "--kube-version", "1.37.2", *args).stdout  # fmt: skip
+        return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(helm_path(), Path(cluster.kubeconfig), tmp_path_factory.mktemp("helm"))
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespaces(cluster: Any) -> Iterator[Any]:
+    """A factory of fresh namespaces (optionally labelled), all deleted afterwards."""
+    created: list[str] = []
+
+    def make(prefix: str = "t-install", labels: dict[str, str] | None = None) -> str:
+        name = unique(prefix)
+        cluster.kubectl("create", "namespace", name)
+        created.append(name)
+        if labels:
+            cluster.kubectl("label", "namespace", name, *[f"{k}={v}" for k, v in labels.items()])
+        return name
+
+    yield make
+    if created:
+        cluster.kubectl("delete", "namespace", "--wait=false", "--ignore-not-found", *created)
+
+
+def can_i(cluster: Any, sa: str, *args: str) -> bool:
+    """``kubectl auth can-i`` as a ServiceAccount (``system:serviceaccount:<ns>:<name>``)."""
+    result = cluster.kubectl("auth", "can-i", f"--as={sa}", *args, check=False)
+    answer = result.stdout.strip()
+    assert answer in {"yes", "no"}, (args, result.stdout, result.stderr)
+    return answer == "yes"
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def rules_of(objects: list[dict[str, Any]], kind: str) -> list[list[dict[str, Any]]]:
+    return [obj["rules"] for obj in by_kind(objects, kind)]
+
+
+# ---- lint, render, server dry run ---------------------------------------------------------
+
+
+def test_helm_lint_is_clean(helm: Helm) -> None:
+    for extra in ([], ["--set", "watchNamespaces={a,b}"]):
+        result = helm("lint", "--strict", str(CHART), *extra)
+        assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["--set", "metrics.grafanaDashboard.enabled=true,image.digest=sha256:" + "a" * 64]],
+    ids=["defaults", "dashboard-and-digest"],
+)
+def test_rendered_chart_is_accepted_by_the_server(
+    helm: Helm, cluster: Any, namespaces: Any, values: list[str]
+) -> None:
+    release_ns, watched = namespaces(), namespaces()
+    objects = helm.template("--set", f"watchNamespaces={{{watched}}}", *values,
+                            namespace=release_ns)  # fmt: skip
+    kinds = sorted(obj["kind"] for obj in objects)
+    assert kinds.count("CustomResourceDefinition") == 3
+    assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "Pod"} <= set(kinds)
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-",
+                             input=yaml.safe_dump_all(objects))  # fmt: skip
+    assert result.stdout.count("(server dry run)") == len(objects), result.stdout
+    if "image.digest" in " ".join(values):
+        pod = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"].endswith("@sha256:" + "a" * 64)
+        assert len(by_kind(objects, "ConfigMap")) == 1
+
+
+def test_optional_monitoring_objects_render_with_real_metric_names(helm: Helm) -> None:
+    objects = helm.template(
+        "--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true",
+        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+    )  # fmt: skip
+    monitor = by_kind(objects, "ServiceMonitor")[0]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    rules = [r for g in by_kind(objects, "PrometheusRule")[0]["spec"]["groups"] for r in g["rules"]]
+    expressions = {rule["alert"]: rule["expr"] for rule in rules}
+    assert "promethios_agent_heartbeat_age_seconds > 300" in expressions.values()
+    assert "promethios_agent_trust_score < 0.7" in expressions.values()
+    assert any(
+        'promethios_violations_total{severity="critical"}' in e for e in expressions.values()
+    )
+    assert any('alert_deliveries_total{result="failed"}' in e for e in expressions.values())
+    summaries = " ".join(rule["annotations"]["summary"] for rule in rules)
+    assert "{{ $labels.namespace }}" in summaries  # Prometheus templates survive Helm's
+    refused = helm("template", "x", str(CHART), "--kube-version", "1.37.2",
+                   "--set", "metrics.serviceMonitor.enabled=true", check=False)  # fmt: skip
+    assert refused.returncode != 0
+    assert "needs the Prometheus Operator CRDs" in refused.stderr
+
+
+def test_operator_and_test_pods_pass_pod_security_restricted(
+    helm: Helm, cluster: Any, namespaces: Any
+) -> None:
+    restricted = namespaces("t-restricted", RESTRICTED)
+    # The namespace really enforces "restricted": a pod without a security context is refused.
+    container = {"name": "c", "image": "registry.k8s.io/pause:3.10"}
+    naked = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "naked"},
+             "spec": {"containers": [container]}}  # fmt: skip
+    refused = cluster.kubectl("apply", "--dry-run=server", "-n", restricted, "-f", "-",
+                              input=yaml.safe_dump(naked), check=False)  # fmt: skip
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+    objects = helm.template(namespace=restricted)
+    template = by_kind(objects, "Deployment")[0]["spec"]["template"]
+    operator_pod = {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "operator-pod", "namespace": restricted},
+                    "spec": copy.deepcopy(template["spec"])}  # fmt: skip
+    # Pod Security is what is checked here; the ServiceAccount belongs to an install.
+    del operator_pod["spec"]["serviceAccountName"]
+    test_pod = by_kind(objects, "Pod")[0]
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    for pod in (operator_pod, test_pod):
+        result = cluster.kubectl("apply", "--dry-run=server", "-n", restricted, "-f", "-",
+                                 input=yaml.safe_dump(pod), check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "Warning" not in result.stderr, result.stderr
+    manifest = yaml.safe_load((MANIFESTS / "deployment.yaml").read_text())
+    manifest_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "manifest-pod"},
+                    "spec": manifest["spec"]["template"]["spec"]}  # fmt: skip
+    del manifest_pod["spec"]["serviceAccountName"]
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", restricted, "-f", "-",
+                             input=yaml.safe_dump(manifest_pod), check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+# ---- values.schema.json -------------------------------------------------------------------
+
+REFUSALS = [
+    ("replicaCount=abc", "/replicaCount", "got string, want integer"),
+    ("replicaCount=2", "/replicaCount", "maximum"),
+    ("image.pullPolicy=Sometimes", "/image/pullPolicy", "'Always', 'IfNotPresent', 'Never'"),
+    ("bogus=1", "additional properties 'bogus' not allowed", ""),
+    ("image.bogus=1", "additional properties 'bogus' not allowed", "/image"),
+    ("crds.install=maybe", "/crds/install", "want boolean"),
+    ("watchNamespaces={Bad_NS}", "'Bad_NS' does not match pattern", "/watchNamespaces/0"),
+    ("service.type=Foo", "/service/type", "value must be one of"),
+    ("metrics.prometheusRule.trustScoreThreshold=2", "/trustScoreThreshold", "maximum"),
+    ("ingest.port=8080", "ingest.port and livenessPort must differ", "8080"),
+]
+
+
+@pytest.mark.parametrize(("setting", "names", "says"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_bad_values_are_refused_naming_the_value(
+    helm: Helm, setting: str, names: str, says: str
+) -> None:
+    result = helm("template", "x", str(CHART), "--kube-version", "1.37.2", "--set", setting,
+                  check=False)  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert names in result.stderr and says in result.stderr, result.stderr
+
+
+def test_helm_install_refuses_bad_values_before_touching_the_cluster(
+    helm: Helm, cluster: Any, namespaces: Any
+) -> None:
+    namespace = namespaces()
+    release = unique("bad")
+    result = helm("install", release, str(CHART), "-n", namespace,
+                  "--set", "image.pullPolicy=Sometimes", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "/image/pullPolicy" in result.stderr and "Sometimes" not in result.stdout
+    assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
+    deployments = cluster.kubectl("get", "deployments", "-n", namespace, "-o", "name")
+    assert deployments.stdout.strip() == ""
+
+
+# ---- install and RBAC ---------------------------------------------------------------------
+
+
+def test_rbac_has_no_wildcards_or_escalation_verbs(helm: Helm) -> None:
+    for extra in ([], ["--set", "watchNamespaces={a,b}"]):
+        objects = helm.template(*extra)
+        rules = [
+            r for kind in ("ClusterRole", "Role") for rs in rules_of(objects, kind) for r in rs
+        ]
+        assert rules
+        for rule in rules:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], rule
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+
+
+def test_kustomize_rbac_equals_the_charts_clusterwide_rbac(helm: Helm) -> None:
+    chart = {obj["metadata"]["name"]: obj["rules"] for obj in helm.template()
+             if obj["kind"] == "ClusterRole"}  # fmt: skip
+    manifests = {obj["metadata"]["name"]: obj["rules"]
+                 for obj in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text())
+                 if obj and obj["kind"] == "ClusterRole"}  # fmt: skip
+    assert set(chart) == {"promethios-operator", "promethios-operator-cluster"}
+    assert manifests == chart
+
+
+def test_install_with_watch_namespaces_grants_only_those_namespaces(
+    helm: Helm, cluster: Any, namespaces: Any
+) -> None:
+    release_ns, watched, unwatched = namespaces(), namespaces("t-watched"), namespaces()
+    release = unique("ns")
+    # --take-ownership: the session may already hold the CRDs (applied by other tests).
+    helm("install", release, str(CHART), "-n", release_ns, "--take-ownership",
+         "--set", f"watchNamespaces={{{watched}}}")  # fmt: skip
+    fullname = f"{release}-promethios-operator"
+    sa = f"system:serviceaccount:{release_ns}:{fullname}"
+    try:
+        for kind in ("deployment", "service", "serviceaccount"):
+            cluster.kubectl("get", kind, fullname, "-n", release_ns)
+        cluster.kubectl("get", "role,rolebinding", fullname, "-n", watched)
+        assert cluster.kubectl("get", "clusterrole", fullname, check=False).returncode != 0
+        jsonpath = "jsonpath={.spec.template.spec.containers[0].args}"
+        args = cluster.kubectl("get", "deployment", fullname, "-n", release_ns,
+                               "-o", jsonpath).stdout  # fmt: skip
+        assert f"--namespace={watched}" in args
+        assert f"--ingest-url=http://{fullname}.{release_ns}.svc:8443" in args
+
+        assert can_i(cluster, sa, "patch", "governedagents.governance.promethios.ai",
+                     "--subresource=status", "-n", watched)  # fmt: skip
+        assert can_i(cluster, sa, "create", "deployments.apps", "-n", watched)
+        assert can_i(cluster, sa, "create", "secrets", "-n", watched)
+        assert can_i(cluster, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+        assert not can_i(cluster, sa, "get", "secrets", "-n", unwatched)
+        assert not can_i(cluster, sa, "list", "secrets", "--all-namespaces")
+        assert not can_i(cluster, sa, "create", "deployments.apps", "-n", unwatched)
+        assert not can_i(cluster, sa, "patch", "governedagents.governance.promethios.ai",
+                         "--subresource=status", "-n", unwatched)  # fmt: skip
+        assert not can_i(cluster, sa, "delete", "governedagents.governance.promethios.ai",
+                         "-n", watched)  # fmt: skip
+    finally:
+        helm("uninstall", release, "-n", release_ns, "--wait=false")
+    # crds.keep: uninstalling leaves the CRDs (and so every GovernedAgent) in place.
+    crds = cluster.kubectl("get", "crd", *CRD_NAMES, "-o", "name").stdout.split()
+    assert len(crds) == 3
+    assert cluster.kubectl("get", "deployment", fullname, "-n", release_ns,
+                           check=False).returncode != 0  # fmt: skip
+
+
+def test_clusterwide_install_cannot_escalate(helm: Helm, cluster: Any, namespaces: Any) -> None:
+    release_ns, other = namespaces(), namespaces()
+    release = unique("cw")
+    helm("install", release, str(CHART), "-n", release_ns, "--set", "crds.install=false")
+    sa = f"system:serviceaccount:{release_ns}:{release}-promethios-operator"
+    selector = f"app.kubernetes.io/instance={release}"
+    try:
+        objects = cluster.kubectl("get", "clusterrole", "-o", "name", "-l", selector).stdout.split()
+        assert sorted(objects) == [
+            f"clusterrole.rbac.authorization.k8s.io/{release}-promethios-operator",
+            f"clusterrole.rbac.authorization.k8s.io/{release}-promethios-operator-cluster",
+        ]
+        assert can_i(cluster, sa, "list", "secrets", "--all-namespaces")
+        assert can_i(cluster, sa, "update", "governedagents.governance.promethios.ai",
+                     "--subresource=finalizers", "-n", other)  # fmt: skip
+        assert can_i(cluster, sa, "create", "events", "-n", other)
+        for verb, resource in [("escalate", "clusterroles.rbac.authorization.k8s.io"),
+                               ("bind", "clusterroles.rbac.authorization.k8s.io"),
+                               ("bind", "roles.rbac.authorization.k8s.io"),
+                               ("create", "rolebindings.rbac.authorization.k8s.io"),
+                               ("impersonate", "serviceaccounts"),
+                               ("create", "pods"),
+                               ("create", "pods/exec"),
+                               ("delete", "namespaces"),
+                               ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+                               ("*", "*")]:  # fmt: skip
+            assert not can_i(cluster, sa, verb, resource, "-n", other), (verb, resource)
+        assert not can_i(cluster, sa, "*", "*", "--all-namespaces")
+    finally:
+        helm("uninstall", release, "-n", release_ns, "--wait=false")
+    left = cluster.kubectl("get", "clusterrole", "-o", "name", "-l", selector).stdout.strip()
+    assert left == ""
+
+
+# ---- kustomize base and samples -----------------------------------------------------------
+
+
+def test_kustomize_base_installs_and_samples_are_accepted(cluster: Any, namespaces: Any) -> None:
+    applied = cluster.kubectl("apply", "-k", str(MANIFESTS))
+    try:
+        for crd in CRD_NAMES:
+            assert f"customresourcedefinition.apiextensions.k8s.io/{crd}" in applied.stdout
+        assert "deployment.apps/promethios-operator" in applied.stdout
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                        *[f"crd/{name}" for name in CRD_NAMES])  # fmt: skip
+        cluster.kubectl("get", "deployment,service,serviceaccount", "promethios-operator",
+                        "-n", "promethios-system")  # fmt: skip
+        namespace = namespaces("t-samples")
+        result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace,
+                                 "-f", str(MANIFESTS / "samples"))  # fmt: skip
+        for name in ("governancepolicy.governance.promethios.ai/baseline",
+                     "secret/openai-credentials",
+                     "alertsink.governance.promethios.ai/governance-webhook",
+                     "governedagent.governance.promethios.ai/support-bot"):  # fmt: skip
+            assert f"{name} created (server dry run)" in result.stdout, result.stdout
+    finally:
+        # Everything but the CRDs, which other tests of the session use.
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false",
+                        *[f"-f={MANIFESTS / name}" for name in
+                          ("deployment.yaml", "service.yaml", "rbac.yaml",
+                           "serviceaccount.yaml", "namespace.yaml")])  # fmt: skip

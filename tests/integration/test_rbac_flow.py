@@ -1,0 +1,179 @@
+"""The operator runs on exactly the chart's RBAC: create -> Ready -> violation -> quarantine.
+
+The chart is installed with ``watchNamespaces`` (so the operator gets namespaced Roles);
+then ``promethios operator`` runs locally with a kubeconfig holding a token of the chart's
+ServiceAccount (the pod on the kwok node never runs). The samples from
+``manifests/samples/`` are applied with ``onBreach: Quarantine``; a critical violation
+posted to the in-process ingest API must quarantine the agent. Any permission the chart
+forgot shows up as a stuck step and a ``Forbidden`` in the operator's log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_install import CHART, MANIFESTS, Helm, helm_path, unique
+
+from promethios.localcluster import find_binaries
+
+pytestmark = pytest.mark.usefixtures("crds_installed")
+AGENT = "support-bot"
+
+
+def kubectl_binary() -> Path:
+    found = shutil.which("kubectl")
+    return Path(found) if found else find_binaries().kubectl
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.3)
+
+
+def service_account_kubeconfig(admin: Path, token: str, path: Path) -> Path:
+    """A kubeconfig with the admin's server and CA but the ServiceAccount's token."""
+    config = yaml.safe_load(admin.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": cluster["cluster"]}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
+    }))  # fmt: skip
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def installed(cluster: Any, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(release namespace, watched namespace) of a chart install watching one namespace."""
+    helm = Helm(helm_path(), Path(cluster.kubeconfig), tmp_path / "helm")
+    release_ns, watched, release = unique("t-rbac-op"), unique("t-rbac-agents"), unique("flow")
+    for namespace in (release_ns, watched):
+        cluster.kubectl("create", "namespace", namespace)
+    helm("install", release, str(CHART), "-n", release_ns, "--set", "crds.install=false",
+         "--set", "replicaCount=0", "--set", f"watchNamespaces={{{watched}}}")  # fmt: skip
+    try:
+        yield release_ns, watched
+    finally:
+        helm("uninstall", release, "-n", release_ns, "--wait=false", check=False)
+        cluster.kubectl("delete", "namespace", "--wait=false", release_ns, watched, check=False)
+
+
+def test_operator_works_with_exactly_the_charts_rbac(
+    cluster: Any, installed: tuple[str, str], tmp_path: Path
+) -> None:
+    release_ns, watched = installed
+    sa_name = cluster.kubectl("get", "sa", "-n", release_ns, "-o", "name").stdout.split()
+    sa = next(name.split("/", 1)[1] for name in sa_name if "promethios-operator" in name)
+    token = cluster.kubectl("create", "token", sa, "-n", release_ns, "--duration=1h").stdout
+    kubeconfig = service_account_kubeconfig(
+        Path(cluster.kubeconfig), token.strip(), tmp_path / "sa.kubeconfig"
+    )
+    # The token really is the ServiceAccount's: it cannot read Secrets in its own namespace.
+    denied = subprocess.run(
+        [str(kubectl_binary()), f"--kubeconfig={kubeconfig}", "get", "secrets", "-n", release_ns],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert "forbidden" in denied.stderr.lower(), denied.stderr
+
+    port = free_port()
+    log_path = tmp_path / "operator.log"
+    argv = [sys.executable, "-m", "promethios.cli", "operator", f"--kubeconfig={kubeconfig}",
+            f"--namespace={watched}", f"--ingest-port={port}", "--liveness-port=0",
+            "--resync-seconds=600"]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        run_flow(cluster, watched, port, log_path)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log_text = log_path.read_text()
+    assert "Forbidden" not in log_text and " 403" not in log_text, log_text[-4000:]
+
+
+def run_flow(cluster: Any, ns: str, port: int, log_path: Path) -> None:
+    def get(kind: str, name: str) -> dict[str, Any] | None:
+        out = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", "--ignore-not-found")
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    def condition(reason_of: str = "Ready") -> dict[str, Any]:
+        status = (get("governedagent", AGENT) or {}).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == reason_of), {})
+
+    documents = []
+    for path in sorted((MANIFESTS / "samples").glob("*.yaml")):
+        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for doc in documents:
+        if doc["kind"] == "GovernedAgent":
+            doc["spec"]["governance"]["onBreach"] = "Quarantine"
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(documents))
+
+    try:
+        wait_for(lambda: condition().get("status") == "True", "the sample agent to be Ready")
+    except pytest.fail.Exception:
+        print(log_path.read_text()[-4000:])
+        raise
+    agent = get("governedagent", AGENT) or {}
+    identity = agent["status"]["governanceIdentity"]
+    secret = get("secret", f"{AGENT}-api-key") or {}
+    api_key = base64.b64decode(secret["data"]["apiKey"]).decode()
+
+    body = {"agentId": f"{ns}/{AGENT}",
+            "violation": {"type": "blocked-pattern", "severity": "critical",
+                          "description": "no-credentials matched", "context": {}}}  # fmt: skip
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/governance/violations",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {api_key}", "X-Agent-ID": f"{ns}/{AGENT}",
+                 "X-Governance-ID": identity, "Content-Type": "application/json"},
+        method="POST",
+    )  # fmt: skip
+
+    def post() -> int:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return 0 if error.code in (401, 503) else int(error.code)  # keys load async
+        except OSError:
+            return 0
+
+    assert wait_for(post, "the ingest API to accept the violation", timeout=30) == 200
+    wait_for(lambda: get("networkpolicy", f"{AGENT}-quarantine"), "the quarantine policy")
+    wait_for(lambda: condition().get("reason") == "Quarantined", "Ready=False/Quarantined")
+    deployment = get("deployment", AGENT) or {}
+    assert deployment["spec"]["replicas"] == 0
+    counts = (get("governedagent", AGENT) or {})["status"]["governance"]
+    assert json.dumps(counts).count("critical") >= 1, counts
