@@ -1,0 +1,30 @@
+"""An embedded Kubernetes control plane for tests, ``make run`` and benchmarks.
+
+``LocalCluster`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+and kwok (fake nodes) as child processes on free loopback ports, from the binaries that
+``make testenv`` builds (see :func:`find_binaries`), and stops them all again::
+
+    from promethios.localcluster import LocalCluster
+
+    with LocalCluster(nodes=2) as cluster:
+        cluster.kubectl("get", "nodes")   # cluster.kubeconfig is the admin kubeconfig
+
+Only the standard library and ``cryptography`` (and ``pyyaml``) are imported.
+"""
+
+from .binaries import Binaries, find_binaries, kubernetes_version
+from .cli import run_cli
+from .cluster import KubectlError, LocalCluster
+from .errors import BinariesNotFoundError, ComponentError, LocalClusterError
+
+__all__ = [
+    "Binaries",
+    "BinariesNotFoundError",
+    "ComponentError",
+    "KubectlError",
+    "LocalCluster",
+    "LocalClusterError",
+    "find_binaries",
+    "kubernetes_version",
+    "run_cli",
+]

@@ -1,0 +1,315 @@
+"""``LocalCluster``: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+kwok fake nodes, started as child processes on loopback ports, stopped without orphans.
+
+    with LocalCluster(nodes=2) as cluster:
+        cluster.kubectl("get", "nodes")
+        print(cluster.kubeconfig, cluster.startup_seconds)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .api import ApiError, RestClient
+from .binaries import Binaries, find_binaries
+from .commands import (
+    apiserver_command,
+    controller_manager_command,
+    etcd_command,
+    kwok_command,
+    scheduler_command,
+)
+from .errors import ComponentError, LocalClusterError
+from .layout import LOOPBACK, Layout, Ports, allocate_ports
+from .manifests import KWOK_NODE_LABEL, node_manifest, node_name
+from .process import (
+    DEFAULT_STOP_TIMEOUT,
+    ManagedProcess,
+    install_sigterm_handler,
+    stop_processes,
+)
+from .workdir import prepare_workdir, server_url
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.1
+NO_SCHEDULE_EFFECTS = {"NoSchedule", "NoExecute"}
+
+ETCD = "etcd"
+APISERVER = "kube-apiserver"
+CONTROLLER_MANAGER = "kube-controller-manager"
+SCHEDULER = "kube-scheduler"
+KWOK = "kwok"
+
+
+class NotReadyYet(Exception):
+    """Raised by a readiness predicate to say what it is still waiting for."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """``kubectl`` exited non-zero; the message carries its stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}".rstrip()
+
+
+def node_is_usable(node: dict[str, Any]) -> bool:
+    """Ready=True and no NoSchedule/NoExecute taint (so ordinary pods can land on it)."""
+    conditions = node.get("status", {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = node.get("spec", {}).get("taints") or []
+    return ready and not any(t.get("effect") in NO_SCHEDULE_EFFECTS for t in taints)
+
+
+def describe_node(node: dict[str, Any]) -> str:
+    """``name Ready=<status> taints=[...]``, for error messages."""
+    conditions = node.get("status", {}).get("conditions") or []
+    ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "absent")
+    taints = [f"{t.get('key')}:{t.get('effect')}" for t in node.get("spec", {}).get("taints") or []]
+    return f"{node['metadata']['name']} Ready={ready} taints={taints}"
+
+
+class LocalCluster:
+    """A throw-away Kubernetes control plane with kwok-simulated nodes.
+
+    Parameters:
+        nodes: how many fake nodes to create (and wait to be Ready).
+        binaries: where the executables are; default :func:`find_binaries`.
+        workdir: directory for certificates, kubeconfigs, data and logs; default a new
+            temporary directory, deleted on :meth:`stop` unless ``keep_workdir``.
+        startup_timeout: seconds the whole start-up may take before it is abandoned.
+        stop_timeout: seconds each shutdown step waits after SIGTERM before SIGKILL.
+    """
+
+    def __init__(
+        self,
+        *,
+        nodes: int = 2,
+        binaries: Binaries | None = None,
+        workdir: Path | str | None = None,
+        keep_workdir: bool = False,
+        startup_timeout: float = 120.0,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    ) -> None:
+        if nodes < 0:
+            raise ValueError("nodes must be >= 0")
+        self.binaries = binaries or find_binaries()
+        self.nodes = nodes
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._given_workdir = Path(workdir) if workdir is not None else None
+        self._keep_workdir = keep_workdir or workdir is not None
+        self._processes: dict[str, ManagedProcess] = {}
+        self._layout: Layout | None = None
+        self._ports: Ports | None = None
+        self._client: RestClient | None = None
+        self._deadline = 0.0
+        self.startup_seconds: float | None = None
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def bin_dir(self) -> Path:
+        """The directory holding kwok, kube-* and (when built) helm."""
+        return self.binaries.bin_dir
+
+    @property
+    def layout(self) -> Layout:
+        if self._layout is None:
+            raise LocalClusterError("the cluster has not been started")
+        return self._layout
+
+    @property
+    def workdir(self) -> Path:
+        return self.layout.root
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (user ``kubernetes-admin`` in ``system:masters``)."""
+        return self.layout.admin_kubeconfig
+
+    @property
+    def log_dir(self) -> Path:
+        return self.layout.log_dir
+
+    @property
+    def server(self) -> str:
+        if self._ports is None:
+            raise LocalClusterError("the cluster has not been started")
+        return server_url(self._ports)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [node_name(i) for i in range(self.nodes)]
+
+    def pids(self) -> dict[str, int]:
+        """The process id of every component started (running or not)."""
+        return {name: p.pid for name, p in self._processes.items() if p.pid is not None}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> LocalCluster:
+        """Start every component and wait until the cluster can run pods."""
+        if self._processes:
+            raise LocalClusterError("the cluster is already started")
+        install_sigterm_handler()
+        began = time.monotonic()
+        self._deadline = began + self.startup_timeout
+        try:
+            self._prepare()
+            self._start_control_plane()
+            self._start_node_side()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        log.info("local cluster ready in %.1f s: %s (KUBECONFIG=%s)",
+                 self.startup_seconds, self.server, self.kubeconfig)
+        return self
+
+    def stop(self) -> None:
+        """Stop every component (SIGTERM, then SIGKILL) and remove the temporary workdir.
+
+        Idempotent; safe after a failed or partial start.
+        """
+        groups = [[KWOK, SCHEDULER, CONTROLLER_MANAGER], [APISERVER], [ETCD]]
+        for group in groups:
+            members = [self._processes[n] for n in group if n in self._processes]
+            stop_processes(members, self.stop_timeout)
+        self._processes.clear()
+        self._client = None
+        if self._layout is not None and not self._keep_workdir:
+            shutil.rmtree(self._layout.root, ignore_errors=True)
+
+    def check_running(self) -> None:
+        """Raise :class:`ComponentError` if any component has exited."""
+        for process in self._processes.values():
+            code = process.exit_code()
+            if code is not None:
+                raise ComponentError(process.name, f"exited with code {code}",
+                                     process.log_path, process.log_tail())
+
+    # ----------------------------------------------------------------- helpers
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run ``kubectl --kubeconfig=<admin> *args``; text output is captured."""
+        argv = [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(argv, input=input, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+        return result
+
+    # ----------------------------------------------------------------- start-up steps
+
+    def _prepare(self) -> None:
+        root = self._given_workdir or Path(tempfile.mkdtemp(prefix="promethios-cluster-"))
+        self._layout = Layout(root.absolute())
+        self._ports = allocate_ports()
+        prepare_workdir(self._layout, self._ports)
+        layout = self._layout
+        self._client = RestClient(self.server, layout.pki("ca.crt"),
+                                  layout.pki("admin.crt"), layout.pki("admin.key"))
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        process = ManagedProcess(name, argv, self.layout.log(name), env)
+        self._processes[name] = process
+        process.start()
+
+    def _start_control_plane(self) -> None:
+        assert self._ports is not None
+        bins, layout, ports = self.binaries, self.layout, self._ports
+        self._spawn(ETCD, etcd_command(bins.etcd, layout, ports))
+        self._spawn(APISERVER, apiserver_command(bins.kube_apiserver, layout, ports))
+        self._wait(ETCD, "/health answering true", self._etcd_healthy)
+        self._wait(APISERVER, "/readyz answering ok", self._apiserver_ready)
+
+    def _start_node_side(self) -> None:
+        bins, layout = self.binaries, self.layout
+        self._spawn(CONTROLLER_MANAGER,
+                    controller_manager_command(bins.kube_controller_manager, layout))
+        self._spawn(SCHEDULER, scheduler_command(bins.kube_scheduler, layout))
+        kwok_env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        kwok_env["HOME"] = str(layout.kwok_home)
+        self._spawn(KWOK, kwok_command(bins.kwok, layout), kwok_env)
+        for index in range(self.nodes):
+            self._api().post("/api/v1/nodes", node_manifest(index))
+        self._wait(CONTROLLER_MANAGER, "ServiceAccount default/default created",
+                   self._default_service_account_exists)
+        if self.nodes:
+            self._wait(KWOK, f"{self.nodes} kwok node(s) Ready and untainted",
+                       self._nodes_usable)
+
+    # ----------------------------------------------------------------- readiness
+
+    def _api(self) -> RestClient:
+        if self._client is None:
+            raise LocalClusterError("the cluster has not been started")
+        return self._client
+
+    def _wait(self, component: str, what: str, predicate: Callable[[], bool]) -> None:
+        """Poll ``predicate`` until true; fail fast if any component exits meanwhile."""
+        last_error = ""
+        while True:
+            self.check_running()
+            try:
+                if predicate():
+                    return
+            except NotReadyYet as state:
+                last_error = f"; last state: {state}"
+            except (OSError, ApiError, urllib.error.URLError) as error:
+                last_error = f"; last error: {error}"
+            if time.monotonic() > self._deadline:
+                process = self._processes[component]
+                raise ComponentError(
+                    component,
+                    f"did not become ready within {self.startup_timeout:.0f} s "
+                    f"(waiting for {what}{last_error})",
+                    process.log_path, process.log_tail(),
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def _etcd_healthy(self) -> bool:
+        assert self._ports is not None
+        url = f"http://{LOOPBACK}:{self._ports.etcd_client}/health"
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return b'"health":"true"' in response.read()
+
+    def _apiserver_ready(self) -> bool:
+        return bool(self._api().get("/readyz") == "ok")
+
+    def _default_service_account_exists(self) -> bool:
+        try:
+            self._api().get("/api/v1/namespaces/default/serviceaccounts/default")
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def _nodes_usable(self) -> bool:
+        selector = ",".join(f"{k}={v}" for k, v in KWOK_NODE_LABEL.items())
+        items = self._api().get(f"/api/v1/nodes?labelSelector={selector}")["items"]
+        usable = {item["metadata"]["name"] for item in items if node_is_usable(item)}
+        if set(self.node_names) <= usable:
+            return True
+        raise NotReadyYet("; ".join(describe_node(item) for item in items) or "no nodes")

@@ -1,0 +1,63 @@
+"""Writing a cluster's working directory: PKI files, kubeconfigs and kwok's config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .layout import APISERVER_DNS_NAMES, APISERVER_IPS, LOOPBACK, Layout, Ports
+from .manifests import build_kubeconfig, kwok_configuration, render_yaml
+from .pki import ClientIdentity, Pki, generate_pki
+
+ADMIN_USER = "kubernetes-admin"
+CLIENT_IDENTITIES: dict[str, ClientIdentity] = {
+    "admin": ClientIdentity(ADMIN_USER, ("system:masters",)),
+    "controller-manager": ClientIdentity("system:kube-controller-manager"),
+    "scheduler": ClientIdentity("system:kube-scheduler"),
+    "kwok": ClientIdentity("kwok-controller", ("system:masters",)),
+}
+
+
+def server_url(ports: Ports) -> str:
+    """The API server's URL as every client sees it."""
+    return f"https://{LOOPBACK}:{ports.apiserver}"
+
+
+def _write(path: Path, data: bytes | str, private: bool = False) -> None:
+    raw = data.encode() if isinstance(data, str) else data
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(raw)
+
+
+def write_pki(layout: Layout, pki: Pki) -> None:
+    """PEM files the components read: ca, apiserver, sa and one pair per client."""
+    _write(layout.pki("ca.crt"), pki.ca.cert_pem)
+    _write(layout.pki("ca.key"), pki.ca.key_pem, private=True)
+    _write(layout.pki("apiserver.crt"), pki.serving.cert_pem)
+    _write(layout.pki("apiserver.key"), pki.serving.key_pem, private=True)
+    _write(layout.pki("sa.key"), pki.service_account_key_pem, private=True)
+    _write(layout.pki("sa.pub"), pki.service_account_pub_pem)
+    for name, pair in pki.clients.items():
+        _write(layout.pki(f"{name}.crt"), pair.cert_pem)
+        _write(layout.pki(f"{name}.key"), pair.key_pem, private=True)
+
+
+def write_kubeconfigs(layout: Layout, pki: Pki, server: str) -> None:
+    """One self-contained kubeconfig per client identity (mode 0600: they hold keys)."""
+    for name, identity in CLIENT_IDENTITIES.items():
+        config = build_kubeconfig(server, pki.ca.cert_pem, pki.clients[name], identity.user)
+        _write(layout.kubeconfig(name), render_yaml(config), private=True)
+
+
+def prepare_workdir(layout: Layout, ports: Ports) -> Pki:
+    """Create the directories and write every file the components need."""
+    for directory in layout.directories():
+        directory.mkdir(parents=True, exist_ok=True)
+    layout.etcd_data_dir.chmod(0o700)
+    pki = generate_pki(APISERVER_DNS_NAMES, APISERVER_IPS, CLIENT_IDENTITIES)
+    write_pki(layout, pki)
+    write_kubeconfigs(layout, pki, server_url(ports))
+    _write(layout.kwok_config, render_yaml(*kwok_configuration()))
+    return pki

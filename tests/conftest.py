@@ -1,0 +1,184 @@
+"""Pytest wiring: markers by directory, and the cluster the ``cluster`` tests run against.
+
+``--cluster`` chooses the cluster (default ``local``, or ``$PROMETHIOS_TEST_CLUSTER``):
+
+- ``local``: the embedded control plane (:class:`promethios.localcluster.LocalCluster`),
+  started once per session, and only if a collected test asks for it. Missing binaries
+  are a test *failure* telling you to run ``make testenv``: never a silent skip.
+- ``existing``: whatever the current ``KUBECONFIG`` context points at.
+- ``kind``: a throw-away kind cluster via pytest-kind (needs Docker).
+
+Fixtures: ``cluster`` (``.kubeconfig``, ``.kubectl(*args, check=True, input=None)``),
+``cluster_mode``, ``api_client`` (a ``kubernetes.client.ApiClient``) and ``namespace``
+(a fresh namespace per test, deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from promethios.localcluster import (
+    BinariesNotFoundError,
+    KubectlError,
+    LocalCluster,
+    find_binaries,
+)
+
+CLUSTER_MODES = ("local", "existing", "kind")
+TESTS_DIR = Path(__file__).parent
+DIRECTORY_MARKERS = {"integration": "cluster", "unit": "unit"}
+
+
+class ClusterHandle(Protocol):
+    """What tests may rely on, whichever cluster they run against."""
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
+    def kubectl(self, *args: str, check: bool = True,
+                input: str | None = None) -> subprocess.CompletedProcess[str]: ...
+
+
+class KubeconfigCluster:
+    """A cluster known only by a kubeconfig file (``existing`` and ``kind`` modes)."""
+
+    def __init__(self, kubeconfig: Path, kubectl_path: Path) -> None:
+        self._kubeconfig = kubeconfig
+        self.kubectl_path = kubectl_path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.kubectl_path), f"--kubeconfig={self._kubeconfig}", *args]
+        result = subprocess.run(argv, input=input, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+        return result
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster",
+        choices=CLUSTER_MODES,
+        default=os.environ.get("PROMETHIOS_TEST_CLUSTER", "local"),
+        help="cluster for `cluster` tests: local (embedded control plane, default), "
+        "existing (current KUBECONFIG context) or kind (pytest-kind, needs Docker)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests under tests/integration as ``cluster`` and tests/unit as ``unit``."""
+    for item in items:
+        try:
+            relative = Path(str(item.path)).resolve().relative_to(TESTS_DIR.resolve())
+        except ValueError:
+            continue
+        marker = DIRECTORY_MARKERS.get(relative.parts[0]) if relative.parts else None
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session")
+def cluster_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--cluster"))
+
+
+def _local_cluster() -> Iterator[LocalCluster]:
+    try:
+        binaries = find_binaries()
+    except BinariesNotFoundError as error:
+        pytest.fail(str(error), pytrace=False)
+    with LocalCluster(binaries=binaries) as local:
+        print(f"\nlocal cluster up in {local.startup_seconds:.1f} s ({local.server})")
+        yield local
+
+
+def _kubectl_on_path() -> Path:
+    found = shutil.which("kubectl")
+    if found:
+        return Path(found)
+    try:
+        return find_binaries().kubectl
+    except BinariesNotFoundError as error:
+        pytest.fail(f"--cluster=existing needs kubectl on PATH or the testenv:\n{error}",
+                    pytrace=False)
+
+
+def _existing_cluster() -> Iterator[KubeconfigCluster]:
+    paths = os.environ.get("KUBECONFIG", "").split(os.pathsep)
+    kubeconfig = Path(paths[0] if paths[0] else "~/.kube/config").expanduser()
+    if not kubeconfig.is_file():
+        pytest.fail(f"--cluster=existing: no kubeconfig at {kubeconfig} (set KUBECONFIG)",
+                    pytrace=False)
+    yield KubeconfigCluster(kubeconfig, _kubectl_on_path())
+
+
+def _kind_cluster() -> Iterator[KubeconfigCluster]:
+    if shutil.which("docker") is None:
+        pytest.fail("--cluster=kind needs Docker, which is not installed here; "
+                    "use --cluster=local (the default) instead", pytrace=False)
+    from pytest_kind import KindCluster
+
+    kind = KindCluster(f"promethios-{uuid.uuid4().hex[:6]}")
+    kind.create()
+    try:
+        yield KubeconfigCluster(Path(kind.kubeconfig_path), Path(kind.kubectl_path))
+    finally:
+        kind.delete()
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_mode: str) -> Iterator[ClusterHandle]:
+    """The session's cluster; started on first use only."""
+    factories = {"local": _local_cluster, "existing": _existing_cluster,
+                 "kind": _kind_cluster}
+    yield from factories[cluster_mode]()
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: ClusterHandle) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` for the session's cluster."""
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{slug}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A uniquely named namespace for one test, deleted (not awaited) afterwards."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    name = _namespace_name(request.node.name)
+    core.create_namespace(client.V1Namespace(
+        metadata=client.V1ObjectMeta(name=name, labels={"promethios.ai/test": "true"})))
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
