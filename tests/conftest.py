@@ -44,8 +44,9 @@ class ClusterHandle(Protocol):
     @property
     def kubeconfig(self) -> Path: ...
 
-    def kubectl(self, *args: str, check: bool = True,
-                input: str | None = None) -> subprocess.CompletedProcess[str]: ...
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]: ...
 
 
 class KubeconfigCluster:
@@ -59,11 +60,13 @@ class KubeconfigCluster:
     def kubeconfig(self) -> Path:
         return self._kubeconfig
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         argv = [str(self.kubectl_path), f"--kubeconfig={self._kubeconfig}", *args]
-        result = subprocess.run(argv, input=input, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
         return result
@@ -113,23 +116,44 @@ def _kubectl_on_path() -> Path:
     try:
         return find_binaries().kubectl
     except BinariesNotFoundError as error:
-        pytest.fail(f"--cluster=existing needs kubectl on PATH or the testenv:\n{error}",
-                    pytrace=False)
+        pytest.fail(
+            f"--cluster=existing needs kubectl on PATH or the testenv:\n{error}", pytrace=False
+        )
 
 
 def _existing_cluster() -> Iterator[KubeconfigCluster]:
     paths = os.environ.get("KUBECONFIG", "").split(os.pathsep)
     kubeconfig = Path(paths[0] if paths[0] else "~/.kube/config").expanduser()
     if not kubeconfig.is_file():
-        pytest.fail(f"--cluster=existing: no kubeconfig at {kubeconfig} (set KUBECONFIG)",
-                    pytrace=False)
+        pytest.fail(
+            f"--cluster=existing: no kubeconfig at {kubeconfig} (set KUBECONFIG)", pytrace=False
+        )
     yield KubeconfigCluster(kubeconfig, _kubectl_on_path())
 
 
-def _kind_cluster() -> Iterator[KubeconfigCluster]:
+def _require_docker() -> None:
+    """Fail (never skip) unless a Docker daemon answers."""
+    hint = "use --cluster=local (the default) instead"
     if shutil.which("docker") is None:
-        pytest.fail("--cluster=kind needs Docker, which is not installed here; "
-                    "use --cluster=local (the default) instead", pytrace=False)
+        pytest.fail(
+            f"--cluster=kind needs Docker, which is not installed here; {hint}", pytrace=False
+        )
+    try:
+        info = subprocess.run(
+            ["docker", "info"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"--cluster=kind: `docker info` timed out; {hint}", pytrace=False)
+    if info.returncode != 0:
+        pytest.fail(
+            f"--cluster=kind needs a running Docker daemon; `docker info` said:\n"
+            f"{info.stderr.strip()}\n{hint}",
+            pytrace=False,
+        )
+
+
+def _kind_cluster() -> Iterator[KubeconfigCluster]:
+    _require_docker()
     from pytest_kind import KindCluster
 
     kind = KindCluster(f"promethios-{uuid.uuid4().hex[:6]}")
@@ -143,8 +167,7 @@ def _kind_cluster() -> Iterator[KubeconfigCluster]:
 @pytest.fixture(scope="session")
 def cluster(cluster_mode: str) -> Iterator[ClusterHandle]:
     """The session's cluster; started on first use only."""
-    factories = {"local": _local_cluster, "existing": _existing_cluster,
-                 "kind": _kind_cluster}
+    factories = {"local": _local_cluster, "existing": _existing_cluster, "kind": _kind_cluster}
     yield from factories[cluster_mode]()
 
 
@@ -172,8 +195,11 @@ def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
 
     core = client.CoreV1Api(api_client)
     name = _namespace_name(request.node.name)
-    core.create_namespace(client.V1Namespace(
-        metadata=client.V1ObjectMeta(name=name, labels={"promethios.ai/test": "true"})))
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"promethios.ai/test": "true"})
+        )
+    )
     try:
         yield name
     finally:

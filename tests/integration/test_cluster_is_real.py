@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,21 +49,29 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 def restricted_pod_spec() -> dict[str, Any]:
     """A pod spec that satisfies the `restricted` Pod Security Standard."""
     return {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": "app",
-            "image": PAUSE_IMAGE,
-            "securityContext": {"allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]}},
-            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-        }],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "app",
+                "image": PAUSE_IMAGE,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            }
+        ],
     }
 
 
 def label_restricted(api_client: Any, namespace: str) -> None:
     client.CoreV1Api(api_client).patch_namespace(
-        namespace, {"metadata": {"labels": {RESTRICTED: "restricted"}}})
+        namespace, {"metadata": {"labels": {RESTRICTED: "restricted"}}}
+    )
 
 
 @pytest.fixture
@@ -82,17 +91,24 @@ def testenv_binaries(cluster_mode: str) -> Binaries:
 def _create_deployment(api_client: Any, namespace: str, name: str, replicas: int) -> None:
     labels = {"app": name}
     body = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": restricted_pod_spec()}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": restricted_pod_spec()},
+        },
     }
     client.AppsV1Api(api_client).create_namespaced_deployment(namespace, body)
 
 
 def _pods(api_client: Any, namespace: str, app: str) -> list[Any]:
-    return list(client.CoreV1Api(api_client).list_namespaced_pod(
-        namespace, label_selector=f"app={app}").items)
+    return list(
+        client.CoreV1Api(api_client)
+        .list_namespaced_pod(namespace, label_selector=f"app={app}")
+        .items
+    )
 
 
 def _ready_nodes(api_client: Any) -> dict[str, dict[str, str]]:
@@ -114,11 +130,19 @@ def test_deployment_rolls_out_on_kwok_nodes_and_is_garbage_collected(
     # (a) Deployment -> ReplicaSet -> 3 pods scheduled on (kwok) nodes -> all ready.
     replica_sets = wait_for(
         lambda: apps.list_namespaced_replica_set(namespace, label_selector="app=web").items,
-        30, "the deployment controller to create a ReplicaSet")
+        30,
+        "the deployment controller to create a ReplicaSet",
+    )
     owner = replica_sets[0].metadata.owner_references[0]
     assert (owner.kind, owner.name) == ("Deployment", "web")
-    wait_for(lambda: (apps.read_namespaced_deployment_status("web", namespace).status
-                      .ready_replicas or 0) == 3, 60, "3 ready replicas")
+    wait_for(
+        lambda: (
+            (apps.read_namespaced_deployment_status("web", namespace).status.ready_replicas or 0)
+            == 3
+        ),
+        60,
+        "3 ready replicas",
+    )
     pods = _pods(api_client, namespace, "web")
     assert len(pods) == 3
     nodes = _ready_nodes(api_client)
@@ -131,9 +155,13 @@ def test_deployment_rolls_out_on_kwok_nodes_and_is_garbage_collected(
 
     # (b) Deleting the owner garbage-collects the ReplicaSet and its pods.
     apps.delete_namespaced_deployment(
-        "web", namespace, body=client.V1DeleteOptions(propagation_policy="Background"))
-    wait_for(lambda: not apps.list_namespaced_replica_set(
-        namespace, label_selector="app=web").items, 60, "the ReplicaSet to be collected")
+        "web", namespace, body=client.V1DeleteOptions(propagation_policy="Background")
+    )
+    wait_for(
+        lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=web").items,
+        60,
+        "the ReplicaSet to be collected",
+    )
     wait_for(lambda: not _pods(api_client, namespace, "web"), 60, "the pods to be gone")
 
 
@@ -173,8 +201,13 @@ def test_kube_apiserver_reports_the_pinned_version(testenv_binaries: Binaries) -
     versions_env = find_versions_env(REPO)
     assert versions_env is not None
     expected = parse_versions_env(versions_env.read_text())["KUBERNETES_VERSION"]
-    out = subprocess.run([str(testenv_binaries.kube_apiserver), "--version"],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
+    out = subprocess.run(
+        [str(testenv_binaries.kube_apiserver), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     assert out.strip() == f"Kubernetes {expected}"
 
 
@@ -196,29 +229,46 @@ def _read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float) -> s
         while marker.encode() not in seen:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or proc.poll() is not None:
-                pytest.fail(f"cluster CLI did not print {marker!r}; output so far:\n"
-                            f"{seen.decode(errors='replace')}")
+                pytest.fail(
+                    f"cluster CLI did not print {marker!r}; output so far:\n"
+                    f"{seen.decode(errors='replace')}"
+                )
             if selector.select(min(remaining, 1.0)):
                 seen += os.read(fd, 65536)
     return seen.decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
-def test_cli_cluster_leaves_no_orphans(testenv_binaries: Binaries, tmp_path: Path,
-                                       signum: int) -> None:
+def test_cli_cluster_leaves_no_orphans(
+    testenv_binaries: Binaries, tmp_path: Path, signum: int
+) -> None:
     env = {**os.environ, "PROMETHIOS_TESTENV_BIN": str(testenv_binaries.bin_dir)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promethios.localcluster", "--nodes=1",
-         f"--kubeconfig-out={tmp_path / 'kubeconfig'}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        # --workdir: a kill -9'd parent cannot remove its temp dir; let pytest do it.
+        [
+            sys.executable,
+            "-m",
+            "promethios.localcluster",
+            "--nodes=1",
+            f"--workdir={tmp_path / 'work'}",
+            f"--kubeconfig-out={tmp_path / 'kubeconfig'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         output = _read_until(proc, "export KUBECONFIG=", timeout=90)
         assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in output
         children = psutil.Process(proc.pid).children(recursive=True)
         names = sorted(Path(c.cmdline()[0]).name for c in children)
-        assert names == ["etcd", "kube-apiserver", "kube-controller-manager",
-                         "kube-scheduler", "kwok"]
+        assert names == [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        ]
         proc.send_signal(signum)
         code = proc.wait(30)
         if signum == signal.SIGTERM:
@@ -237,17 +287,25 @@ def test_failed_start_reports_the_log_and_stops_what_started(
     broken.write_text("#!/bin/sh\necho 'E0101 simulated apiserver failure' >&2\nexit 3\n")
     broken.chmod(0o755)
     binaries = dataclasses.replace(testenv_binaries, kube_apiserver=broken)
-    cluster = LocalCluster(binaries=binaries, nodes=0, workdir=tmp_path / "work",
-                           startup_timeout=30)
+    cluster = LocalCluster(binaries=binaries, nodes=0, startup_timeout=30)
     with pytest.raises(ComponentError) as caught:
         cluster.start()
-    assert caught.value.component == "kube-apiserver"
-    assert "exited with code 3" in str(caught.value)
-    assert "simulated apiserver failure" in str(caught.value)
-    # etcd had started; it must be gone too.
-    leftovers = [p for p in psutil.process_iter()
-                 if _alive(p) and any(str(tmp_path) in arg for arg in _cmdline(p))]
-    assert leftovers == []
+    try:
+        assert caught.value.component == "kube-apiserver"
+        assert "exited with code 3" in str(caught.value)
+        assert "simulated apiserver failure" in str(caught.value)
+        # The logs outlive the failed start; the rest of the temp workdir does not.
+        assert "simulated apiserver failure" in caught.value.log_path.read_text()
+        assert sorted(p.name for p in cluster.workdir.iterdir()) == ["logs"]
+        # etcd had started; it must be gone too.
+        leftovers = [
+            p
+            for p in psutil.process_iter()
+            if _alive(p) and any(str(cluster.workdir) in a for a in _cmdline(p))
+        ]
+        assert leftovers == []
+    finally:
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
 
 
 def _cmdline(process: psutil.Process) -> list[str]:

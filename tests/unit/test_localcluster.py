@@ -27,6 +27,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from promethios.localcluster import (
     BinariesNotFoundError,
     ComponentError,
+    KubectlError,
+    LocalClusterError,
     find_binaries,
     kubernetes_version,
 )
@@ -37,7 +39,7 @@ from promethios.localcluster.binaries import (
     find_versions_env,
     parse_versions_env,
 )
-from promethios.localcluster.cluster import describe_node, node_is_usable
+from promethios.localcluster.cluster import describe_node, node_is_ready, node_is_usable
 from promethios.localcluster.commands import (
     apiserver_command,
     controller_manager_command,
@@ -97,8 +99,12 @@ def test_apiserver_is_secured_like_a_real_cluster() -> None:
     assert f["--service-account-issuer"].startswith("https://")
     assert f["--service-cluster-ip-range"] == "10.96.0.0/16"
     # Admission stays at its defaults (PodSecurity included); no insecure serving.
-    assert not any(name.startswith(("--disable-admission", "--enable-admission",
-                                    "--insecure", "--anonymous-auth")) for name in f)
+    assert not any(
+        name.startswith(
+            ("--disable-admission", "--enable-admission", "--insecure", "--anonymous-auth")
+        )
+        for name in f
+    )
 
 
 def test_controller_manager_and_scheduler_use_their_own_identities() -> None:
@@ -124,6 +130,7 @@ def test_kwok_manages_only_annotated_nodes_with_our_config() -> None:
     assert f["--config"] == "/tmp/cluster/kwok.yaml"
     assert f["--kubeconfig"] == "/tmp/cluster/kwok.kubeconfig"
     assert f["--cidr"] == "10.244.0.0/16"
+    assert f["--node-lease-duration-seconds"] == "40"
 
 
 # --------------------------------------------------------------------------- manifests
@@ -131,8 +138,9 @@ def test_kwok_manages_only_annotated_nodes_with_our_config() -> None:
 
 def test_kubeconfig_embeds_server_ca_and_client_credentials() -> None:
     pki = generate_pki(["localhost"], ["127.0.0.1"], {"admin": ClientIdentity("me")})
-    text = render_yaml(build_kubeconfig("https://127.0.0.1:6443", pki.ca.cert_pem,
-                                        pki.clients["admin"], "me"))
+    text = render_yaml(
+        build_kubeconfig("https://127.0.0.1:6443", pki.ca.cert_pem, pki.clients["admin"], "me")
+    )
     config = yaml.safe_load(text)
     assert config["current-context"] == config["contexts"][0]["name"]
     cluster = config["clusters"][0]["cluster"]
@@ -155,8 +163,13 @@ def test_fake_nodes_are_kwok_managed_schedulable_and_sized() -> None:
 def test_kwok_configuration_has_the_lifecycle_stages() -> None:
     documents = kwok_configuration()
     stages = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "Stage"}
-    assert set(stages) == {"node-initialize", "node-heartbeat", "pod-ready",
-                           "pod-complete", "pod-delete"}
+    assert set(stages) == {
+        "node-initialize",
+        "node-heartbeat",
+        "pod-ready",
+        "pod-complete",
+        "pod-delete",
+    }
     assert stages["pod-delete"]["next"] == {"delete": True}
     assert stages["node-heartbeat"]["delay"]["durationMilliseconds"] > 0
     for spec in stages.values():
@@ -172,17 +185,24 @@ def test_kwok_configuration_has_the_lifecycle_stages() -> None:
         ([{"type": "Ready", "status": "True"}], [], True),
         ([{"type": "Ready", "status": "False"}], [], False),
         ([], [], False),
-        ([{"type": "Ready", "status": "True"}],
-         [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}], False),
-        ([{"type": "Ready", "status": "True"}], [{"key": "x", "effect": "PreferNoSchedule"}],
-         True),
+        (
+            [{"type": "Ready", "status": "True"}],
+            [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}],
+            False,
+        ),
+        ([{"type": "Ready", "status": "True"}], [{"key": "x", "effect": "PreferNoSchedule"}], True),
     ],
 )
-def test_node_is_usable(conditions: list[dict[str, str]], taints: list[dict[str, str]],
-                        usable: bool) -> None:
-    node = {"metadata": {"name": "n"}, "spec": {"taints": taints},
-            "status": {"conditions": conditions}}
+def test_node_is_usable(
+    conditions: list[dict[str, str]], taints: list[dict[str, str]], usable: bool
+) -> None:
+    node = {
+        "metadata": {"name": "n"},
+        "spec": {"taints": taints},
+        "status": {"conditions": conditions},
+    }
     assert node_is_usable(node) is usable
+    assert node_is_ready(node) is (conditions == [{"type": "Ready", "status": "True"}])
     assert describe_node(node).startswith("n Ready=")
 
 
@@ -194,8 +214,7 @@ def _load(pem: bytes) -> x509.Certificate:
 
 
 def test_serving_certificate_verifies_against_ca_with_loopback_san() -> None:
-    pki = generate_pki(["localhost", "kubernetes.default.svc"], ["127.0.0.1", "10.96.0.1"],
-                       {})
+    pki = generate_pki(["localhost", "kubernetes.default.svc"], ["127.0.0.1", "10.96.0.1"], {})
     ca, serving = _load(pki.ca.cert_pem), _load(pki.serving.cert_pem)
     serving.verify_directly_issued_by(ca)  # raises if the signature or issuer is wrong
     san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -209,14 +228,15 @@ def test_serving_certificate_verifies_against_ca_with_loopback_san() -> None:
 
 
 def test_client_certificate_carries_user_and_groups() -> None:
-    pki = generate_pki([], ["127.0.0.1"],
-                       {"admin": ClientIdentity("kubernetes-admin", ("system:masters",))})
+    pki = generate_pki(
+        [], ["127.0.0.1"], {"admin": ClientIdentity("kubernetes-admin", ("system:masters",))}
+    )
     cert = _load(pki.clients["admin"].cert_pem)
     cert.verify_directly_issued_by(_load(pki.ca.cert_pem))
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
-        "kubernetes-admin"
-    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] \
-        == ["system:masters"]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "kubernetes-admin"
+    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == [
+        "system:masters"
+    ]
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
 
@@ -243,6 +263,7 @@ def test_mutual_tls_handshake_over_loopback(tmp_path: Path) -> None:
     peer: dict[str, object] = {}
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
+
         def serve() -> None:
             conn, _ = listener.accept()
             with server_ctx.wrap_socket(conn, server_side=True) as tls:
@@ -252,11 +273,15 @@ def test_mutual_tls_handshake_over_loopback(tmp_path: Path) -> None:
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-                client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
             assert tls.recv(2) == b"ok"
         thread.join(5)
-    assert ((("commonName", "kubernetes-admin"),) in peer["subject"])  # type: ignore[operator]
+    subject = peer["subject"]
+    assert isinstance(subject, tuple)
+    assert (("commonName", "kubernetes-admin"),) in subject  # the server saw our client cert
 
 
 def test_prepare_workdir_writes_private_files_privately(tmp_path: Path) -> None:
@@ -270,6 +295,21 @@ def test_prepare_workdir_writes_private_files_privately(tmp_path: Path) -> None:
         assert layout.kubeconfig(name).is_file()
     kinds = [d["kind"] for d in yaml.safe_load_all(layout.kwok_config.read_text())]
     assert kinds.count("Stage") == 5
+
+
+def test_reused_workdir_is_emptied_but_foreign_files_are_refused(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "c")
+    prepare_workdir(layout, PORTS)
+    first_ca = layout.pki("ca.crt").read_bytes()
+    (layout.etcd_data_dir / "member").mkdir()
+    prepare_workdir(layout, PORTS)
+    assert layout.pki("ca.crt").read_bytes() != first_ca  # a fresh PKI
+    assert list(layout.etcd_data_dir.iterdir()) == []  # and a fresh etcd
+    (layout.root / "notes.txt").write_text("mine")
+    with pytest.raises(LocalClusterError, match=r"notes\.txt"):
+        prepare_workdir(layout, PORTS)
+    assert (layout.root / "notes.txt").read_text() == "mine"
+    assert layout.pki("ca.crt").is_file()
 
 
 # --------------------------------------------------------------------------- ports
@@ -308,8 +348,10 @@ def test_find_binaries_uses_the_xdg_cache(tmp_path: Path) -> None:
 
 
 def test_find_binaries_defaults_to_home_cache(tmp_path: Path) -> None:
-    assert default_bin_dir({"HOME": str(tmp_path)}, "v1") == \
-        tmp_path / ".cache/promethios/testenv/v1/bin"
+    assert (
+        default_bin_dir({"HOME": str(tmp_path)}, "v1")
+        == tmp_path / ".cache/promethios/testenv/v1/bin"
+    )
 
 
 def test_env_override_and_symlink_names_are_kept(tmp_path: Path) -> None:
@@ -325,8 +367,7 @@ def test_env_override_and_symlink_names_are_kept(tmp_path: Path) -> None:
 def test_kubebuilder_assets_take_precedence_for_envtest_components(tmp_path: Path) -> None:
     cache = _fake_bins(tmp_path / "cache")
     assets = _fake_bins(tmp_path / "assets", ("etcd", "kube-apiserver", "kubectl"))
-    found = find_binaries({"PROMETHIOS_TESTENV_BIN": str(cache),
-                           "KUBEBUILDER_ASSETS": str(assets)})
+    found = find_binaries({"PROMETHIOS_TESTENV_BIN": str(cache), "KUBEBUILDER_ASSETS": str(assets)})
     assert found.etcd == assets / "etcd"
     assert found.kube_apiserver == assets / "kube-apiserver"
     assert found.kubectl == assets / "kubectl"
@@ -341,8 +382,12 @@ def test_missing_binaries_tell_the_user_to_run_make_testenv(tmp_path: Path) -> N
         find_binaries({"PROMETHIOS_TESTENV_BIN": str(cache)})
     message = str(caught.value)
     assert "make testenv" in message
-    assert set(caught.value.missing) == {"kube-apiserver", "kube-controller-manager",
-                                         "kube-scheduler", "kwok"}
+    assert set(caught.value.missing) == {
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
     assert str(cache / "kwok") in message
     assert isinstance(caught.value, FileNotFoundError)
 
@@ -352,8 +397,10 @@ def test_kubebuilder_assets_missing_a_file_is_reported_there(tmp_path: Path) -> 
     assets = _fake_bins(tmp_path / "assets", ("etcd",))
     with pytest.raises(BinariesNotFoundError) as caught:
         find_binaries({"PROMETHIOS_TESTENV_BIN": str(cache), "KUBEBUILDER_ASSETS": str(assets)})
-    assert caught.value.missing == {"kube-apiserver": assets / "kube-apiserver",
-                                    "kubectl": assets / "kubectl"}
+    assert caught.value.missing == {
+        "kube-apiserver": assets / "kube-apiserver",
+        "kubectl": assets / "kubectl",
+    }
 
 
 def test_versions_env_is_parsed_and_matches_the_built_in_default() -> None:
@@ -381,6 +428,17 @@ def test_component_error_carries_the_log_tail(tmp_path: Path) -> None:
     assert str(tmp_path / "etcd.log") in str(error)
 
 
+def test_kubectl_error_shows_stderr() -> None:
+    error = KubectlError(
+        1,
+        ["kubectl", "get", "nope"],
+        "",
+        'error: the server doesn\'t have a resource type "nope"\n',
+    )
+    assert isinstance(error, subprocess.CalledProcessError)
+    assert str(error).endswith('resource type "nope"')
+
+
 def test_managed_process_logs_and_stops_with_sigterm(tmp_path: Path) -> None:
     script = "import time; print('hello', flush=True); time.sleep(60)"
     process = ManagedProcess("sleeper", [sys.executable, "-c", script], tmp_path / "s.log")
@@ -397,8 +455,10 @@ def test_managed_process_logs_and_stops_with_sigterm(tmp_path: Path) -> None:
 
 
 def test_managed_process_escalates_to_sigkill(tmp_path: Path) -> None:
-    script = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-              "print('ready', flush=True); time.sleep(60)")
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
     process = ManagedProcess("stubborn", [sys.executable, "-c", script], tmp_path / "s.log")
     process.start()
     deadline = time.monotonic() + 10
@@ -415,7 +475,7 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
         from pathlib import Path
         from promethios.localcluster.process import ManagedProcess
         p = ManagedProcess("child", [sys.executable, "-c", "import time; time.sleep(60)"],
-                           Path({str(tmp_path / 'child.log')!r}))
+                           Path({str(tmp_path / "child.log")!r}))
         p.start()
         print(p.pid, flush=True)
         time.sleep(60)
@@ -423,13 +483,17 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     child = psutil.Process(int(proc.stdout.readline()))
-    assert child.is_running()
-    proc.kill()
-    proc.wait(5)
-    deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child)
+    try:
+        assert child.is_running()
+        proc.kill()
+        proc.wait(5)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if _alive(child):
+            child.kill()
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -282,8 +282,6 @@ class GovernedAgentStatus(Model):
     enforcement: EnforcementStatus | None = None
 
 
-
-
 GOVERNED_AGENT = CustomResourceInfo(
     kind="GovernedAgent",
     plural="governedagents",

@@ -41,7 +41,9 @@ class BlockedPattern(Model):
     """A regular expression that must not appear in prompts or completions."""
 
     name: str = Field(
-        min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9]([-_a-zA-Z0-9]*[a-zA-Z0-9])?$",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-zA-Z0-9]([-_a-zA-Z0-9]*[a-zA-Z0-9])?$",
         description="Rule name, reported in violations and errors.",
     )
     pattern: str = Field(min_length=1, max_length=1024, description="Python regular expression.")

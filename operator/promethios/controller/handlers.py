@@ -25,7 +25,13 @@ from ..api.common import ANNOTATION_PREFIX, FIELD_MANAGER, GROUP, VERSION
 from ..builders.meta import LABEL_AGENT, ChildNames
 from . import conditions as cond
 from .plan import Plan
-from .reconcile import InvalidSpec, ReconcileContext, reconcile_agent, reconcile_named
+from .reconcile import (
+    InvalidSpec,
+    ReconcileContext,
+    StaleRead,
+    reconcile_agent,
+    reconcile_named,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,8 @@ def _reconcile_or_retry(ctx: ReconcileContext, body: Mapping[str, Any], retry: i
         plan: Plan = reconcile_agent(body, ctx)
     except InvalidSpec as error:
         raise kopf.PermanentError(f"invalid spec: {error}") from error
+    except StaleRead as error:
+        raise kopf.TemporaryError(str(error), delay=1) from error
     if plan.blocker is not None and plan.blocker.reason in MISSING_REFERENCE_REASONS:
         raise kopf.TemporaryError(plan.blocker.message, delay=backoff(retry))
 

@@ -44,6 +44,7 @@ class ReconcileContext:
     new_key: Callable[[], str] = generate_api_key
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    _timers: dict[str, threading.Timer] = field(default_factory=dict)
 
     def lock_for(self, uid: str) -> threading.Lock:
         """One lock per agent: handlers, child events and the resync never interleave."""
@@ -51,9 +52,43 @@ class ReconcileContext:
             return self._locks.setdefault(uid, threading.Lock())
 
     def forget(self, uid: str) -> None:
-        """Drop a deleted agent's lock."""
+        """Drop a deleted agent's lock and any reconcile scheduled for it."""
         with self._locks_guard:
             self._locks.pop(uid, None)
+            timer = self._timers.pop(uid, None)
+        if timer is not None:
+            timer.cancel()
+
+    def reconcile_at(self, uid: str, namespace: str, name: str, when: datetime) -> None:
+        """Reconcile the agent again at ``when`` (e.g. when a rotated-out key expires).
+
+        Timers live in memory only; after a restart the periodic resync catches up.
+        """
+        delay = max(0.0, (when - self.clock()).total_seconds()) + 1.0
+
+        def fire() -> None:
+            with self._locks_guard:
+                self._timers.pop(uid, None)
+            try:
+                reconcile_named(self, namespace, name)
+            except Exception:
+                log.warning("scheduled reconcile of %s/%s failed", namespace, name, exc_info=True)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._locks_guard:
+            previous = self._timers.pop(uid, None)
+            self._timers[uid] = timer
+        if previous is not None:
+            previous.cancel()
+        timer.start()
+
+
+CONFLICT_RETRIES = 3
+
+
+class StaleRead(RuntimeError):
+    """A write's resourceVersion precondition failed: the object changed since it was read."""
 
 
 class InvalidSpec(ValueError):
@@ -120,12 +155,24 @@ def reconcile_agent(body: Mapping[str, Any], ctx: ReconcileContext) -> Plan:
     if metadata.get("deletionTimestamp"):
         return Plan()  # owner references let the garbage collector remove the children
     with ctx.lock_for(metadata["uid"]):
-        agent = parse_agent(body)
-        status = body.get("status") or {}
-        observed = observe(ctx.client, agent, status)
-        plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
-        execute(ctx, body, agent, plan)
-        return plan
+        for _ in range(CONFLICT_RETRIES):
+            agent = parse_agent(body)
+            observed = observe(ctx.client, agent, body.get("status") or {})
+            plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
+            try:
+                execute(ctx, body, agent, plan)
+            except StaleRead:
+                # The ingest API wrote status after our read (it also releases on
+                # acknowledgement): plan again from the object as it is now.
+                fresh = objects.get_governed_agent(ctx.client, agent.namespace, agent.name)
+                if fresh is None:
+                    return Plan()
+                body = fresh
+                continue
+            if plan.next_key_expiry is not None:
+                ctx.reconcile_at(agent.uid, agent.namespace, agent.name, plan.next_key_expiry)
+            return plan
+        raise StaleRead(f"{metadata['name']}: status kept changing; retrying later")
 
 
 def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: Plan) -> None:
@@ -144,7 +191,12 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
             **plan.release,
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
         }
-        kapply.merge_patch(client, "GovernedAgent", ns, agent.name, patch, subresource="status")
+        try:
+            kapply.merge_patch(client, "GovernedAgent", ns, agent.name, patch, subresource="status")
+        except kapply.ApiException as error:
+            if error.status == 409:
+                raise StaleRead(str(error.reason)) from error
+            raise
     if plan.status is not None:
         try:
             kapply.apply_status(client, ns, agent.name, plan.status)

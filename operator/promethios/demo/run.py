@@ -30,7 +30,7 @@ from aiohttp import web
 
 from promethios.api.crdgen import all_crds
 from promethios.api.sidecarconfig import CONFIG_KEY
-from promethios.localcluster import LocalCluster
+from promethios.localcluster import LocalCluster, LocalClusterError
 from promethios.localcluster.process import ManagedProcess
 
 from .agent import run_agent
@@ -261,7 +261,8 @@ async def run_demo(demo: Demo, headless: bool, wait_seconds: float) -> int:
     upstream_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", upstream_port).start()
     try:
-        cluster = await asyncio.to_thread(demo.start_cluster)
+        cluster = demo.cluster
+        assert cluster is not None
         await asyncio.to_thread(demo.install_crds)
         demo.start_operator()
         await wait_http(f"http://127.0.0.1:{demo.ingest_port}/healthz", 60, demo)
@@ -333,11 +334,14 @@ def main(argv: list[str]) -> int:
     demo = Demo(workdir, keep_running=not args.headless)
     demo.report_path = Path(args.report).absolute() if args.report else None
     try:
+        # The cluster's processes die with the thread that started them
+        # (PR_SET_PDEATHSIG), so start it here on the main thread.
+        demo.start_cluster()
         return asyncio.run(run_demo(demo, args.headless, args.timeout))
     except KeyboardInterrupt:
         say("stopping")
         return 0
-    except (RuntimeError, TimeoutError) as error:
+    except (RuntimeError, TimeoutError, LocalClusterError) as error:
         say(f"demo failed: {error}\n    logs: {workdir}")
         return 1
     finally:

@@ -29,6 +29,9 @@ class UpstreamLog:
     paths: list[str] = field(default_factory=list)
 
 
+UPSTREAM_LOG = web.AppKey("upstream_log", UpstreamLog)
+
+
 def _last_user_text(body: dict[str, Any]) -> str:
     messages = body.get("messages") or []
     for message in reversed(messages):
@@ -153,7 +156,7 @@ def build_upstream_app(log: UpstreamLog | None = None, chunk_delay: float = 0.0)
         return web.json_response(anthropic_message(await request.json()))
 
     app = web.Application()
-    app["log"] = seen
+    app[UPSTREAM_LOG] = seen
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)

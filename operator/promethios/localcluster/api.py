@@ -26,8 +26,9 @@ class ApiError(Exception):
 class RestClient:
     """GET/POST JSON to a Kubernetes API server with a client certificate."""
 
-    def __init__(self, server: str, ca_file: Path, cert_file: Path, key_file: Path,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, server: str, ca_file: Path, cert_file: Path, key_file: Path, timeout: float = 5.0
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self._context = ssl.create_default_context(cafile=str(ca_file))
@@ -41,8 +42,9 @@ class RestClient:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout,
-                                        context=self._context) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self._context
+            ) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             raise ApiError(error.code, error.read().decode(errors="replace")) from None

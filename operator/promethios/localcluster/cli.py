@@ -24,12 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
         "controller-manager, scheduler, kwok fake nodes) until interrupted.",
     )
     parser.add_argument("--nodes", type=int, default=2, help="fake kwok nodes (default 2)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep certificates, data and logs here (default: a temp dir)")
-    parser.add_argument("--kubeconfig-out", type=Path, default=None,
-                        help="also copy the admin kubeconfig to this path")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="start-up timeout in seconds (default 120)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep certificates, data and logs here (default: a temp dir)",
+    )
+    parser.add_argument(
+        "--kubeconfig-out",
+        type=Path,
+        default=None,
+        help="also copy the admin kubeconfig to this path",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="start-up timeout in seconds (default 120)"
+    )
     return parser
 
 
@@ -54,8 +63,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        with LocalCluster(nodes=args.nodes, workdir=args.workdir,
-                          startup_timeout=args.timeout) as cluster:
+        with LocalCluster(
+            nodes=args.nodes, workdir=args.workdir, startup_timeout=args.timeout
+        ) as cluster:
             kubeconfig = cluster.kubeconfig
             if args.kubeconfig_out is not None:
                 shutil.copyfile(kubeconfig, args.kubeconfig_out)

@@ -64,12 +64,16 @@ class KubectlError(subprocess.CalledProcessError):
         return f"{super().__str__()}\n{self.stderr or ''}".rstrip()
 
 
+def node_is_ready(node: dict[str, Any]) -> bool:
+    """The node's Ready condition is True."""
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def node_is_usable(node: dict[str, Any]) -> bool:
     """Ready=True and no NoSchedule/NoExecute taint (so ordinary pods can land on it)."""
-    conditions = node.get("status", {}).get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     taints = node.get("spec", {}).get("taints") or []
-    return ready and not any(t.get("effect") in NO_SCHEDULE_EFFECTS for t in taints)
+    return node_is_ready(node) and not any(t.get("effect") in NO_SCHEDULE_EFFECTS for t in taints)
 
 
 def describe_node(node: dict[str, Any]) -> str:
@@ -162,12 +166,22 @@ class LocalCluster:
     def __enter__(self) -> LocalCluster:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> LocalCluster:
-        """Start every component and wait until the cluster can run pods."""
+        """Start every component and wait until the cluster can run pods.
+
+        On failure everything started is stopped and :class:`ComponentError` (with the
+        failing component's log tail) is raised; the logs stay in :attr:`log_dir`.
+        Call from a long-lived thread (normally the main one): on Linux the components
+        are killed when the thread that started them ends (``PR_SET_PDEATHSIG``).
+        """
         if self._processes:
             raise LocalClusterError("the cluster is already started")
         install_sigterm_handler()
@@ -178,11 +192,15 @@ class LocalCluster:
             self._start_control_plane()
             self._start_node_side()
         except BaseException:
-            self.stop()
+            self._stop(keep_logs=True)
             raise
         self.startup_seconds = time.monotonic() - began
-        log.info("local cluster ready in %.1f s: %s (KUBECONFIG=%s)",
-                 self.startup_seconds, self.server, self.kubeconfig)
+        log.info(
+            "local cluster ready in %.1f s: %s (KUBECONFIG=%s)",
+            self.startup_seconds,
+            self.server,
+            self.kubeconfig,
+        )
         return self
 
     def stop(self) -> None:
@@ -190,6 +208,9 @@ class LocalCluster:
 
         Idempotent; safe after a failed or partial start.
         """
+        self._stop(keep_logs=False)
+
+    def _stop(self, keep_logs: bool) -> None:
         groups = [[KWOK, SCHEDULER, CONTROLLER_MANAGER], [APISERVER], [ETCD]]
         for group in groups:
             members = [self._processes[n] for n in group if n in self._processes]
@@ -197,24 +218,42 @@ class LocalCluster:
         self._processes.clear()
         self._client = None
         if self._layout is not None and not self._keep_workdir:
-            shutil.rmtree(self._layout.root, ignore_errors=True)
+            self._remove_workdir(self._layout, keep_logs)
+
+    @staticmethod
+    def _remove_workdir(layout: Layout, keep_logs: bool) -> None:
+        """Delete the temporary workdir; after a failed start keep its logs/ only."""
+        if not keep_logs:
+            shutil.rmtree(layout.root, ignore_errors=True)
+            return
+        for entry in layout.root.iterdir():
+            if entry == layout.log_dir:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        log.warning("cluster start did not complete; component logs kept in %s", layout.log_dir)
 
     def check_running(self) -> None:
         """Raise :class:`ComponentError` if any component has exited."""
         for process in self._processes.values():
             code = process.exit_code()
             if code is not None:
-                raise ComponentError(process.name, f"exited with code {code}",
-                                     process.log_path, process.log_tail())
+                raise ComponentError(
+                    process.name, f"exited with code {code}", process.log_path, process.log_tail()
+                )
 
     # ----------------------------------------------------------------- helpers
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``kubectl --kubeconfig=<admin> *args``; text output is captured."""
         argv = [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(argv, input=input, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
         return result
@@ -227,8 +266,9 @@ class LocalCluster:
         self._ports = allocate_ports()
         prepare_workdir(self._layout, self._ports)
         layout = self._layout
-        self._client = RestClient(self.server, layout.pki("ca.crt"),
-                                  layout.pki("admin.crt"), layout.pki("admin.key"))
+        self._client = RestClient(
+            self.server, layout.pki("ca.crt"), layout.pki("admin.crt"), layout.pki("admin.key")
+        )
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         process = ManagedProcess(name, argv, self.layout.log(name), env)
@@ -245,19 +285,31 @@ class LocalCluster:
 
     def _start_node_side(self) -> None:
         bins, layout = self.binaries, self.layout
-        self._spawn(CONTROLLER_MANAGER,
-                    controller_manager_command(bins.kube_controller_manager, layout))
+        self._spawn(
+            CONTROLLER_MANAGER, controller_manager_command(bins.kube_controller_manager, layout)
+        )
         self._spawn(SCHEDULER, scheduler_command(bins.kube_scheduler, layout))
         kwok_env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         kwok_env["HOME"] = str(layout.kwok_home)
         self._spawn(KWOK, kwok_command(bins.kwok, layout), kwok_env)
         for index in range(self.nodes):
             self._api().post("/api/v1/nodes", node_manifest(index))
-        self._wait(CONTROLLER_MANAGER, "ServiceAccount default/default created",
-                   self._default_service_account_exists)
+        self._wait(
+            CONTROLLER_MANAGER,
+            "ServiceAccount default/default created",
+            self._default_service_account_exists,
+        )
         if self.nodes:
-            self._wait(KWOK, f"{self.nodes} kwok node(s) Ready and untainted",
-                       self._nodes_usable)
+            # kwok makes the nodes Ready; the node lifecycle controller then lifts the
+            # not-ready taint that admission put on them at creation.
+            self._wait(
+                KWOK, f"{self.nodes} kwok node(s) Ready", lambda: self._nodes_satisfy(node_is_ready)
+            )
+            self._wait(
+                CONTROLLER_MANAGER,
+                "the not-ready taint lifted from the kwok nodes",
+                lambda: self._nodes_satisfy(node_is_usable),
+            )
 
     # ----------------------------------------------------------------- readiness
 
@@ -269,10 +321,12 @@ class LocalCluster:
     def _wait(self, component: str, what: str, predicate: Callable[[], bool]) -> None:
         """Poll ``predicate`` until true; fail fast if any component exits meanwhile."""
         last_error = ""
+        began = time.monotonic()
         while True:
             self.check_running()
             try:
                 if predicate():
+                    log.debug("%s: %s after %.2f s", component, what, time.monotonic() - began)
                     return
             except NotReadyYet as state:
                 last_error = f"; last state: {state}"
@@ -284,7 +338,8 @@ class LocalCluster:
                     component,
                     f"did not become ready within {self.startup_timeout:.0f} s "
                     f"(waiting for {what}{last_error})",
-                    process.log_path, process.log_tail(),
+                    process.log_path,
+                    process.log_tail(),
                 )
             time.sleep(POLL_INTERVAL)
 
@@ -306,10 +361,10 @@ class LocalCluster:
             raise
         return True
 
-    def _nodes_usable(self) -> bool:
+    def _nodes_satisfy(self, condition: Callable[[dict[str, Any]], bool]) -> bool:
         selector = ",".join(f"{k}={v}" for k, v in KWOK_NODE_LABEL.items())
         items = self._api().get(f"/api/v1/nodes?labelSelector={selector}")["items"]
-        usable = {item["metadata"]["name"] for item in items if node_is_usable(item)}
-        if set(self.node_names) <= usable:
+        passing = {item["metadata"]["name"] for item in items if condition(item)}
+        if set(self.node_names) <= passing:
             return True
         raise NotReadyYet("; ".join(describe_node(item) for item in items) or "no nodes")

@@ -101,4 +101,5 @@ def kwok_command(binary: Path, layout: Layout) -> list[str]:
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_SELECTOR}",
         f"--cidr={POD_CIDR}",
+        "--node-lease-duration-seconds=40",  # renew kube-node-lease Leases, like a kubelet
     ]

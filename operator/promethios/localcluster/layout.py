@@ -97,3 +97,10 @@ class Layout:
 
     def directories(self) -> list[Path]:
         return [self.root, self.pki_dir, self.etcd_data_dir, self.log_dir, self.kwok_home]
+
+    def owns(self, entry: Path) -> bool:
+        """Whether ``entry`` (directly under the root) is one a cluster writes."""
+        if entry.parent != self.root:
+            return False
+        known = {*self.directories()[1:], self.kwok_config, self.admin_kubeconfig}
+        return entry in known or entry.name.endswith(".kubeconfig")

@@ -35,27 +35,34 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def build_kubeconfig(server: str, ca_pem: bytes, client: KeyPair, user: str,
-                     cluster_name: str = "promethios-local") -> Manifest:
+def build_kubeconfig(
+    server: str, ca_pem: bytes, client: KeyPair, user: str, cluster_name: str = "promethios-local"
+) -> Manifest:
     """A self-contained kubeconfig (certificates embedded) for one client identity."""
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": cluster_name,
-            "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)},
-        }],
-        "users": [{
-            "name": user,
-            "user": {
-                "client-certificate-data": _b64(client.cert_pem),
-                "client-key-data": _b64(client.key_pem),
-            },
-        }],
-        "contexts": [{
-            "name": cluster_name,
-            "context": {"cluster": cluster_name, "user": user, "namespace": "default"},
-        }],
+        "clusters": [
+            {
+                "name": cluster_name,
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": _b64(client.cert_pem),
+                    "client-key-data": _b64(client.key_pem),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": cluster_name,
+                "context": {"cluster": cluster_name, "user": user, "namespace": "default"},
+            }
+        ],
         "current-context": cluster_name,
         "preferences": {},
     }
@@ -103,8 +110,9 @@ def node_manifest(index: int) -> Manifest:
     }
 
 
-def _stage(name: str, kind: str, expressions: list[Manifest], next_: Manifest,
-           delay_ms: int | None = None) -> Manifest:
+def _stage(
+    name: str, kind: str, expressions: list[Manifest], next_: Manifest, delay_ms: int | None = None
+) -> Manifest:
     spec: Manifest = {
         "resourceRef": {"apiGroup": "v1", "kind": kind},
         "selector": {"matchExpressions": expressions},
@@ -115,8 +123,12 @@ def _stage(name: str, kind: str, expressions: list[Manifest], next_: Manifest,
             "durationMilliseconds": delay_ms,
             "jitterDurationMilliseconds": delay_ms + delay_ms // 4,
         }
-    return {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage",
-            "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def _expr(key: str, operator: str, *values: str) -> Manifest:
@@ -220,21 +232,42 @@ def kwok_stages() -> list[Manifest]:
     """The node and pod lifecycle stages described in the module docstring."""
     not_deleted = _expr(".metadata.deletionTimestamp", "DoesNotExist")
     return [
-        _stage("node-initialize", "Node", [_expr(READY_STATUS, "NotIn", "True")],
-               {"statusTemplate": NODE_CONDITIONS_TEMPLATE + NODE_INFO_TEMPLATE}),
-        _stage("node-heartbeat", "Node",
-               [_expr(".status.phase", "In", "Running"), _expr(READY_STATUS, "In", "True")],
-               {"statusTemplate": NODE_CONDITIONS_TEMPLATE}, delay_ms=20_000),
-        _stage("pod-ready", "Pod",
-               [not_deleted, _expr(".status.phase", "In", "Pending"),
-                _expr(READY_STATUS, "NotIn", "True")],
-               {"statusTemplate": _go_template(POD_READY_TEMPLATE)}),
-        _stage("pod-complete", "Pod",
-               [not_deleted, _expr(".status.phase", "In", "Running"),
-                _expr(".metadata.ownerReferences.[].kind", "In", "Job")],
-               {"statusTemplate": _go_template(POD_COMPLETE_TEMPLATE)}),
-        _stage("pod-delete", "Pod", [_expr(".metadata.deletionTimestamp", "Exists")],
-               {"delete": True}),
+        _stage(
+            "node-initialize",
+            "Node",
+            [_expr(READY_STATUS, "NotIn", "True")],
+            {"statusTemplate": NODE_CONDITIONS_TEMPLATE + NODE_INFO_TEMPLATE},
+        ),
+        _stage(
+            "node-heartbeat",
+            "Node",
+            [_expr(".status.phase", "In", "Running"), _expr(READY_STATUS, "In", "True")],
+            {"statusTemplate": NODE_CONDITIONS_TEMPLATE},
+            delay_ms=20_000,
+        ),
+        _stage(
+            "pod-ready",
+            "Pod",
+            [
+                not_deleted,
+                _expr(".status.phase", "In", "Pending"),
+                _expr(READY_STATUS, "NotIn", "True"),
+            ],
+            {"statusTemplate": _go_template(POD_READY_TEMPLATE)},
+        ),
+        _stage(
+            "pod-complete",
+            "Pod",
+            [
+                not_deleted,
+                _expr(".status.phase", "In", "Running"),
+                _expr(".metadata.ownerReferences.[].kind", "In", "Job"),
+            ],
+            {"statusTemplate": _go_template(POD_COMPLETE_TEMPLATE)},
+        ),
+        _stage(
+            "pod-delete", "Pod", [_expr(".metadata.deletionTimestamp", "Exists")], {"delete": True}
+        ),
     ]
 
 

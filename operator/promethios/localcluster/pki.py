@@ -64,8 +64,9 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
-             now: dt.datetime) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, now: dt.datetime
+) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -80,14 +81,21 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurve
 
 def _leaf_key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
-def generate_ca(common_name: str = "promethios-local-ca") -> tuple[KeyPair, x509.Certificate,
-                                                                  ec.EllipticCurvePrivateKey]:
+def generate_ca(
+    common_name: str = "promethios-local-ca",
+) -> tuple[KeyPair, x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA; returns its PEMs plus the objects needed to sign leaves."""
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -97,9 +105,15 @@ def generate_ca(common_name: str = "promethios-local-ca") -> tuple[KeyPair, x509
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -108,9 +122,13 @@ def generate_ca(common_name: str = "promethios-local-ca") -> tuple[KeyPair, x509
     return KeyPair(_cert_pem(cert), _key_pem(key)), cert, key
 
 
-def _sign_leaf(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
-               subject: x509.Name, usage: x509.ObjectIdentifier,
-               san: x509.SubjectAlternativeName | None = None) -> KeyPair:
+def _sign_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    san: x509.SubjectAlternativeName | None = None,
+) -> KeyPair:
     key = _new_key()
     builder = (
         _builder(subject, ca_cert.subject, key.public_key(), dt.datetime.now(dt.UTC))
@@ -158,14 +176,14 @@ def generate_pki(
     """Generate the whole PKI: CA, API server serving cert, one client cert per identity."""
     ca, ca_cert, ca_key = generate_ca()
     serving = _sign_leaf(
-        ca_cert, ca_key,
+        ca_cert,
+        ca_key,
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
         ExtendedKeyUsageOID.SERVER_AUTH,
         serving_san(dns_names, ip_addresses),
     )
     client_pairs = {
-        name: _sign_leaf(ca_cert, ca_key, client_subject(identity),
-                         ExtendedKeyUsageOID.CLIENT_AUTH)
+        name: _sign_leaf(ca_cert, ca_key, client_subject(identity), ExtendedKeyUsageOID.CLIENT_AUTH)
         for name, identity in clients.items()
     }
     sa_key, sa_pub = generate_service_account_keys()

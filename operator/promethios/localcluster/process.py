@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -39,7 +38,7 @@ def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the running process: libc is linked in
     except OSError:
         return None
     prctl: Callable[..., int] = libc.prctl
@@ -76,8 +75,9 @@ def tail(path: Path, lines: int = 40) -> str:
 class ManagedProcess:
     """One long-running component, its log file, and how to stop it."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -143,8 +143,9 @@ class ManagedProcess:
         stop_processes([self], timeout)
 
 
-def stop_processes(processes: Sequence[ManagedProcess],
-                   timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+def stop_processes(
+    processes: Sequence[ManagedProcess], timeout: float = DEFAULT_STOP_TIMEOUT
+) -> None:
     """Stop several processes together: SIGTERM all, wait, SIGKILL the stragglers."""
     for process in processes:
         process.signal(signal.SIGTERM)

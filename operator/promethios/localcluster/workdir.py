@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+from .errors import LocalClusterError
 from .layout import APISERVER_DNS_NAMES, APISERVER_IPS, LOOPBACK, Layout, Ports
 from .manifests import build_kubeconfig, kwok_configuration, render_yaml
 from .pki import ClientIdentity, Pki, generate_pki
@@ -51,8 +53,30 @@ def write_kubeconfigs(layout: Layout, pki: Pki, server: str) -> None:
         _write(layout.kubeconfig(name), render_yaml(config), private=True)
 
 
+def clear_previous_cluster(layout: Layout) -> None:
+    """Empty a reused workdir, refusing to touch anything a cluster did not write there."""
+    if not layout.root.exists():
+        return
+    entries = list(layout.root.iterdir())
+    foreign = [entry.name for entry in entries if not layout.owns(entry)]
+    if foreign:
+        raise LocalClusterError(
+            f"workdir {layout.root} holds files a cluster did not write "
+            f"({', '.join(sorted(foreign)[:5])}); use an empty or new directory"
+        )
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def prepare_workdir(layout: Layout, ports: Ports) -> Pki:
-    """Create the directories and write every file the components need."""
+    """Create the directories and write every file the components need.
+
+    A workdir left by an earlier cluster is emptied first (fresh etcd, fresh PKI).
+    """
+    clear_previous_cluster(layout)
     for directory in layout.directories():
         directory.mkdir(parents=True, exist_ok=True)
     layout.etcd_data_dir.chmod(0o700)
