@@ -112,6 +112,8 @@ INVALID = [
     Invalid("policy-ref-bad-name", "GovernedAgent", {"governance.policyRef.name": "Bad_Name"},
             "spec.governance.policyRef.name"),
     Invalid("port-too-high", "GovernedAgent", {"port": 70000}, "spec.port"),
+    Invalid("port-is-the-sidecars", "GovernedAgent", {"port": 15001}, "spec.port",
+            "governance sidecar's"),
     Invalid("pull-policy-bad", "GovernedAgent", {"imagePullPolicy": "Sometimes"},
             "spec.imagePullPolicy"),
     Invalid("too-many-sinks", "GovernedAgent",

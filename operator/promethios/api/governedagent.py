@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .common import (
     Condition,
@@ -142,8 +142,25 @@ class SidecarSettings(Model):
     resources: ResourceRequirements | None = Field(None, description="Sidecar resources.")
 
 
+#: Ports the governance sidecar listens on in every agent pod (see sidecarconfig).
+RESERVED_PORTS = (15001, 15090)
+
+
 class GovernedAgentSpec(Model):
     """Desired state of a GovernedAgent."""
+
+    model_config = api_config(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"!(self.port in {list(RESERVED_PORTS)})",
+                    "message": "port 15001 and 15090 are the governance sidecar's",
+                    "fieldPath": ".port",
+                    "reason": "FieldValueInvalid",
+                },
+            ]
+        }
+    )
 
     image: str = Field(min_length=1, max_length=1024, description="The agent's container image.")
     image_pull_policy: str | None = Field(
@@ -152,7 +169,9 @@ class GovernedAgentSpec(Model):
     command: list[str] | None = Field(None, max_length=64, description="Entrypoint override.")
     args: list[str] | None = Field(None, max_length=256, description="Arguments override.")
     env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Agent env vars.")
-    port: int = Field(8080, ge=1, le=65535, description="Port the agent serves on.")
+    port: int = Field(
+        8080, ge=1, le=65535, description="Port the agent serves on (not 15001 or 15090)."
+    )
     replicas: int | None = Field(
         None, ge=0, le=1000, description="Pod count; omit to let an autoscaler own it."
     )
@@ -168,6 +187,14 @@ class GovernedAgentSpec(Model):
         default_factory=dict, description="Extra pod annotations."
     )
     model_provider: ModelProvider = Field(description="Model provider behind the sidecar.")
+
+    @field_validator("port")
+    @classmethod
+    def _not_a_sidecar_port(cls, port: int) -> int:
+        if port in RESERVED_PORTS:
+            raise ValueError("port 15001 and 15090 are the governance sidecar's")
+        return port
+
     governance: Governance = Field(description="Governance settings.")
     alert_sinks: list[LocalObjectReference] = Field(
         default_factory=list, max_length=16, description="AlertSinks that receive violations."

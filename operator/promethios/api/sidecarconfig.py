@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from .common import Model
-from .governedagent import GovernanceMode, ProviderType
+from .governedagent import RESERVED_PORTS, GovernanceMode, ProviderType
 from .policy import GovernancePolicySpec
 
 CONFIG_KEY = "config.json"
@@ -20,8 +20,7 @@ API_KEY_MOUNT = "/var/run/promethios/api-key"
 PROVIDER_CREDENTIAL_MOUNT = "/var/run/promethios/provider"
 SPOOL_MOUNT = "/var/lib/promethios/spool"
 
-SIDECAR_PROXY_PORT = 15001
-SIDECAR_METRICS_PORT = 15090
+SIDECAR_PROXY_PORT, SIDECAR_METRICS_PORT = RESERVED_PORTS
 
 
 class ProviderConfig(Model):

@@ -136,6 +136,29 @@ def agent_container(agent: Agent) -> dict[str, Any]:
     return container
 
 
+def sidecar_probes() -> dict[str, Any]:
+    """Probes on the sidecar's metrics listener (the proxy listens on localhost only).
+
+    As a native sidecar, a passing startup probe is what lets the agent container
+    start, so the agent never calls a proxy that is not listening yet. Readiness
+    fails while the sidecar has no ingest API key.
+    """
+
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": path, "port": "metrics"},
+            "periodSeconds": period,
+            "failureThreshold": failures,
+            "timeoutSeconds": 2,
+        }
+
+    return {
+        "startupProbe": probe("/healthz", 1, 60),
+        "livenessProbe": probe("/healthz", 10, 3),
+        "readinessProbe": probe("/readyz", 5, 2),
+    }
+
+
 def sidecar_container(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
     """The governance sidecar: holds both credentials, serves the proxy on localhost."""
     mounts = [
@@ -161,6 +184,7 @@ def sidecar_container(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
         "volumeMounts": mounts,
         "resources": _resources(agent.spec.sidecar.resources) or DEFAULT_SIDECAR_RESOURCES,
         "securityContext": security,
+        **sidecar_probes(),
     }
     if settings.native_sidecar:
         # A restartable init container starts before the agent and stops after it.

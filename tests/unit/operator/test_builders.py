@@ -409,3 +409,14 @@ def test_manifests_carry_an_applied_hash_that_tracks_content(agent_factory: Any)
     key = "promethios.ai/applied-hash"
     assert first["metadata"]["annotations"][key] == again["metadata"]["annotations"][key]
     assert first["metadata"]["annotations"][key] != other["metadata"]["annotations"][key]
+
+
+def test_sidecar_probes_use_its_declared_metrics_port(agent_factory: Any) -> None:
+    sidecar = containers(deployment(agent_factory()))[SIDECAR_CONTAINER]
+    declared = {port["name"] for port in sidecar["ports"]}
+    probes = {kind: sidecar[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {p["httpGet"]["port"] for p in probes.values()} == {"metrics"} <= declared
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert probes["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # The proxy binds to localhost, so a probe on it would fail from the kubelet.
+    assert all(p["httpGet"]["port"] != "proxy" for p in probes.values())
