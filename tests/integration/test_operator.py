@@ -6,6 +6,7 @@ labelled Pod Security ``restricted`` so every generated pod is also an admission
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -184,6 +185,13 @@ def test_agent_becomes_ready_with_owned_children(kube: Kube) -> None:
     )
     secret = kube.get("secret", "bot-api-key")
     assert secret is not None and set(secret["data"]) == {"apiKey", "apiKeySha256"}
+    # kopf's bookkeeping lives in annotations under this project's prefix, not in status.
+    assert "kopf" not in status
+    annotations = agent["metadata"].get("annotations", {})
+    assert not [k for k in annotations if "kopf.zalando.org" in k]
+    # The key itself never reaches the status.
+    key = base64.b64decode(secret["data"]["apiKey"]).decode()
+    assert key not in json.dumps(status)
 
 
 def test_image_and_policy_changes_roll_out(kube: Kube) -> None:
