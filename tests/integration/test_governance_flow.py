@@ -24,6 +24,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -135,7 +136,14 @@ def spool_keys(spool: Path) -> set[str]:
     return keys
 
 
+#: Every secret and every raw piece of PII the tests handled, and every log written:
+#: the last test checks that none of the former appears in the latter, in status or events.
+SENSITIVE: set[str] = set()
+LOGS: list[Path] = []
+
+
 def chat(content: str) -> dict[str, Any]:
+    SENSITIVE.update(re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", content))
     return {"model": MODEL, "messages": [{"role": "user", "content": content}]}
 
 
@@ -242,6 +250,7 @@ class Sidecar:
         """Start a new instance (same config, key file and spool directory)."""
         argv = promethios_argv("sidecar", f"--config={self.config_path}")
         log_path = self.workdir / f"sidecar-{len(self.processes)}.log"
+        LOGS.append(log_path)
         process = ManagedProcess("sidecar", argv, log_path, dict(os.environ, PYTHONUNBUFFERED="1"))
         process.start()
         self.processes.append(process)
@@ -287,7 +296,10 @@ class Kube:
 
     def secret(self, name: str, key: str) -> str:
         data = (self.get("secret", name) or {}).get("data") or {}
-        return base64.b64decode(data[key]).decode()
+        value = base64.b64decode(data[key]).decode()
+        if not key.endswith("Sha256"):
+            SENSITIVE.add(value)
+        return value
 
     def agent(self) -> dict[str, Any]:
         agent = self.get("governedagent", AGENT)
@@ -344,6 +356,8 @@ def env(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Itera
             )
         upstream.start()
         log_path = tmp_path_factory.mktemp("governance-operator") / "operator.log"
+        LOGS.append(log_path)
+        SENSITIVE.add(PROVIDER_KEY)
         operator = Operator(Path(cluster.kubeconfig), list(namespaces.values()), log_path)
         operator.start()
         yield Env(cluster, operator, upstream, namespaces)
@@ -731,3 +745,25 @@ def test_critical_violation_quarantines_until_acknowledged(quarantine: Flow) -> 
     assert status_code == 200, answer
     flow.wait_total(2)
     assert spool_keys(sidecar.spool) == set()
+
+
+# -- 5. nothing secret leaks -------------------------------------------------------------
+
+
+def test_no_secret_or_raw_pii_in_logs_status_or_events(env: Env) -> None:
+    """Runs last: every key, credential and raw email the flows above used stays hidden."""
+    emails = {value for value in SENSITIVE if "@" in value}
+    assert PROVIDER_KEY in SENSITIVE and len(SENSITIVE - emails) >= 4 and len(emails) >= 5
+    places: dict[str, str] = {str(path): path.read_text(errors="replace") for path in LOGS}
+    for ns in env.namespaces.values():
+        kube = Kube(env.cluster, ns)
+        places[f"{ns} events"] = kube.run("get", "events", "-o", "json")
+        places[f"{ns} governedagents"] = kube.run("get", "governedagents", "-o", "json")
+    assert len(places) >= len(env.namespaces) * 2 + 2
+    leaks = [
+        f"{value[:6]}... in {where}"
+        for where, text in places.items()
+        for value in SENSITIVE
+        if value in text
+    ]
+    assert leaks == []
