@@ -8,7 +8,10 @@ Run: ``python benchmarks/bench_sidecar.py [--requests N] [--json]``
 - The same 1 KB non-streaming chat request is sent directly to the upstream and
   through the sidecar, in alternating rounds so both see the same machine load;
   p50/p99 of each, the added latency and the ratio are reported.
-- Idle RSS of the sidecar process is measured after start-up, before any load.
+- Idle RSS of the sidecar process is measured after start-up, before any load, beside
+  its floor: a process that imports the same three libraries (aiohttp, pydantic,
+  prometheus_client), defines one pydantic model, registers one metric and serves
+  two idle aiohttp listeners, as the sidecar does.
 - The policy check is timed in-process: request + response inspection per call.
 
 With ``--json`` the results are also written to ``benchmarks/results/sidecar.json``.
@@ -54,6 +57,32 @@ ANSWER = {
     "choices": [{"index": 0, "message": {"role": "assistant", "content": PROMPT}}],
     "usage": {"total_tokens": 300},
 }
+#: The memory floor: what any sidecar built on these three libraries costs at idle.
+RSS_FLOOR = """
+import asyncio, sys
+import pydantic, prometheus_client
+from aiohttp import web, ClientSession
+
+class Report(pydantic.BaseModel):
+    agentId: str
+    status: str
+
+prometheus_client.Counter("floor_requests", "requests")
+
+async def main(port_a, port_b):
+    async def ok(_):
+        return web.json_response(Report(agentId="a/b", status="active").model_dump())
+    for port in (port_a, port_b):
+        app = web.Application()
+        app.router.add_get("/healthz", ok)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with ClientSession():
+        await asyncio.Event().wait()
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
 #: Exactly what the ``promethios`` console script runs.
 CLI = "import sys; from promethios.cli import main; sys.exit(main())"
 POLICY = {
@@ -200,13 +229,30 @@ async def measure_all(
     await wait_ready(f"http://127.0.0.1:{metrics_port}/healthz")
     await asyncio.sleep(1.0)
     idle = rss_mib(sidecar_pid)
+    floor = await floor_rss_mib()
     urls = {
         "direct": f"http://127.0.0.1:{upstream_port}",
         "proxy": f"http://127.0.0.1:{proxy_port}",
     }
     rounds = 10
     direct, proxied = await measure(urls, rounds, max(1, requests // rounds))
-    return summarize(direct, proxied, idle, rss_mib(sidecar_pid))
+    results = summarize(direct, proxied, idle, rss_mib(sidecar_pid))
+    results["floor_idle_rss_mib"] = floor
+    results["ratio_idle_rss"] = round(idle / floor, 2)
+    return results
+
+
+async def floor_rss_mib() -> float:
+    """Idle RSS of the floor process (see ``RSS_FLOOR``)."""
+    ports = (free_port(), free_port())
+    floor = await asyncio.create_subprocess_exec(sys.executable, "-c", RSS_FLOOR, *map(str, ports))
+    try:
+        await wait_ready(f"http://127.0.0.1:{ports[1]}/healthz")
+        await asyncio.sleep(1.0)
+        return rss_mib(floor.pid)
+    finally:
+        floor.terminate()
+        await asyncio.wait_for(floor.wait(), timeout=10)
 
 
 def run(requests: int) -> dict[str, Any]:
@@ -264,6 +310,8 @@ def table(results: dict[str, Any]) -> str:
         f"ratio (p50)           {results['ratio_p50']:>10}",
         f"requests per path     {results['requests_per_path']:>10}",
         f"idle RSS (MiB)        {results['idle_rss_mib']:>10}",
+        f"floor idle RSS (MiB)  {results['floor_idle_rss_mib']:>10}",
+        f"ratio (idle RSS)      {results['ratio_idle_rss']:>10}",
         f"RSS after load (MiB)  {results['rss_after_load_mib']:>10}",
         f"policy check (µs/req) {results['policy_check_us_per_request']:>10}",
     ]
