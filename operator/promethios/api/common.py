@@ -65,6 +65,25 @@ def severity_rank(severity: str) -> int:
     return SEVERITY_ORDER.index(severity)
 
 
+class ProviderType(StrEnum):
+    """Which model API the agent speaks; selects the sidecar's proxy dialect."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    CUSTOM = "custom"
+
+
+class GovernanceMode(StrEnum):
+    """``enforce`` blocks or redacts breaches; ``audit`` forwards and only reports."""
+
+    ENFORCE = "enforce"
+    AUDIT = "audit"
+
+
+#: Ports the governance sidecar listens on in every agent pod (see sidecarconfig).
+RESERVED_PORTS = (15001, 15090)
+
+
 class LocalObjectReference(Model):
     """A reference to another object in the same namespace, by name."""
 

@@ -15,30 +15,18 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from .common import (
+    RESERVED_PORTS,
     Condition,
+    GovernanceMode,
     LocalObjectReference,
     Model,
+    ProviderType,
     SecretKeyReference,
     api_config,
 )
 from .resource import CustomResourceInfo, PrinterColumn
 
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMGTPE]i?|[mun])?$")]
-
-
-class ProviderType(StrEnum):
-    """Which model API the agent speaks; selects the sidecar's proxy dialect."""
-
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
-    CUSTOM = "custom"
-
-
-class GovernanceMode(StrEnum):
-    """``enforce`` blocks or redacts breaches; ``audit`` forwards and only reports."""
-
-    ENFORCE = "enforce"
-    AUDIT = "audit"
 
 
 class BreachAction(StrEnum):
@@ -140,10 +128,6 @@ class SidecarSettings(Model):
         None, min_length=1, max_length=1024, description="Sidecar image (default: the operator's)."
     )
     resources: ResourceRequirements | None = Field(None, description="Sidecar resources.")
-
-
-#: Ports the governance sidecar listens on in every agent pod (see sidecarconfig).
-RESERVED_PORTS = (15001, 15090)
 
 
 class GovernedAgentSpec(Model):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import Model
-from .governedagent import RESERVED_PORTS, GovernanceMode, ProviderType
+from .common import RESERVED_PORTS, GovernanceMode, Model, ProviderType
 from .policy import GovernancePolicySpec
 
 CONFIG_KEY = "config.json"

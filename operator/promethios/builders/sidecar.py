@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from .. import __version__
-from ..api.governedagent import ProviderType
+from ..api.common import ProviderType
 from ..api.policy import GovernancePolicySpec
 from ..api.sidecarconfig import (
     API_KEY_MOUNT,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.governedagent import ProviderType, ResourceRequirements
+from ..api.common import ProviderType
+from ..api.governedagent import ResourceRequirements
 from ..api.sidecarconfig import (
     API_KEY_MOUNT,
     CONFIG_KEY,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from promethios.api.governedagent import GovernanceMode
+from promethios.api.common import GovernanceMode
 from promethios.api.policy import GovernancePolicySpec, PatternScope, PiiAction, PiiType
 
 from . import pii
