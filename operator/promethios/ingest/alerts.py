@@ -12,9 +12,17 @@ Formats (bodies are compact JSON, UTF-8):
 The violation's ``context`` is never sent (it may hold the very data that was blocked).
 Delivery: alerts below a sink's ``minSeverity`` are skipped; repeats of one
 agent+type+severity within the dedup window make one alert; each attempt has the sink's
-timeout and failures retry with exponential backoff up to ``maxRetries``. Outcomes are
-counted in ``promethios_alert_deliveries_total{sink_type,result}`` and a final failure
-raises a Warning Event on the GovernedAgent.
+timeout. Transient failures (connection errors, timeouts, 5xx, 408, 429) retry with
+exponential backoff (``backoff * 2**(retry-1)``, capped; a 429's ``Retry-After`` is
+honoured up to the cap) up to ``maxRetries``; any other answer outside 2xx is permanent
+and not retried. Outcomes are counted in
+``promethios_alert_deliveries_total{sink_type,result}`` (``ok`` once per delivered alert,
+``retried`` per retry, ``failed`` once per alert given up on) and a final failure raises a
+Warning Event on the GovernedAgent.
+
+AlertSinks and their Secrets are read through :class:`CachingSinkResolver`: each sink (or
+its absence) is remembered for a short TTL, so a burst of alerts reads it once and an
+edited sink is seen within the TTL.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +47,8 @@ from .metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Promethios-Signature"
+RETRYABLE_STATUS = frozenset({408, 429})
+"""4xx answers worth retrying; every other 4xx is permanent."""
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 MAX_DESCRIPTION = 500
 
@@ -213,12 +225,109 @@ class Deduplicator:
         self._last[key] = now
         return True
 
+    def forget(self, alert: Alert) -> None:
+        """Undo :meth:`first` for an alert that was not queued after all."""
+        self._last.pop((alert.agent_id, alert.type, alert.severity), None)
+
+
+class CachingSinkResolver:
+    """A :class:`SinkResolver` that remembers each sink (or its absence) for ``ttl`` seconds.
+
+    Keyed by namespace and sink name, so agents sharing a sink share the entry. Failed
+    reads are not cached (the next alert tries again). At most ``max_entries`` are kept;
+    the oldest go first.
+    """
+
+    def __init__(
+        self,
+        inner: SinkResolver,
+        clock: Callable[[], float],
+        ttl: float = 30.0,
+        max_entries: int = 4096,
+    ) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: OrderedDict[tuple[str, str], tuple[float, ResolvedSink | None]] = (
+            OrderedDict()
+        )
+
+    async def resolve(self, namespace: str, names: tuple[str, ...]) -> list[ResolvedSink]:
+        """The named sinks, from the cache where fresh, else read (once per burst)."""
+        now = self._clock()
+        missing = tuple(
+            name for name in dict.fromkeys(names) if not self._fresh((namespace, name), now)
+        )
+        if missing:
+            found = {sink.name: sink for sink in await self._inner.resolve(namespace, missing)}
+            expiry = self._clock() + self._ttl
+            for name in missing:
+                self._entries.pop((namespace, name), None)
+                self._entries[(namespace, name)] = (expiry, found.get(name))
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        sinks = []
+        for name in dict.fromkeys(names):
+            entry = self._entries.get((namespace, name))
+            if entry is not None and entry[1] is not None:
+                sinks.append(entry[1])
+        return sinks
+
+    def invalidate(self, namespace: str | None = None, name: str | None = None) -> None:
+        """Forget one sink, a namespace's sinks, or everything."""
+        for key in list(self._entries):
+            if (namespace is None or key[0] == namespace) and (name is None or key[1] == name):
+                del self._entries[key]
+
+    def _fresh(self, key: tuple[str, str], now: float) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry[0] > now
+
 
 FailureHook = Callable[[Alert, ResolvedSink, str], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """One delivery attempt: ``ok``, else a short reason and whether a retry may help."""
+
+    ok: bool
+    reason: str = ""
+    retryable: bool = True
+    retry_after: float | None = None
+
+
+def retry_delay(backoff: float, retry: int, cap: float, retry_after: float | None = None) -> float:
+    """Delay before retry number ``retry`` (1-based): ``backoff * 2**(retry-1)``, capped.
+
+    A server-given ``Retry-After`` wins over the computed delay when longer (still capped).
+    """
+    delay = float(backoff * 2 ** min(retry - 1, 62))
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
+    return min(delay, cap)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header in its delta-seconds form (dates are ignored)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class AlertDispatcher:
-    """Queue of alerts, delivered by one background worker to the agent's sinks."""
+    """Queue of alerts, delivered by one background worker to the agent's sinks.
+
+    ``sleep`` is the backoff wait (tests pass a fake); at most ``max_in_flight``
+    deliveries (each with its retries) run at once, beyond which the worker stops taking
+    alerts off the queue and new ones overflow it (counted ``dropped``).
+    """
 
     def __init__(
         self,
@@ -229,16 +338,23 @@ class AlertDispatcher:
         backoff: float = 1.0,
         queue_size: int = 1000,
         on_failure: FailureHook | None = None,
+        *,
+        backoff_cap: float = 60.0,
+        max_in_flight: int = 100,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._resolver = resolver
         self._metrics = metrics
         self._clock = clock
         self._dedup = Deduplicator(dedup_window)
         self._backoff = backoff
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
         self._queue: asyncio.Queue[tuple[Alert, tuple[str, ...]]] = asyncio.Queue(queue_size)
         self._on_failure = on_failure
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
 
     def submit(self, alert: Alert, sinks: tuple[str, ...]) -> None:
         """Queue an alert for the named sinks (never blocks a request)."""
@@ -250,6 +366,7 @@ class AlertDispatcher:
         try:
             self._queue.put_nowait((alert, sinks))
         except asyncio.QueueFull:
+            self._dedup.forget(alert)  # a dropped alert must not silence the next one
             self._metrics.alert_deliveries.labels("any", "dropped").inc()
 
     async def run(self) -> None:
@@ -266,13 +383,19 @@ class AlertDispatcher:
                     continue
                 for sink in sinks:
                     if wanted(sink, alert):
+                        await self._slots.acquire()
                         task = asyncio.create_task(self._deliver(sink, alert))
                         self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        task.add_done_callback(self._done)
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._session.close()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
 
     async def idle(self) -> None:
         """Wait until the queue is drained and deliveries finished (tests)."""
@@ -281,30 +404,41 @@ class AlertDispatcher:
 
     async def _deliver(self, sink: ResolvedSink, alert: Alert) -> None:
         url, headers, body = build_request(sink, alert)
-        error = ""
+        result = AttemptResult(False, "not attempted")
         for attempt in range(sink.max_retries + 1):
             if attempt:
                 self._metrics.alert_deliveries.labels(sink.type, "retried").inc()
-                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
-            error = await self._attempt(url, headers, body, sink.timeout_seconds)
-            if not error:
+                await self._sleep(
+                    retry_delay(self._backoff, attempt, self._backoff_cap, result.retry_after)
+                )
+            result = await self._attempt(url, headers, body, sink.timeout_seconds)
+            if result.ok:
                 self._metrics.alert_deliveries.labels(sink.type, "ok").inc()
                 return
+            if not result.retryable:
+                break
         self._metrics.alert_deliveries.labels(sink.type, "failed").inc()
-        log.warning("alert to sink %s for %s failed: %s", sink.name, alert.agent_id, error)
+        log.warning("alert to sink %s for %s failed: %s", sink.name, alert.agent_id, result.reason)
         if self._on_failure is not None:
             with contextlib.suppress(Exception):
-                await self._on_failure(alert, sink, error)
+                await self._on_failure(alert, sink, result.reason)
 
-    async def _attempt(self, url: str, headers: dict[str, str], body: bytes, seconds: float) -> str:
-        """One POST; '' on a 2xx, else a short reason (no URL: it may embed a token)."""
+    async def _attempt(
+        self, url: str, headers: dict[str, str], body: bytes, seconds: float
+    ) -> AttemptResult:
+        """One POST (no URL in the reason: it may embed a token)."""
         assert self._session is not None
         try:
             async with self._session.post(
                 url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=seconds)
             ) as response:
-                if 200 <= response.status < 300:
-                    return ""
-                return f"HTTP {response.status}"
+                code = response.status
+                if 200 <= code < 300:
+                    return AttemptResult(True)
+                retryable = code >= 500 or code in RETRYABLE_STATUS
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                return AttemptResult(False, f"HTTP {code}", retryable, retry_after)
+        except aiohttp.InvalidURL as error:  # the sink is misconfigured: retrying won't help
+            return AttemptResult(False, type(error).__name__, retryable=False)
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            return type(error).__name__
+            return AttemptResult(False, type(error).__name__)

@@ -9,8 +9,9 @@ Names:
 - ``promethios_ingest_requests_total{endpoint,code}``          requests by route template and code
 - ``promethios_ingest_request_duration_seconds{endpoint}``     request latency histogram
 - ``promethios_status_writes_total{result}``                   status writes (ok | error)
-- ``promethios_alert_deliveries_total{sink_type,result}``      alert deliveries (ok | failed |
-  retried | dropped | deduplicated)
+- ``promethios_alert_deliveries_total{sink_type,result}``      alert deliveries: ok (once per
+  delivered alert) | failed (once per alert given up on) | retried (per retry) | dropped |
+  deduplicated
 - ``promethios_events_total{action}``                          Events (create | patch | error)
 """
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
 from . import events as ev
 from .aggregate import AgentConfig, AgentState, Aggregator, Outcome, Recorded, rfc3339
-from .alerts import Alert, AlertDispatcher, ResolvedSink, SinkResolver
+from .alerts import Alert, AlertDispatcher, CachingSinkResolver, ResolvedSink, SinkResolver
 from .keystore import KeyStore
 from .metrics import IngestMetrics
 from .settings import IngestSettings
@@ -73,14 +73,19 @@ class IngestService:
             settings.flush_interval_seconds,
             heartbeat_interval=settings.heartbeat_flush_seconds,
         )
+        resolver: SinkResolver = sink_resolver or NoSinks()
+        if settings.alert_sink_cache_seconds > 0:
+            resolver = CachingSinkResolver(resolver, clock, settings.alert_sink_cache_seconds)
+        self.sink_resolver = resolver
         self.alerts = AlertDispatcher(
-            sink_resolver or NoSinks(),
+            resolver,
             self.metrics,
             clock,
             settings.alert_dedup_seconds,
             settings.alert_backoff_seconds,
             settings.alert_queue_size,
             self._alert_failed,
+            backoff_cap=settings.alert_backoff_cap_seconds,
         )
         self.events = ev.EventAggregator(settings.event_aggregation_seconds)
         self._event_sink = event_sink

@@ -54,6 +54,10 @@ class IngestSettings:
     """Repeats of one agent+type+severity within this window make one alert."""
     alert_backoff_seconds: float = 1.0
     """First retry delay of an alert delivery; doubles on each retry."""
+    alert_backoff_cap_seconds: float = 60.0
+    """Longest delay between two attempts of one alert delivery."""
+    alert_sink_cache_seconds: float = 30.0
+    """How long an AlertSink and its Secrets, once read, serve later alerts (0 disables)."""
     alert_queue_size: int = 1000
     """Alerts waiting for delivery; beyond this new alerts are dropped and counted."""
     resync_seconds: float = 300.0

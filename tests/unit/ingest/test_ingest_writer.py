@@ -1,0 +1,104 @@
+"""The status writer's periodic pass: sliced so a large fleet never stalls the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from ingest_fakes import Clock, MemorySink, make_service
+
+from promethios.ingest.aggregate import AgentConfig, AgentState
+from promethios.ingest.service import IngestService
+from promethios.ingest.writer import TICK_CHUNK
+
+
+def fleet(clock: Clock, sink: MemorySink, size: int) -> IngestService:
+    service = make_service(clock, sink)  # two agents already
+    for i in range(size - 2):
+        service.upsert_agent(AgentConfig("team-b", f"agent-{i}", f"gid-{i}"))
+    return service
+
+
+async def one_pass(service: IngestService, chunk: int) -> None:
+    """Run the periodic loop until it has completed one full pass, then stop it."""
+    passes = asyncio.Event()
+    original = service.writer.tick_agents
+    seen: set[str] = set()
+
+    def counting(agents: list[tuple[str, AgentState]]) -> None:
+        original(agents)
+        seen.update(agent_id for agent_id, _ in agents)
+        if len(seen) >= len(service.aggregator.agents):
+            passes.set()
+
+    service.writer.tick_agents = counting  # type: ignore[method-assign]
+    task = asyncio.create_task(service.writer.run(0.001, chunk))
+    try:
+        await asyncio.wait_for(passes.wait(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        service.writer.tick_agents = original  # type: ignore[method-assign]
+
+
+async def test_periodic_pass_yields_to_the_loop_between_slices(
+    clock: Clock, sink: MemorySink
+) -> None:
+    service = fleet(clock, sink, 7)
+    loop = asyncio.get_running_loop()
+    original = service.writer.tick_agents
+    slices: list[tuple[int, int]] = []  # (agents in the slice, callbacks run before it)
+    ran: list[int] = []
+
+    def recording(agents: list[tuple[str, Any]]) -> None:
+        slices.append((len(agents), len(ran)))
+        original(agents)
+        loop.call_soon(ran.append, 1)  # runs only if the pass yields before the next slice
+
+    service.writer.tick_agents = recording  # type: ignore[method-assign]
+    task = asyncio.create_task(service.writer.run(0.001, chunk=3))
+    while len(slices) < 3:  # noqa: ASYNC110 - waiting for the first pass
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [size for size, _ in slices[:3]] == [3, 3, 1]
+    assert [before for _, before in slices[:3]] == [0, 1, 2]
+    await service.stop()
+
+
+async def test_pass_marks_stale_agents_like_tick(clock: Clock, sink: MemorySink) -> None:
+    service = fleet(clock, sink, 5)
+    await asyncio.sleep(0.01)
+    clock.now += 3600  # nobody heartbeats: every agent goes stale
+    await one_pass(service, chunk=2)
+    conditions = [s.conditions["HeartbeatFresh"] for s in service.aggregator.agents.values()]
+    assert [c.reason for c in conditions] == ["HeartbeatStale"] * 5
+    await service.stop()
+
+
+async def test_agents_removed_mid_pass_are_skipped(clock: Clock, sink: MemorySink) -> None:
+    service = fleet(clock, sink, 6)
+    await asyncio.sleep(0.01)
+    removed = "team-b/agent-3"
+    original = service.writer.tick_agents
+
+    def removing(agents: list[tuple[str, AgentState]]) -> None:
+        original(agents)
+        if removed in service.aggregator.agents:  # deleted while the pass is under way
+            service.remove_agent(removed)
+
+    service.writer.tick_agents = removing  # type: ignore[method-assign]
+    task = asyncio.create_task(service.writer.run(0.001, chunk=2))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert removed not in service.writer._tracks  # not resurrected by the rest of the pass
+    await service.stop()
+
+
+def test_default_slice_is_small() -> None:
+    assert 50 <= TICK_CHUNK <= 500
