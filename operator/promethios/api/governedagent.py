@@ -226,6 +226,10 @@ class RecentViolation(Model):
     time: datetime
 
 
+ViolationKey = Annotated[str, Field(min_length=12, max_length=12, pattern=r"^[A-Za-z0-9_-]{12}$")]
+"""A violation id's replay marker (see :func:`promethios.ingest.aggregate.violation_key`)."""
+
+
 class GovernanceStatus(Model):
     """Governance data aggregated by the ingest API."""
 
@@ -240,6 +244,14 @@ class GovernanceStatus(Model):
         default_factory=list, max_length=20, description="The newest violations, newest first."
     )
     last_violation_time: datetime | None = None
+    recent_violation_keys: list[ViolationKey] = Field(
+        default_factory=list,
+        max_length=128,
+        description=(
+            "Replay-dedupe markers of the newest violations, newest first: base64url of the "
+            "first 9 bytes of SHA-256 of each violation id (more than one sidecar batch)."
+        ),
+    )
 
 
 class EnforcementStatus(Model):

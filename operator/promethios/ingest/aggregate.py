@@ -19,6 +19,8 @@ Conditions
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,8 +35,13 @@ from .keystore import parse_rfc3339
 from .trust import TrustDebt, weight
 
 RECENT_VIOLATIONS = 20
+VIOLATION_KEYS = 128
+"""Replay markers kept in ``status.governance.recentViolationKeys`` (> the sidecar's batch)."""
+PENDING_ITEMS = 1024
+"""Unflushed violations remembered one by one for the cross-replica duplicate check."""
 MAX_TYPES_PER_AGENT = 100
 SEVERITIES = ("low", "medium", "high", "critical")
+INGEST_MANAGER = "promethios-ingest"
 HEARTBEAT_FRESH = "HeartbeatFresh"
 POLICY_COMPLIANT = "PolicyCompliant"
 
@@ -97,6 +104,155 @@ class Outcome:
     violations: tuple[Recorded, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """One violation recorded here and not yet in a successful status write."""
+
+    seq: int
+    recorded: Recorded
+    marker: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSnapshot:
+    """The deltas a status write carries (settled once the write succeeded)."""
+
+    seq: int
+    counts: tuple[int, ...]
+    weight: float
+    metrics: int
+
+
+@dataclass
+class Pending:
+    """This replica's deltas since its last successful status write (see :func:`rebase`).
+
+    Counts and trust weight are aggregates; the newest :data:`PENDING_ITEMS` violations
+    are kept one by one so a violation another replica already stored can be taken out
+    again (beyond that bound only the aggregates remain).
+    """
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+    weight: float = 0.0
+    items: deque[PendingItem] = field(default_factory=lambda: deque(maxlen=PENDING_ITEMS))
+    metrics: int = 0
+    seq: int = 0
+
+    def add(self, recorded: Recorded, marker: str, weight: float) -> None:
+        """A violation was recorded."""
+        self.seq += 1
+        self.counts[recorded.severity] = self.counts.get(recorded.severity, 0) + 1
+        self.weight += weight
+        self.items.append(PendingItem(self.seq, recorded, marker, weight))
+
+    def snapshot(self) -> PendingSnapshot:
+        """What a write rendered now carries."""
+        counts = tuple(self.counts[s] for s in SEVERITIES)
+        return PendingSnapshot(self.seq, counts, self.weight, self.metrics)
+
+    def settle(self, snapshot: PendingSnapshot) -> None:
+        """A write carrying ``snapshot`` succeeded: only later deltas remain."""
+        for severity, count in zip(SEVERITIES, snapshot.counts, strict=True):
+            self.counts[severity] = max(0, self.counts[severity] - count)
+        self.weight = _tidy(self.weight - snapshot.weight)
+        self.metrics = max(0, self.metrics - snapshot.metrics)
+        while self.items and self.items[0].seq <= snapshot.seq:
+            self.items.popleft()
+
+    def drop_stored(self, ids: set[str], markers: set[str]) -> int:
+        """Take out violations already stored (by id or marker); how many were."""
+        keep: list[PendingItem] = []
+        dropped = 0
+        for item in self.items:
+            if item.recorded.id in ids or item.marker in markers:
+                dropped += 1
+                severity = item.recorded.severity
+                self.counts[severity] = max(0, self.counts[severity] - 1)
+                self.weight = _tidy(self.weight - item.weight)
+            else:
+                keep.append(item)
+        if dropped:
+            self.items = deque(keep, maxlen=PENDING_ITEMS)
+        return dropped
+
+    @property
+    def empty(self) -> bool:
+        """No unflushed violation or metrics report."""
+        return not self.items and not self.metrics and not any(self.counts.values())
+
+
+def _tidy(value: float) -> float:
+    return 0.0 if value < 1e-9 else value
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The latest GovernedAgent this replica knows from the API server (watch or GET)."""
+
+    resource_version: str
+    status: dict[str, Any]
+    acknowledged: int = 0
+    """``spec.governance.acknowledgedBreach`` of the same object."""
+    written_at: float | None = None
+    """When ingest last changed the status (its managedFields entry), for trust recovery."""
+
+
+def observed_from_object(obj: dict[str, Any]) -> Observed:
+    """The :class:`Observed` view of a GovernedAgent dict."""
+    metadata = obj.get("metadata") or {}
+    governance = (obj.get("spec") or {}).get("governance") or {}
+    ack = governance.get("acknowledgedBreach")
+    written_at = None
+    for entry in metadata.get("managedFields") or []:
+        if entry.get("manager") == INGEST_MANAGER and entry.get("subresource") == "status":
+            written_at = _time(entry.get("time"))
+    return Observed(
+        str(metadata.get("resourceVersion") or ""),
+        obj.get("status") or {},
+        ack if isinstance(ack, int) else 0,
+        written_at,
+    )
+
+
+def newer(version: str, than: str) -> bool:
+    """Whether resourceVersion ``version`` is later than ``than``.
+
+    resourceVersions are opaque; etcd's are integers, compared as such. Anything else
+    that differs counts as newer (a spurious 409 costs one re-read, never a lost count).
+    """
+    if version == than:
+        return False
+    if version.isdigit() and than.isdigit():
+        return int(version) > int(than)
+    return True
+
+
+def fingerprint(status: dict[str, Any]) -> tuple[Any, ...]:
+    """The ingest-owned values that tell whose write a status is (see :func:`foreign`)."""
+    governance = status.get("governance") or {}
+    enforcement = status.get("enforcement") or {}
+    heartbeat = status.get("heartbeat") or {}
+    counts = governance.get("violations") or {}
+    return (
+        tuple(counts.get(severity, 0) for severity in SEVERITIES),
+        tuple(str(item.get("id")) for item in governance.get("recentViolations") or []),
+        tuple(governance.get("recentViolationKeys") or ()),
+        governance.get("trustScore"),
+        governance.get("interactions", 0),
+        enforcement.get("action", "None"),
+        enforcement.get("breach", 0),
+        heartbeat.get("state"),
+        heartbeat.get("lastHeartbeat"),
+    )
+
+
+def violation_key(violation_id: str) -> str:
+    """The replay marker of a violation id: base64url of SHA-256's first 9 bytes (12 chars)."""
+    digest = hashlib.sha256(violation_id.encode("utf-8", "surrogatepass")).digest()[:9]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
 @dataclass
 class AgentState:
     """Everything ingest knows about one agent (bounded)."""
@@ -121,6 +277,11 @@ class AgentState:
     history: deque[tuple[float, str, str]] = field(default_factory=deque)
     version: int = 0
     heartbeat_version: int = 0
+    keys: deque[str] = field(default_factory=lambda: deque(maxlen=VIOLATION_KEYS))
+    pending: Pending = field(default_factory=lambda: Pending())
+    observed: Observed | None = None
+    written: tuple[Any, ...] | None = None
+    writing: bool = False
 
     def trust_score(self, now: float) -> float:
         """Server trust at ``now``."""
@@ -150,20 +311,79 @@ class Aggregator:
     # -- agents ------------------------------------------------------------------------
 
     def upsert_agent(
-        self, config: AgentConfig, now: float, status: dict[str, Any] | None = None
+        self,
+        config: AgentConfig,
+        now: float,
+        status: dict[str, Any] | None = None,
+        observed: Observed | None = None,
     ) -> AgentState:
-        """Add an agent (loading counters from its status) or update its config."""
+        """Add an agent (loading counters from its status) or update its config.
+
+        ``observed`` (the object as the API server has it, with its resourceVersion)
+        replaces ``status``; for a known agent it is what :meth:`observe` takes in.
+        """
         state = self.agents.get(config.agent_id)
         if state is None:
             state = AgentState(config=config, known_since=now)
             state.trust = TrustDebt(0.0, now)
+            if observed is not None:
+                status = observed.status
             if status:
                 load_status(state, status, now)
+            if observed is not None:  # the view is the stored status: nothing foreign in it
+                state.observed = observed
+                state.written = fingerprint(observed.status)
             self.agents[config.agent_id] = state
         else:
             state.config = config
+            if observed is not None:
+                self.observe(state, observed, now)
         refresh(state, now)
         return state
+
+    @staticmethod
+    def observe(state: AgentState, observed: Observed, now: float) -> bool:
+        """Take in a newer stored object; rebase the view on it if another replica wrote it.
+
+        While a write of this replica is in flight the rebase waits for its outcome
+        (:meth:`after_write`). True if the view was rebased.
+        """
+        if state.observed is not None and not newer(
+            observed.resource_version, state.observed.resource_version
+        ):
+            return False
+        state.observed = observed
+        if state.writing or not foreign(state):
+            return False
+        rebase(state, now)
+        return True
+
+    @staticmethod
+    def prepare_write(state: AgentState, now: float) -> PendingSnapshot:
+        """Before rendering a write: rebase on a foreign stored status; the deltas carried."""
+        if foreign(state):
+            rebase(state, now)
+        return state.pending.snapshot()
+
+    @staticmethod
+    def after_write(
+        state: AgentState,
+        snapshot: PendingSnapshot | None,
+        body: dict[str, Any] | None,
+        observed: Observed | None,
+        now: float,
+    ) -> None:
+        """A write ended: on success (``body``) settle its deltas and remember it as ours."""
+        if snapshot is not None and body is not None:
+            state.pending.settle(snapshot)
+            state.written = fingerprint(body)
+            if observed is not None and (
+                state.observed is None
+                or newer(observed.resource_version, state.observed.resource_version)
+            ):
+                state.observed = observed
+        if foreign(state):  # another replica wrote while this write was in flight
+            rebase(state, now)
 
     def remove_agent(self, agent_id: str) -> None:
         """Forget a deleted agent."""
@@ -203,6 +423,7 @@ class Aggregator:
         state.reported_trust = round(reported / 100.0 if reported > 1 else reported, 6)
         state.interactions = max(state.interactions, metrics.interactions)
         state.response_time_ms = metrics.response_time
+        state.pending.metrics = True
         state.version += 1
         recorded = (
             self.violations(state, metrics.violations, key, now) if metrics.violations else None
@@ -216,15 +437,22 @@ class Aggregator:
         """Record violations not seen before (by id: per-violation key or derived one)."""
         agent_id = state.config.agent_id
         known = {item.id for item in state.recent}
+        markers = set(state.keys)
         added: list[Recorded] = []
         duplicates = 0
         for index, violation in enumerate(violations):
             vid = violation_id(violation, key, index, len(violations))
-            if vid in known or self._keys.check_and_add(agent_id, "v:" + vid, now):
+            marker = violation_key(vid)
+            if (
+                vid in known
+                or marker in markers
+                or self._keys.check_and_add(agent_id, "v:" + vid, now)
+            ):
                 duplicates += 1
                 continue
             known.add(vid)
-            added.append(self._record(state, vid, violation, now))
+            markers.add(marker)
+            added.append(self._record(state, vid, marker, violation, now))
         if added:
             trust_before = state.trust_score(now)
             self._apply_trust(state, added, now)
@@ -244,7 +472,7 @@ class Aggregator:
         self._keys.forget(agent_id, prefix + key)
 
     def _record(
-        self, state: AgentState, vid: str, violation: PolicyViolation, now: float
+        self, state: AgentState, vid: str, marker: str, violation: PolicyViolation, now: float
     ) -> Recorded:
         recorded = Recorded(
             vid, violation.type, violation.severity, violation.description[:1024], now
@@ -257,7 +485,10 @@ class Aggregator:
         )
         state.by_type[vtype] = state.by_type.get(vtype, 0) + 1
         state.recent.appendleft(recorded)
+        state.keys.appendleft(marker)
         state.last_violation_time = now
+        w = weight(state.config.scoring.weights, recorded.severity)
+        state.pending.add(recorded, marker, w)
         self._remember(state, recorded, now)
         return recorded
 
@@ -453,6 +684,7 @@ def status_body(state: AgentState, now: float) -> dict[str, Any]:
                 "violations": {**state.counts, "total": sum(state.counts.values())},
                 "recentViolations": [_recent(item) for item in state.recent],
                 "lastViolationTime": rfc3339(state.last_violation_time),
+                "recentViolationKeys": list(state.keys),
             }
         ),
         "enforcement": _drop_none(
@@ -527,9 +759,16 @@ def _load_governance(state: AgentState, governance: dict[str, Any], now: float) 
     state.trust = TrustDebt.from_score(
         float(trust) if isinstance(trust, int | float) else None, now
     )
-    for item in reversed(governance.get("recentViolations") or []):
+    for item in reversed(_stored_recent(governance, now)):
+        state.recent.appendleft(item)
+    state.keys = deque(_stored_keys(governance), maxlen=VIOLATION_KEYS)
+
+
+def _stored_recent(governance: dict[str, Any], now: float) -> list[Recorded]:
+    recent = []
+    for item in governance.get("recentViolations") or []:
         try:
-            state.recent.appendleft(
+            recent.append(
                 Recorded(
                     str(item["id"]),
                     str(item["type"]),
@@ -540,15 +779,147 @@ def _load_governance(state: AgentState, governance: dict[str, Any], now: float) 
             )
         except (KeyError, TypeError):
             continue
+    return recent
 
 
-def _load_enforcement(state: AgentState, enforcement: dict[str, Any]) -> None:
+def _stored_keys(governance: dict[str, Any]) -> list[str]:
+    keys = governance.get("recentViolationKeys") or []
+    return [key for key in keys if isinstance(key, str)][:VIOLATION_KEYS]
+
+
+def _stored_enforcement(enforcement: dict[str, Any]) -> enf.Enforcement:
     breach = enforcement.get("breach")
-    state.enforcement = enf.Enforcement(
+    return enf.Enforcement(
         str(enforcement.get("action") or "None"),
         breach if isinstance(breach, int) else 0,
         str(enforcement.get("reason") or ""),
         _time(enforcement.get("since")),
     )
+
+
+def _load_enforcement(state: AgentState, enforcement: dict[str, Any]) -> None:
+    state.enforcement = _stored_enforcement(enforcement)
     if "critical" in state.enforcement.reason:
         state.critical_breach = state.enforcement.breach
+
+
+# -- replicas: the stored status is the source of truth -------------------------------------
+
+
+def foreign(state: AgentState) -> bool:
+    """The stored ingest status is not this replica's last write (another replica's)."""
+    observed = state.observed
+    return observed is not None and fingerprint(observed.status) != state.written
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def rebase(state: AgentState, now: float) -> None:
+    """Make the view the stored status (``state.observed``) plus this replica's deltas.
+
+    Several ingest replicas write one agent's status; each keeps only the deltas it
+    recorded since its last successful write (:class:`Pending`) and merges them onto the
+    latest stored status before writing it back with that status's resourceVersion as a
+    precondition (a 409 means another replica wrote in between: re-read, merge again).
+    What wins, field by field:
+
+    - duplicates: a pending violation whose id is in the stored ``recentViolations`` or
+      whose marker is in ``recentViolationKeys`` was stored by another replica (or by a
+      write whose answer was lost) and is taken out of the deltas, never counted twice;
+    - ``violations`` counts: stored + pending, per severity (``total`` is their sum;
+      per-type counts are not in the status and stay per replica, like the metrics);
+    - ``recentViolations``: union by id of pending and stored, newest first, 20;
+      ``recentViolationKeys``: pending markers, then stored ones, distinct, 128;
+    - trust: the stored debt (1 - ``trustScore``) brought forward by recovery from when
+      ingest last wrote it (its managedFields time), plus the pending weights (cap 1),
+      see :mod:`.trust`;
+    - ``interactions``: the larger; ``reportedTrustScore`` / ``responseTimeMs``: this
+      replica's if it received a metrics report since its last write, else stored;
+    - ``heartbeat``: the block with the newer ``lastHeartbeat``; ``lastViolationTime``:
+      the newer;
+    - ``enforcement``: :func:`.enforcement.merge` (higher breach wins, an action only
+      escalates; cleared only by the acknowledgement release);
+    - conditions: a stored condition whose status differs from the view's is adopted (so
+      its transition time survives), then all are re-evaluated on the merged view.
+
+    With one replica the stored status is always its own last write (:func:`foreign` is
+    False), so nothing is rebased and the view is exactly what it was before replicas.
+    """
+    observed = state.observed
+    if observed is None:
+        return
+    status = observed.status
+    governance = status.get("governance") or {}
+    stored_recent = _stored_recent(governance, now)
+    stored_keys = _stored_keys(governance)
+    pending = state.pending
+    pending.drop_stored({item.id for item in stored_recent}, set(stored_keys))
+
+    counts = governance.get("violations") or {}
+    for severity in SEVERITIES:
+        value = counts.get(severity)
+        stored = value if isinstance(value, int) and value >= 0 else 0
+        state.counts[severity] = stored + pending.counts[severity]
+
+    mine = [item.recorded for item in reversed(pending.items)]  # newest first
+    merged: dict[str, Recorded] = {}
+    for item in [*mine, *stored_recent]:
+        merged.setdefault(item.id, item)
+    recent = sorted(merged.values(), key=lambda item: item.time, reverse=True)
+    state.recent = deque(recent[:RECENT_VIOLATIONS], maxlen=RECENT_VIOLATIONS)
+    keys = _unique([item.marker for item in reversed(pending.items)] + stored_keys)
+    state.keys = deque(keys[:VIOLATION_KEYS], maxlen=VIOLATION_KEYS)
+
+    trust = governance.get("trustScore")
+    debt = TrustDebt.from_score(
+        float(trust) if isinstance(trust, int | float) else None,
+        min(now, observed.written_at if observed.written_at is not None else now),
+    )
+    debt.add(pending.weight, now, state.config.scoring.recovery_per_hour)
+    state.trust = debt
+
+    interactions = governance.get("interactions")
+    if isinstance(interactions, int):
+        state.interactions = max(state.interactions, interactions)
+    if not pending.metrics:
+        if "reportedTrustScore" in governance:
+            state.reported_trust = governance.get("reportedTrustScore")
+        if "responseTimeMs" in governance:
+            state.response_time_ms = governance.get("responseTimeMs")
+    stored_violation = _time(governance.get("lastViolationTime"))
+    if stored_violation is not None and (
+        state.last_violation_time is None or stored_violation > state.last_violation_time
+    ):
+        state.last_violation_time = stored_violation
+
+    heartbeat = status.get("heartbeat") or {}
+    stored_beat = _time(heartbeat.get("lastHeartbeat"))
+    if stored_beat is not None and (
+        state.last_heartbeat is None or stored_beat > state.last_heartbeat
+    ):
+        state.heartbeat_state = str(heartbeat.get("state") or "unknown")
+        state.last_heartbeat = stored_beat
+        state.uptime = heartbeat.get("uptimeSeconds")
+        state.last_activity = _time(heartbeat.get("lastActivity"))
+
+    stored_enforcement = _stored_enforcement(status.get("enforcement") or {})
+    acknowledged = max(state.config.acknowledged_breach, observed.acknowledged)
+    state.enforcement = enf.merge(state.enforcement, stored_enforcement, acknowledged)
+    if "critical" in stored_enforcement.reason:
+        state.critical_breach = max(state.critical_breach, stored_enforcement.breach)
+
+    for cond in status.get("conditions") or []:
+        ctype = cond.get("type")
+        if ctype not in (HEARTBEAT_FRESH, POLICY_COMPLIANT):
+            continue
+        current = state.conditions.get(ctype)
+        if current is None or current.status != str(cond.get("status")):
+            state.conditions[ctype] = ConditionState(
+                str(cond.get("status")),
+                str(cond.get("reason") or "Unknown"),
+                str(cond.get("message") or ""),
+                _time(cond.get("lastTransitionTime")) or now,
+            )
+    refresh(state, now)

@@ -13,6 +13,12 @@ to that number. The action recorded depends on ``spec.governance.onBreach``: ``S
 → ``Suspended``, ``Quarantine`` → ``Quarantined``, ``Alert`` → ``None`` (alerts only).
 The operator acts on the action (scale to zero, deny-all NetworkPolicy, revoke the key);
 once acknowledged the action returns to ``None`` and the breach number stays.
+
+With several ingest replicas, :func:`merge` combines a replica's enforcement with the
+stored one: the higher breach number wins; on the same breach the stronger action wins
+(``Quarantined`` > ``Suspended`` > ``None``), so an action another replica set is never
+cleared by a replica that has not seen it; the only way down is :func:`release`, once the
+breach is acknowledged.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 ACTIONS = {"Suspend": "Suspended", "Quarantine": "Quarantined", "Alert": "None"}
+STRENGTH = {"None": 0, "Suspended": 1, "Quarantined": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +70,14 @@ def release(current: Enforcement, acknowledged: int) -> Enforcement:
     if current.action != "None" and not current.outstanding(acknowledged):
         return replace(current, action="None", since=None)
     return current
+
+
+def merge(local: Enforcement, stored: Enforcement, acknowledged: int) -> Enforcement:
+    """One replica's enforcement merged with the stored one (see the module docstring)."""
+    if stored.breach != local.breach:
+        winner = stored if stored.breach > local.breach else local
+    elif STRENGTH.get(stored.action, 0) > STRENGTH.get(local.action, 0):
+        winner = stored
+    else:
+        winner = local
+    return release(winner, acknowledged)

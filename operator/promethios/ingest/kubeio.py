@@ -16,16 +16,17 @@ from typing import Any
 from ..api.policy import TrustScoring
 from ..kube import governance as kg
 from ..kube.client import ClientSettings, shared_client
-from .aggregate import AgentConfig
+from .aggregate import AgentConfig, observed_from_object
 from .alerts import ResolvedSink
 from .keystore import SECRET_SELECTOR, replace_scope
 from .service import IngestService
+from .writer import WriteResult
 
 log = logging.getLogger(__name__)
 
 
 class KubeStatusSink:
-    """Server-side applies the ingest-owned status fields."""
+    """Server-side applies the ingest-owned status fields (conditionally: see :mod:`.writer`)."""
 
     def __init__(self, api: kg.Client) -> None:
         self._api = api
@@ -33,6 +34,19 @@ class KubeStatusSink:
     async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int:
         """SSA on the status subresource (field manager ``promethios-ingest``)."""
         return await asyncio.to_thread(kg.apply_ingest_status, self._api, namespace, name, status)
+
+    async def apply_status_if(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> WriteResult:
+        """SSA with ``metadata.resourceVersion`` as a precondition (409 if it moved on)."""
+        code, obj = await asyncio.to_thread(
+            kg.apply_ingest_status_if, self._api, namespace, name, status, resource_version
+        )
+        return WriteResult(code, obj)
+
+    async def read_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET the GovernedAgent (after a 409)."""
+        return await asyncio.to_thread(kg.get_governed_agent, self._api, namespace, name)
 
 
 class KubeEventSink:
@@ -229,7 +243,7 @@ class ClusterFeed:
     def _upsert(self, obj: dict[str, Any]) -> str:
         config = agent_config(obj, self._policies)
         self._agents[config.agent_id] = obj
-        self._service.upsert_agent(config, obj.get("status") or {})
+        self._service.upsert_agent(config, observed=observed_from_object(obj))
         return config.agent_id
 
 

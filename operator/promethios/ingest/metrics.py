@@ -8,7 +8,8 @@ Names:
   is capped to ``max_types`` distinct values, the rest count as ``other``
 - ``promethios_ingest_requests_total{endpoint,code}``          requests by route template and code
 - ``promethios_ingest_request_duration_seconds{endpoint}``     request latency histogram
-- ``promethios_status_writes_total{result}``                   status writes (ok | error)
+- ``promethios_status_writes_total{result}``                   status writes (ok | error | conflict:
+  a 409 from another replica's write, re-read and merged)
 - ``promethios_alert_deliveries_total{sink_type,result}``      alert deliveries: ok (once per
   delivered alert) | failed (once per alert given up on) | retried (per retry) | dropped |
   deduplicated

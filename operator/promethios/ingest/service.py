@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
 from . import events as ev
-from .aggregate import AgentConfig, AgentState, Aggregator, Outcome, Recorded, rfc3339
+from .aggregate import AgentConfig, AgentState, Aggregator, Observed, Outcome, Recorded, rfc3339
 from .alerts import Alert, AlertDispatcher, CachingSinkResolver, ResolvedSink, SinkResolver
 from .keystore import KeyStore
 from .metrics import IngestMetrics
@@ -112,9 +112,14 @@ class IngestService:
 
     # -- agents (fed by the watch) ----------------------------------------------------------
 
-    def upsert_agent(self, config: AgentConfig, status: dict[str, Any] | None = None) -> None:
-        """An agent appeared or its spec changed."""
-        self.aggregator.upsert_agent(config, self.clock(), status)
+    def upsert_agent(
+        self,
+        config: AgentConfig,
+        status: dict[str, Any] | None = None,
+        observed: Observed | None = None,
+    ) -> None:
+        """An agent appeared, its spec changed or its stored status moved (``observed``)."""
+        self.aggregator.upsert_agent(config, self.clock(), status, observed)
         self.writer.note(config.agent_id)
 
     def remove_agent(self, agent_id: str) -> None:

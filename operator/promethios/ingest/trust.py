@@ -17,6 +17,17 @@ Formula (a "trust debt" that recovers linearly)::
 
 The state is two numbers (debt and the time it was last brought forward), so it is
 O(1) per agent and survives a restart: on load, debt = 1 - status.governance.trustScore.
+
+Several ingest replicas (see :func:`.aggregate.rebase`): the stored score is the source
+of truth. Each replica keeps the weights it added since its last successful status write
+(``W``, unflushed) and, before writing, merges them onto the stored score ``s`` written at
+``t_s`` (the managedFields time of ingest's last status change)::
+
+    debt(now) = min(1, max(0, (1 - s) - recovery_per_hour * hours(now - t_s)) + W)
+
+so every violation's weight is taken from the score exactly once, whichever replica
+recorded it, and recovery runs on one clock (the last write's). ``W`` is cleared only by
+a write that carried it.
 """
 
 from __future__ import annotations

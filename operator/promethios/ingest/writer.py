@@ -14,6 +14,15 @@ One write per agent is in flight at a time; callers that await a flush while a w
 running join the next one, so concurrent violations for one agent coalesce into a single
 write. Writes go through a :class:`StatusSink` (the real one runs the synchronous
 Kubernetes client in a worker thread; tests use an in-memory one).
+
+Replicas: a :class:`ConsistentStatusSink` (the real one) writes with the stored
+resourceVersion as a precondition. Before each attempt the view is merged onto the
+latest stored status (:func:`.aggregate.rebase`, only when another replica wrote it); a
+409 means a concurrent write: re-read, merge again, retry up to
+:data:`CONFLICT_ATTEMPTS` times with a short random pause, then fail like any other write
+error (waiters fail, the agent stays dirty and is retried after
+:data:`RETRY_AFTER_ERROR`). The deltas a write carried are cleared only once it
+succeeded. A sink without preconditions (tests, benchmarks) gets a plain apply.
 """
 
 from __future__ import annotations
@@ -22,15 +31,28 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from .aggregate import AgentState, Aggregator, refresh, status_body
+from .aggregate import (
+    AgentState,
+    Aggregator,
+    Observed,
+    PendingSnapshot,
+    observed_from_object,
+    refresh,
+    status_body,
+)
 from .metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_ERROR = 5.0
+CONFLICT_ATTEMPTS = 6
+"""Write attempts per flush when other replicas keep winning the race (409)."""
+CONFLICT_PAUSE = 0.05
+"""Upper bound of the random pause before conflict retry n is n times this (seconds)."""
 TICK_CHUNK = 200
 """Agents per slice of the periodic pass (see :meth:`StatusWriter.run`)."""
 
@@ -39,6 +61,31 @@ class StatusSink(Protocol):
     """Where ingest-owned status goes; returns the HTTP status of the write (404: gone)."""
 
     async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int: ...
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Outcome of a conditional status write: HTTP status and the object written (if any)."""
+
+    code: int
+    obj: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class ConsistentStatusSink(Protocol):
+    """A status sink with optimistic concurrency (what several replicas need)."""
+
+    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int: ...
+
+    async def apply_status_if(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> WriteResult:
+        """Write ``status`` only if the object is still at ``resource_version`` (else 409)."""
+        ...
+
+    async def read_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The GovernedAgent as stored (None if it is gone)."""
+        ...
 
 
 class StatusWriteError(Exception):
@@ -105,7 +152,9 @@ class StatusWriter:
         self._heartbeat_interval = max(interval, heartbeat_interval)
         self._slots = asyncio.Semaphore(concurrency)
         self._tracks: dict[str, _Track] = {}
+        self._consistent = sink if isinstance(sink, ConsistentStatusSink) else None
         self.writes = 0
+        self.conflicts = 0
 
     def note(self, agent_id: str, urgent: bool = False) -> None:
         """A report changed ``agent_id``'s state: write now if the policy says so."""
@@ -207,12 +256,17 @@ class StatusWriter:
         heartbeat_version = state.heartbeat_version
         try:
             async with self._slots:
-                now = self._clock()
-                code = await self._sink.apply_status(
-                    state.config.namespace, state.config.name, status_body(state, now)
-                )
-            if code >= 300:
-                raise StatusWriteError(f"status write answered {code}")
+                if self._consistent is not None:
+                    version, sig, heartbeat_version = await self._write_merged(
+                        self._consistent, state
+                    )
+                else:
+                    now = self._clock()
+                    code = await self._sink.apply_status(
+                        state.config.namespace, state.config.name, status_body(state, now)
+                    )
+                    if code >= 300:
+                        raise StatusWriteError(f"status write answered {code}")
         except Exception as error:  # any failure: keep dirty, retry later, fail the waiters
             self._metrics.status_writes.labels("error").inc()
             track.retry_at = self._clock() + RETRY_AFTER_ERROR
@@ -229,6 +283,49 @@ class StatusWriter:
             track.task = None
         if track.waiters or track.urgent:
             self._maybe_start(agent_id, track, self._clock())
+
+    async def _write_merged(
+        self, sink: ConsistentStatusSink, state: AgentState
+    ) -> tuple[int, tuple[Any, ...], int]:
+        """Merge onto the stored status and write it conditionally (see the module docstring).
+
+        Returns the state marks (version, signature, heartbeat version) the written body
+        was rendered from.
+        """
+        namespace, name = state.config.namespace, state.config.name
+        snapshot: PendingSnapshot | None = None
+        body: dict[str, Any] | None = None
+        after: Observed | None = None
+        state.writing = True
+        try:
+            for attempt in range(CONFLICT_ATTEMPTS):
+                if state.observed is None or attempt:
+                    obj = await sink.read_agent(namespace, name)
+                    if obj is None:
+                        raise StatusWriteError("status write answered 404")
+                    self._aggregator.observe(state, observed_from_object(obj), self._clock())
+                assert state.observed is not None
+                now = self._clock()
+                carried = self._aggregator.prepare_write(state, now)
+                marks = (state.version, signature(state), state.heartbeat_version)
+                rendered = status_body(state, now)
+                result = await sink.apply_status_if(
+                    namespace, name, rendered, state.observed.resource_version
+                )
+                if result.code == 409:
+                    self.conflicts += 1
+                    self._metrics.status_writes.labels("conflict").inc()
+                    await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * (attempt + 1)))
+                    continue
+                if result.code >= 300:
+                    raise StatusWriteError(f"status write answered {result.code}")
+                snapshot, body = carried, rendered
+                after = observed_from_object(result.obj) if result.obj else None
+                return marks
+            raise StatusWriteError(f"status write conflicted {CONFLICT_ATTEMPTS} times")
+        finally:
+            state.writing = False
+            self._aggregator.after_write(state, snapshot, body, after, self._clock())
 
 
 def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:

@@ -8,7 +8,9 @@ as plain dicts.
   ``promethios-ingest`` and ``force=true``. Ingest owns ``status.heartbeat``,
   ``status.governance``, ``status.enforcement`` and the ``HeartbeatFresh`` and
   ``PolicyCompliant`` entries of the ``conditions`` list-map (keyed by ``type``), so the
-  operator's own conditions are left alone.
+  operator's own conditions are left alone. With several ingest replicas the apply carries
+  ``metadata.resourceVersion`` (:func:`apply_ingest_status_if`): the API server then
+  treats it as a precondition and answers 409 when another writer got there first.
 - Events: core/v1 Events created, then merge-patched when they repeat.
 - Watches: list then watch GovernedAgents, GovernancePolicies and api-key Secrets in a
   background thread, handing ``(type, object)`` to a callback; re-lists on expiry.
@@ -66,6 +68,41 @@ def apply_ingest_status(api: Client, namespace: str, name: str, status: dict[str
             return int(error.status)
         raise
     return 200
+
+
+def apply_ingest_status_if(
+    api: Client, namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> tuple[int, dict[str, Any] | None]:
+    """:func:`apply_ingest_status` only if the object is at ``resource_version``.
+
+    Returns the HTTP code and, on success, the object as written (its new
+    resourceVersion and status); 409 means the object changed since that version.
+    """
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": "GovernedAgent",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+        "status": status,
+    }
+    try:
+        result = kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            AGENTS,
+            name,
+            body,
+            field_manager=INGEST_FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )
+    except ApiException as error:
+        if error.status in (404, 409, 422):
+            if error.status != 409:
+                log.warning("status apply %s/%s: HTTP %s", namespace, name, error.status)
+            return int(error.status), None
+        raise
+    return 200, result if isinstance(result, dict) else None
 
 
 def get_governed_agent(api: Client, namespace: str, name: str) -> dict[str, Any] | None:
