@@ -6,6 +6,11 @@
 - ``helm install`` creates the objects; ``kubectl auth can-i`` as the operator's
   ServiceAccount shows exactly the access the chart promises (watched vs. unwatched
   namespaces, no escalate/bind, no wildcards); the CRDs survive ``helm uninstall``;
+- ``ingest.mode=standalone``: the ingest Deployment, its PodDisruptionBudget and its own
+  ServiceAccount are accepted by the server, its pod passes ``restricted``, the Service
+  selects the ingest pods, the operator runs with ``--no-ingest``, and the ingest
+  ServiceAccount can do what ``promethios ingest`` needs and nothing more (what it needs
+  is exercised for real in ``test_ingest_rbac.py``);
 - the kustomize base's RBAC equals the chart's; ``kubectl apply -k manifests/`` installs;
   the samples are accepted by the server's schema.
 
@@ -135,16 +140,25 @@ def rules_of(objects: list[dict[str, Any]], kind: str) -> list[list[dict[str, An
 # ---- lint, render, server dry run ---------------------------------------------------------
 
 
+STANDALONE = "ingest.mode=standalone"
+
+
 def test_helm_lint_is_clean(helm: Helm) -> None:
-    for extra in ([], ["--set", "watchNamespaces={a,b}"]):
+    for extra in ([], ["--set", "watchNamespaces={a,b}"], ["--set", STANDALONE],
+                  ["--set", f"{STANDALONE},watchNamespaces={{a,b}},ingest.replicas=1,"
+                   "ingest.readTokenSecret.name=summary-token"]):  # fmt: skip
         result = helm("lint", "--strict", str(CHART), *extra)
         assert "0 chart(s) failed" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize(
     "values",
-    [[], ["--set", "metrics.grafanaDashboard.enabled=true,image.digest=sha256:" + "a" * 64]],
-    ids=["defaults", "dashboard-and-digest"],
+    [
+        [],
+        ["--set", "metrics.grafanaDashboard.enabled=true,image.digest=sha256:" + "a" * 64],
+        ["--set", f"{STANDALONE},ingest.readTokenSecret.name=summary-token"],
+    ],
+    ids=["defaults", "dashboard-and-digest", "standalone-ingest"],
 )
 def test_rendered_chart_is_accepted_by_the_server(
     helm: Helm, cluster: Any, namespaces: Any, values: list[str]
@@ -162,6 +176,61 @@ def test_rendered_chart_is_accepted_by_the_server(
         pod = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
         assert pod["containers"][0]["image"].endswith("@sha256:" + "a" * 64)
         assert len(by_kind(objects, "ConfigMap")) == 1
+    if STANDALONE in " ".join(values):
+        check_standalone_objects(objects, watched)
+    else:
+        assert len(by_kind(objects, "Deployment")) == 1
+        assert by_kind(objects, "PodDisruptionBudget") == []
+
+
+def deployment(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    """The operator's or the ingest's Deployment."""
+    found = [obj for obj in by_kind(objects, "Deployment")
+             if obj["metadata"]["labels"]["app.kubernetes.io/component"] == component]  # fmt: skip
+    assert len(found) == 1, [obj["metadata"]["name"] for obj in by_kind(objects, "Deployment")]
+    return found[0]
+
+
+def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> None:
+    """What ingest.mode=standalone renders: the wiring between the objects."""
+    operator, ingest = deployment(objects, "operator"), deployment(objects, "ingest")
+    assert ingest["metadata"]["name"] == "promethios-operator-ingest"
+    operator_args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-ingest" in operator_args
+    assert not any(arg.startswith("--ingest-port") for arg in operator_args)
+    url = "--ingest-url=http://promethios-operator.{}.svc:8443"
+    assert url.format(ingest["metadata"]["namespace"]) in operator_args
+    spec = ingest["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][:2] == ["ingest", "--port=8443"]
+    assert f"--namespace={watched}" in container["args"]
+    assert "--read-token-file=/etc/promethios/read-token/token" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ingest"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ingest"}
+    assert [p["containerPort"] for p in container["ports"]] == [8443]
+    token = next(v for v in pod["volumes"] if v["name"] == "read-token")
+    assert token["secret"]["secretName"] == "summary-token"
+    spread = pod["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert pod["serviceAccountName"] == "promethios-operator-ingest"
+    assert operator["spec"]["template"]["spec"]["serviceAccountName"] == "promethios-operator"
+    assert {sa["metadata"]["name"] for sa in by_kind(objects, "ServiceAccount")} == {
+        "promethios-operator", "promethios-operator-ingest"}  # fmt: skip
+    # The Service reaches the ingest pods only; the Deployments' selectors do not overlap.
+    ingest_labels = spec["template"]["metadata"]["labels"]
+    operator_labels = operator["spec"]["template"]["metadata"]["labels"]
+    selector = by_kind(objects, "Service")[0]["spec"]["selector"]
+    assert selector.items() <= ingest_labels.items()
+    assert not selector.items() <= operator_labels.items()
+    assert not operator["spec"]["selector"]["matchLabels"].items() <= ingest_labels.items()
+    assert not spec["selector"]["matchLabels"].items() <= operator_labels.items()
+    (budget,) = by_kind(objects, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
 
 
 def test_optional_monitoring_objects_render_with_real_metric_names(helm: Helm) -> None:
@@ -174,10 +243,14 @@ def test_optional_monitoring_objects_render_with_real_metric_names(helm: Helm) -
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     rules = [r for g in by_kind(objects, "PrometheusRule")[0]["spec"]["groups"] for r in g["rules"]]
     expressions = {rule["alert"]: rule["expr"] for rule in rules}
-    assert "promethios_agent_heartbeat_age_seconds > 300" in expressions.values()
-    assert "promethios_agent_trust_score < 0.7" in expressions.values()
+    # Aggregated by agent: standalone ingest replicas each export their own series.
+    by_agent = "min by (namespace, name) "
+    assert f"{by_agent}(promethios_agent_heartbeat_age_seconds) > 300" in expressions.values()
+    assert f"{by_agent}(promethios_agent_trust_score) < 0.7" in expressions.values()
     assert any(
-        'promethios_violations_total{severity="critical"}' in e for e in expressions.values()
+        e.startswith("sum by (namespace, name, type) (")
+        and 'promethios_violations_total{severity="critical"}' in e
+        for e in expressions.values()
     )
     assert any('alert_deliveries_total{result="failed"}' in e for e in expressions.values())
     summaries = " ".join(rule["annotations"]["summary"] for rule in rules)
@@ -213,6 +286,16 @@ def test_operator_and_test_pods_pass_pod_security_restricted(
                                  input=yaml.safe_dump(pod), check=False)  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "Warning" not in result.stderr, result.stderr
+    standalone = helm.template("--set", STANDALONE, namespace=restricted)
+    ingest_spec = copy.deepcopy(deployment(standalone, "ingest")["spec"]["template"]["spec"])
+    ingest_pod = {"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": "ingest-pod", "namespace": restricted},
+                  "spec": ingest_spec}  # fmt: skip
+    del ingest_pod["spec"]["serviceAccountName"]
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", restricted, "-f", "-",
+                             input=yaml.safe_dump(ingest_pod), check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
     manifest = yaml.safe_load((MANIFESTS / "deployment.yaml").read_text())
     manifest_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "manifest-pod"},
                     "spec": manifest["spec"]["template"]["spec"]}  # fmt: skip
@@ -235,6 +318,14 @@ REFUSALS = [
     ("service.type=Foo", "/service/type", "value must be one of"),
     ("metrics.prometheusRule.trustScoreThreshold=2", "/trustScoreThreshold", "maximum"),
     ("ingest.port=8080", "ingest.port and livenessPort must differ", "8080"),
+    ("ingest.mode=sidecar", "/ingest/mode", "'inProcess', 'standalone'"),
+    ("ingest.replicas=0", "/ingest/replicas", "minimum"),
+    (
+        "ingest.readTokenSecret.bogus=1",
+        "additional properties 'bogus' not allowed",
+        "/ingest/readTokenSecret",
+    ),
+    ("ingest.readTokenSecret.name=t", "ingest.readTokenSecret needs ingest.mode=standalone", ""),
 ]
 
 
@@ -266,7 +357,8 @@ def test_helm_install_refuses_bad_values_before_touching_the_cluster(
 
 
 def test_rbac_has_no_wildcards_or_escalation_verbs(helm: Helm) -> None:
-    for extra in ([], ["--set", "watchNamespaces={a,b}"]):
+    for extra in ([], ["--set", "watchNamespaces={a,b}"], ["--set", STANDALONE],
+                  ["--set", f"{STANDALONE},watchNamespaces={{a,b}}"]):  # fmt: skip
         objects = helm.template(*extra)
         rules = [
             r for kind in ("ClusterRole", "Role") for rs in rules_of(objects, kind) for r in rs
@@ -327,6 +419,93 @@ def test_install_with_watch_namespaces_grants_only_those_namespaces(
     crds = cluster.kubectl("get", "crd", *CRD_NAMES, "-o", "name").stdout.split()
     assert len(crds) == 3
     assert cluster.kubectl("get", "deployment", fullname, "-n", release_ns,
+                           check=False).returncode != 0  # fmt: skip
+
+
+def test_switch_to_standalone_ingest_grants_its_service_account_least_privilege(
+    helm: Helm, cluster: Any, namespaces: Any
+) -> None:
+    release_ns, watched, unwatched = namespaces(), namespaces("t-watched"), namespaces()
+    release = unique("ing")
+    common = ["--set", f"crds.install=false,watchNamespaces={{{watched}}}"]
+    helm("install", release, str(CHART), "-n", release_ns, *common)
+    # Switching modes is an upgrade: nothing immutable changes (selectors, Service name).
+    upgraded = helm("upgrade", release, str(CHART), "-n", release_ns, *common,
+                    "--set", STANDALONE)  # fmt: skip
+    fullname = f"{release}-promethios-operator"
+    ingest_name = f"{fullname}-ingest"
+    assert f"deployment/{ingest_name}" in upgraded.stdout  # NOTES
+    operator_sa = f"system:serviceaccount:{release_ns}:{fullname}"
+    sa = f"system:serviceaccount:{release_ns}:{ingest_name}"
+    status = ("governedagents.governance.promethios.ai", "--subresource=status")
+    try:
+        cluster.kubectl("get", "deployment,serviceaccount,poddisruptionbudget", ingest_name,
+                        "-n", release_ns)  # fmt: skip
+        cluster.kubectl("get", "role,rolebinding", ingest_name, "-n", watched)
+        assert cluster.kubectl("get", "clusterrole", ingest_name, check=False).returncode != 0
+        jsonpath = "jsonpath={.spec.template.spec.containers[0].args}"
+        args = cluster.kubectl("get", "deployment", fullname, "-n", release_ns,
+                               "-o", jsonpath).stdout  # fmt: skip
+        assert "--no-ingest" in args and f"--ingest-url=http://{fullname}.{release_ns}.svc" in args
+        selector = cluster.kubectl("get", "service", fullname, "-n", release_ns,
+                                   "-o", "jsonpath={.spec.selector}").stdout  # fmt: skip
+        assert "promethios-operator-ingest" in selector, selector
+
+        # What promethios ingest calls (operator/promethios/kube/governance.py).
+        granted = [
+            ("patch", *status),
+            ("get", "governedagents.governance.promethios.ai"),
+            ("list", "governedagents.governance.promethios.ai"),
+            ("watch", "governedagents.governance.promethios.ai"),
+            ("list", "governancepolicies.governance.promethios.ai"),
+            ("watch", "governancepolicies.governance.promethios.ai"),
+            ("get", "alertsinks.governance.promethios.ai"),
+            ("list", "secrets"),
+            ("watch", "secrets"),
+            ("get", "secrets"),
+            ("create", "events"),
+            ("patch", "events"),
+        ]
+        for check in granted:
+            assert can_i(cluster, sa, *check, "-n", watched), check
+        # Nothing else: no workloads, no deletes, no writes but status and Events.
+        denied = [
+            ("create", "deployments.apps"),
+            ("patch", "deployments.apps"),
+            ("create", "pods"),
+            ("create", "secrets"),
+            ("patch", "secrets"),
+            ("update", *status),
+            ("patch", "governedagents.governance.promethios.ai"),
+            ("create", "governedagents.governance.promethios.ai"),
+            ("update", "governedagents.governance.promethios.ai", "--subresource=finalizers"),
+            ("patch", "governancepolicies.governance.promethios.ai", "--subresource=status"),
+            ("list", "alertsinks.governance.promethios.ai"),
+            ("create", "networkpolicies.networking.k8s.io"),
+            ("create", "rolebindings.rbac.authorization.k8s.io"),
+            ("impersonate", "serviceaccounts"),
+            ("*", "*"),
+        ]
+        for resource in ("governedagents.governance.promethios.ai", "secrets", "events",
+                         "deployments.apps", "pods", "configmaps", "services"):  # fmt: skip
+            denied += [("delete", resource), ("deletecollection", resource)]
+        for check in denied:
+            assert not can_i(cluster, sa, *check, "-n", watched), check
+        # Nothing outside the watched namespaces, and nothing cluster-scoped.
+        assert not can_i(cluster, sa, "get", "secrets", "-n", unwatched)
+        assert not can_i(cluster, sa, "list", "secrets", "-n", release_ns)
+        assert not can_i(cluster, sa, "list", "secrets", "--all-namespaces")
+        assert not can_i(cluster, sa, "patch", *status, "-n", unwatched)
+        assert not can_i(cluster, sa, "list", "governedagents.governance.promethios.ai",
+                         "--all-namespaces")  # fmt: skip
+        assert not can_i(cluster, sa, "list", "namespaces")
+        assert not can_i(cluster, sa, "get", "customresourcedefinitions.apiextensions.k8s.io")
+        # The operator keeps its own permissions.
+        assert can_i(cluster, operator_sa, "create", "deployments.apps", "-n", watched)
+        assert can_i(cluster, operator_sa, "patch", *status, "-n", watched)
+    finally:
+        helm("uninstall", release, "-n", release_ns, "--wait=false")
+    assert cluster.kubectl("get", "role", ingest_name, "-n", watched,
                            check=False).returncode != 0  # fmt: skip
 
 

@@ -201,6 +201,11 @@ def test_schema_pins_the_constraints_the_chart_relies_on() -> None:
     pull = properties["image"]["properties"]["pullPolicy"]["enum"]
     assert pull == ["Always", "IfNotPresent", "Never"]
     assert properties["watchNamespaces"]["items"]["pattern"].startswith("^[a-z0-9]")
+    ingest = properties["ingest"]
+    assert ingest["properties"]["mode"]["enum"] == ["inProcess", "standalone"]
+    assert ingest["properties"]["replicas"] == {**ingest["properties"]["replicas"], "minimum": 1}
+    assert set(ingest["required"]) >= {"mode", "replicas"}
+    assert load_values()["ingest"]["mode"] == "inProcess"  # today's behaviour by default
 
 
 def test_schema_accepts_defaults_and_rejects_bad_values() -> None:
@@ -218,6 +223,13 @@ def test_schema_accepts_defaults_and_rejects_bad_values() -> None:
         if "image" in bad:
             values["image"] = {**load_values()["image"], **bad["image"]}
         assert list(validator.iter_errors(values)), bad
+    for bad_ingest in ({"mode": "sidecar"}, {"replicas": 0}, {"readTokenSecret": {"key": ""}},
+                       {"serviceAccount": {"bogus": 1}}):  # fmt: skip
+        values = {**load_values(), "ingest": {**load_values()["ingest"], **bad_ingest}}
+        assert list(validator.iter_errors(values)), bad_ingest
+    good = {**load_values()["ingest"], "mode": "standalone", "replicas": 1,
+            "readTokenSecret": {"name": "summary-token", "key": "token"}}  # fmt: skip
+    assert list(validator.iter_errors({**load_values(), "ingest": good})) == []
 
 
 # ---- samples, versions, image ------------------------------------------------------------

@@ -65,6 +65,43 @@ app.kubernetes.io/part-of: promethios
 {{- end }}
 {{- end }}
 
+{{/* True (non-empty) when the ingest API runs as its own Deployment. */}}
+{{- define "promethios-operator.ingestStandalone" -}}
+{{- if eq .Values.ingest.mode "standalone" }}true{{ end }}
+{{- end }}
+
+{{/* Name of the standalone ingest Deployment, PodDisruptionBudget and (Cluster)Roles. */}}
+{{- define "promethios-operator.ingestName" -}}
+{{- printf "%s-ingest" (include "promethios-operator.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+Labels that select the standalone ingest pods. The name label differs from the operator's
+so that neither the operator Deployment's (immutable) selector nor the ingest Deployment's
+overlaps the other's pods.
+*/}}
+{{- define "promethios-operator.ingestSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-ingest" (include "promethios-operator.name" . | trunc 56 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "promethios-operator.ingestLabels" -}}
+helm.sh/chart: {{ include "promethios-operator.chart" . }}
+{{ include "promethios-operator.ingestSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: promethios
+app.kubernetes.io/component: ingest
+{{- end }}
+
+{{- define "promethios-operator.ingestServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "promethios-operator.ingestName" .) .Values.ingest.serviceAccount.name }}
+{{- else }}
+{{- required "ingest.serviceAccount.name is required when serviceAccount.create is false and ingest.mode is standalone" .Values.ingest.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
 {{/* Where sidecars send heartbeats, metrics and violations. */}}
 {{- define "promethios-operator.ingestUrl" -}}
 {{- default (printf "http://%s.%s.svc:%d" (include "promethios-operator.fullname" .) .Release.Namespace (int .Values.service.port)) .Values.ingest.url }}
@@ -72,8 +109,11 @@ app.kubernetes.io/part-of: promethios
 
 {{/* Cross-field checks the JSON schema cannot express. */}}
 {{- define "promethios-operator.validate" -}}
-{{- if eq (int .Values.ingest.port) (int .Values.livenessPort) }}
+{{- if and (not (include "promethios-operator.ingestStandalone" .)) (eq (int .Values.ingest.port) (int .Values.livenessPort)) }}
 {{- fail (printf "ingest.port and livenessPort must differ (both are %d)" (int .Values.ingest.port)) }}
+{{- end }}
+{{- if and .Values.ingest.readTokenSecret.name (not (include "promethios-operator.ingestStandalone" .)) }}
+{{- fail "ingest.readTokenSecret needs ingest.mode=standalone (the operator's in-process ingest API takes no read token)" }}
 {{- end }}
 {{- if eq (int .Values.service.port) (int .Values.service.metricsPort) }}
 {{- fail (printf "service.port and service.metricsPort must differ (both are %d)" (int .Values.service.port)) }}
