@@ -1,27 +1,40 @@
 """Benchmark: N GovernedAgents created at once until all are Ready, beside its floor.
 
-Runs on a fresh local control plane (``promethios.localcluster.LocalCluster``):
+Each agent count runs on its own fresh local control plane
+(``promethios.localcluster.LocalCluster``, with enough kwok nodes for the pods and the
+API server's audit log on), in two phases:
 
-1. the operator (``promethios operator`` subprocess): create N agents in one
-   ``kubectl apply``; measure time until every agent has ``Ready=True``, API
-   requests per agent (the API server's ``apiserver_request_total``, all clients,
-   minus the benchmark's own polling), and the operator's peak RSS;
+1. the operator (``promethios operator`` subprocess, cluster-wide): create N agents in
+   one ``kubectl apply``; measure the time until every agent has ``Ready=True``, the
+   operator's own API requests until then (from the audit log: user agents
+   ``promethios-operator/*`` and kopf's ``kopf/*``), split into writes (create, update,
+   patch, delete) and reads (get, list), and the operator's peak RSS;
 2. the floor: a bare client creating the same child objects directly (server-side
-   apply, same shared client, no rate limit either), waiting until every Deployment
-   has its pod ready.
+   apply through the same shared client, which has no client-side rate limit in either
+   run), waiting until every Deployment has its pod ready; its requests are counted
+   from the audit log the same way (user agent ``promethios-bench-floor``).
 
-Usage: ``python benchmarks/bench_operator.py [--agents 100] [--agents 500]``
+``--rss-agents 1000`` adds an operator-only run that measures the operator's RSS once
+it has reconciled that many agents (time is reported but secondary).
+
+Usage: ``python benchmarks/bench_operator.py [--agents 100] [--agents 500]
+[--rss-agents 1000] [--json]``; with ``--json`` the results are also written to
+``benchmarks/results/operator.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +58,78 @@ from promethios.kube.client import ClientSettings, reset_shared_client, shared_c
 from promethios.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "operator.json"
 SPEC = {
     "image": "example.com/agent:1",
     "modelProvider": {"type": "openai", "credentialsSecretRef": {"name": "openai-credentials"}},
     "governance": {"policyRef": {"name": "policy"}},
 }
+OPERATOR_AGENTS = ("promethios-operator/", "kopf/")
+FLOOR_AGENT = "promethios-bench-floor"
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+READS = {"get", "list"}
+PODS_PER_NODE = 100  # kwok nodes hold 110 pods; leave room for the odd extra
+TARGETS = {"time_ratio": 2.0, "writes_per_agent": 5.0, "rss_mib_at_1000": 150.0}
 
 
-def request_total(cluster: LocalCluster) -> float:
-    """Sum of apiserver_request_total over every label set."""
-    text = cluster.kubectl("get", "--raw", "/metrics").stdout
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("apiserver_request_total{")
-    )
+# --------------------------------------------------------------------------- audit log
+
+
+@dataclass
+class Requests:
+    """Requests of one client class, from the audit log: verbs and what they touched."""
+
+    writes: Counter[str] = field(default_factory=Counter)
+    reads: Counter[str] = field(default_factory=Counter)
+    watches: int = 0
+
+    def per_agent(self, count: int) -> dict[str, Any]:
+        return {
+            "writes_per_agent": round(sum(self.writes.values()) / count, 2),
+            "reads_per_agent": round(sum(self.reads.values()) / count, 2),
+            "watches": self.watches,
+            "writes_by_kind": {k: round(v / count, 2) for k, v in sorted(self.writes.items())},
+            "reads_by_kind": {k: round(v / count, 2) for k, v in sorted(self.reads.items())},
+        }
+
+
+class AuditLog:
+    """Counts requests in the API server's audit log from a remembered offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def offset(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def count(self, start: int, end: int, user_agents: tuple[str, ...]) -> Requests:
+        """Requests by clients whose user agent starts with one of ``user_agents``."""
+        found = Requests()
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+        for line in data.splitlines():
+            event = json.loads(line)
+            if not str(event.get("userAgent", "")).startswith(user_agents):
+                continue
+            verb, stage = event.get("verb"), event.get("stage")
+            if verb == "watch":
+                found.watches += stage == "ResponseStarted"
+                continue
+            if stage != "ResponseComplete":
+                continue
+            ref = event.get("objectRef") or {}
+            what = f"{verb} {ref.get('resource', event.get('requestURI'))}"
+            if ref.get("subresource"):
+                what += f"/{ref['subresource']}"
+            if verb in WRITES:
+                found.writes[what] += 1
+            elif verb in READS:
+                found.reads[what] += 1
+        return found
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 def prepare_namespace(cluster: LocalCluster, ns: str) -> None:
@@ -83,29 +153,30 @@ def prepare_namespace(cluster: LocalCluster, ns: str) -> None:
 
 
 class PeakRss(threading.Thread):
-    """Samples a process's RSS every 100 ms; ``peak`` in bytes."""
+    """Samples a process's RSS every 100 ms; ``peak`` and ``last`` in bytes."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.process, self.peak, self.done = psutil.Process(pid), 0, threading.Event()
+        self.process, self.done = psutil.Process(pid), threading.Event()
+        self.peak = self.last = 0
 
     def run(self) -> None:
         while not self.done.wait(0.1):
             try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
+                self.last = self.process.memory_info().rss
             except psutil.Error:
                 return
+            self.peak = max(self.peak, self.last)
 
 
-def poll_until(cluster: LocalCluster, args: list[str], done: Any, timeout: float) -> int:
-    """Poll ``kubectl get ... -o json`` until ``done(items)``; the number of polls."""
-    polls, deadline = 0, time.monotonic() + timeout
+def poll_until(cluster: LocalCluster, args: list[str], done: Any, timeout: float) -> None:
+    """Poll ``kubectl get ... -o json`` until ``done(items)`` (slower for many objects)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        polls += 1
-        items = json.loads(cluster.kubectl(*args, "-o", "json").stdout)["items"]
+        items = json.loads(cluster.kubectl(*args, "-o", "json", timeout=120).stdout)["items"]
         if done(items):
-            return polls
-        time.sleep(0.5)
+            return
+        time.sleep(max(0.5, len(items) / 500))
     raise TimeoutError(f"not done after {timeout} s")
 
 
@@ -129,9 +200,24 @@ def deployments_ready(count: int) -> Any:
     return check
 
 
-def run_operator(cluster: LocalCluster, count: int) -> dict[str, float]:
+def wait_for_operator_start(log_path: Path, timeout: float = 60.0) -> None:
+    """Until kopf has started its watches (its startup handlers have run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "API server minor version" in log_path.read_text(errors="replace"):
+            time.sleep(2)  # login, then the initial listings of each watched kind
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"operator did not start; see {log_path}")
+
+
+# --------------------------------------------------------------------------- the two runs
+
+
+def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str, Any]:
     ns = f"bench-op-{count}"
     prepare_namespace(cluster, ns)
+    audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
     argv = [
         sys.executable,
         "-m",
@@ -142,12 +228,13 @@ def run_operator(cluster: LocalCluster, count: int) -> dict[str, float]:
         "--liveness-port=0",
         "--resync-seconds=3600",
     ]
-    log = open(f"/tmp/bench-operator-{count}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    log_path = Path(f"/tmp/bench-operator-{count}.log")
+    log = log_path.open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     rss = PeakRss(process.pid)
     rss.start()
     try:
-        time.sleep(3)  # startup: login, watches, initial listings
+        wait_for_operator_start(log_path)
         agents = [
             {
                 "apiVersion": "governance.promethios.ai/v1alpha1",
@@ -157,38 +244,48 @@ def run_operator(cluster: LocalCluster, count: int) -> dict[str, float]:
             }
             for i in range(count)
         ]
-        before = request_total(cluster)
+        start_offset = audit.offset()
         start = time.monotonic()
         cluster.kubectl(
             "apply",
             "-f",
             "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": agents}),
+            timeout=300,
         )
-        polls = poll_until(cluster, ["-n", ns, "get", "governedagents"], all_ready(count), 600)
+        poll_until(cluster, ["-n", ns, "get", "governedagents"], all_ready(count), timeout)
         seconds = time.monotonic() - start
-        time.sleep(2)  # trailing status writes of the last rollouts
-        requests = request_total(cluster) - before - polls - count - 2
+        ready_offset = audit.offset()
+        time.sleep(5)  # trailing events: the last rollouts' status, kopf's bookkeeping
+        settled_offset = audit.offset()
+        until_ready = audit.count(start_offset, ready_offset, OPERATOR_AGENTS)
+        trailing = audit.count(ready_offset, settled_offset, OPERATOR_AGENTS)
         return {
-            "seconds": seconds,
-            "requests_per_agent": requests / count,
-            "peak_rss_mib": rss.peak / 2**20,
+            "seconds": round(seconds, 1),
+            **until_ready.per_agent(count),
+            "trailing_writes_per_agent": trailing.per_agent(count)["writes_per_agent"],
+            "trailing_reads_per_agent": trailing.per_agent(count)["reads_per_agent"],
+            "peak_rss_mib": round(rss.peak / 2**20, 1),
+            "settled_rss_mib": round(rss.last / 2**20, 1),
         }
     finally:
         rss.done.set()
         process.terminate()
         process.wait(15)
+        log.close()
 
 
-def run_floor(cluster: LocalCluster, count: int) -> dict[str, float]:
+def run_floor(cluster: LocalCluster, count: int, timeout: float) -> dict[str, Any]:
     """The same children, written directly by a bare client: the least the work costs."""
     ns = f"bench-floor-{count}"
     prepare_namespace(cluster, ns)
+    audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
     reset_shared_client()
     client = shared_client(ClientSettings(kubeconfig=str(cluster.kubeconfig)))
+    client.user_agent = FLOOR_AGENT
     settings = BuildSettings()
     spec = GovernedAgentSpec.model_validate(SPEC)
-    before = request_total(cluster)
+    start_offset = audit.offset()
     start = time.monotonic()
     for i in range(count):
         agent = Agent(name=f"agent-{i}", namespace=ns, uid=str(uuid.uuid4()), spec=spec)
@@ -202,38 +299,112 @@ def run_floor(cluster: LocalCluster, count: int) -> dict[str, float]:
         ):
             manifest["metadata"].pop("ownerReferences")  # no owner exists in the floor run
             kapply.apply(client, manifest)
-    polls = poll_until(cluster, ["-n", ns, "get", "deployments"], deployments_ready(count), 600)
+    poll_until(cluster, ["-n", ns, "get", "deployments"], deployments_ready(count), timeout)
     seconds = time.monotonic() - start
-    time.sleep(2)
-    requests = request_total(cluster) - before - polls - 2
-    return {"seconds": seconds, "requests_per_agent": requests / count}
+    requests = audit.count(start_offset, audit.offset(), (FLOOR_AGENT,))
+    reset_shared_client()
+    return {"seconds": round(seconds, 1), **requests.per_agent(count)}
+
+
+def fresh_cluster(pods: int) -> LocalCluster:
+    """A new control plane with enough kwok nodes for ``pods`` pods, and the CRDs."""
+    nodes = max(2, math.ceil(pods / PODS_PER_NODE) + 1)
+    cluster = LocalCluster(nodes=nodes, audit_log=True, startup_timeout=300).start()
+    try:
+        crds = sorted(str(p) for p in (ROOT / "crds").glob("*.yaml"))
+        cluster.kubectl("apply", "--server-side", *[a for c in crds for a in ("-f", c)])
+        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def timeout_for(count: int) -> float:
+    return 300 + 1.5 * count
+
+
+def measure(count: int) -> dict[str, Any]:
+    cluster = fresh_cluster(2 * count)  # the operator's pods stay during the floor run
+    try:
+        op = run_operator(cluster, count, timeout_for(count))
+        floor = run_floor(cluster, count, timeout_for(count))
+    finally:
+        cluster.stop()
+    return {
+        "agents": count,
+        "operator": op,
+        "floor": floor,
+        "time_ratio": round(op["seconds"] / floor["seconds"], 2),
+    }
+
+
+def measure_rss(count: int) -> dict[str, Any]:
+    cluster = fresh_cluster(count)
+    try:
+        return {"agents": count, "operator": run_operator(cluster, count, timeout_for(count))}
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, Any]) -> str:
+    header = (
+        f"{'agents':>7} {'op s':>7} {'floor s':>8} {'ratio':>6} {'op w/ag':>8} "
+        f"{'op r/ag':>8} {'floor w/ag':>11} {'peak RSS MiB':>13}"
+    )
+    lines = [header]
+    for run in results["runs"]:
+        op, floor = run["operator"], run["floor"]
+        lines.append(
+            f"{run['agents']:>7} {op['seconds']:>7.1f} {floor['seconds']:>8.1f} "
+            f"{run['time_ratio']:>6.2f} {op['writes_per_agent']:>8.2f} "
+            f"{op['reads_per_agent']:>8.2f} {floor['writes_per_agent']:>11.2f} "
+            f"{op['peak_rss_mib']:>13.1f}"
+        )
+    for run in results["rss_runs"]:
+        op = run["operator"]
+        lines.append(
+            f"{run['agents']:>7} {op['seconds']:>7.1f} {'-':>8} {'-':>6} "
+            f"{op['writes_per_agent']:>8.2f} {op['reads_per_agent']:>8.2f} {'-':>11} "
+            f"{op['peak_rss_mib']:>13.1f}  (settled {op['settled_rss_mib']:.1f})"
+        )
+    for run in results["runs"] + results["rss_runs"]:
+        writes = ", ".join(f"{k} {v}" for k, v in run["operator"]["writes_by_kind"].items())
+        reads = ", ".join(f"{k} {v}" for k, v in run["operator"]["reads_by_kind"].items())
+        lines.append(f"{run['agents']} agents, operator writes/agent: {writes}")
+        lines.append(f"{run['agents']} agents, operator reads/agent:  {reads}")
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, action="append", help="agent count (repeatable)")
-    counts = parser.parse_args().agents or [100]
-    with LocalCluster(nodes=2) as cluster:
-        crds = sorted(str(p) for p in (ROOT / "crds").glob("*.yaml"))
-        cluster.kubectl("apply", "--server-side", *[a for c in crds for a in ("-f", c)])
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        for count in counts:
-            op = run_operator(cluster, count)
-            floor = run_floor(cluster, count)
-            print(f"agents={count}")
-            print(
-                f"  operator: {op['seconds']:.1f} s to all Ready, "
-                f"{op['requests_per_agent']:.1f} API requests/agent, "
-                f"peak RSS {op['peak_rss_mib']:.0f} MiB"
-            )
-            print(
-                f"  floor:    {floor['seconds']:.1f} s to all pods ready, "
-                f"{floor['requests_per_agent']:.1f} API requests/agent"
-            )
-            print(
-                f"  ratio:    time x{op['seconds'] / floor['seconds']:.2f}, "
-                f"requests x{op['requests_per_agent'] / floor['requests_per_agent']:.2f}"
-            )
+    parser.add_argument(
+        "--rss-agents", type=int, action="append", default=[], help="operator-only RSS run"
+    )
+    parser.add_argument("--json", action="store_true", help=f"write {RESULTS}")
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/bench_operator.py", *sys.argv[1:]]),
+        "runs": [],
+        "rss_runs": [],
+        "targets": TARGETS,
+        "cpus": os.cpu_count(),
+    }
+    plan = [("runs", count, measure) for count in args.agents or [100]]
+    plan += [("rss_runs", count, measure_rss) for count in args.rss_agents]
+    for key, count, run in plan:
+        results[key].append(run(count))
+        print(json.dumps(results[key][-1]), flush=True)  # progress: one run at a time
+        if args.json:  # written after every run, so a later failure keeps the earlier ones
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    if args.json:
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 

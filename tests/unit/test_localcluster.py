@@ -42,6 +42,8 @@ from promethios.localcluster.binaries import (
 from promethios.localcluster.cluster import describe_node, node_is_ready, node_is_usable
 from promethios.localcluster.commands import (
     apiserver_command,
+    audit_log_path,
+    audit_policy_path,
     controller_manager_command,
     etcd_command,
     kwok_command,
@@ -49,6 +51,7 @@ from promethios.localcluster.commands import (
 )
 from promethios.localcluster.layout import Layout, Ports, allocate_ports, free_ports
 from promethios.localcluster.manifests import (
+    audit_policy,
     build_kubeconfig,
     kwok_configuration,
     node_manifest,
@@ -105,6 +108,22 @@ def test_apiserver_is_secured_like_a_real_cluster() -> None:
         )
         for name in f
     )
+
+
+def test_apiserver_audit_log_is_off_by_default_and_on_when_asked() -> None:
+    plain = flags(apiserver_command(Path("/bin/kube-apiserver"), LAYOUT, PORTS))
+    assert not any(name.startswith("--audit") for name in plain)
+    f = flags(apiserver_command(Path("/bin/kube-apiserver"), LAYOUT, PORTS, audit=True))
+    assert f["--audit-policy-file"] == str(audit_policy_path(LAYOUT))
+    assert f["--audit-log-path"] == str(audit_log_path(LAYOUT)) == "/tmp/cluster/logs/audit.log"
+    assert f["--audit-log-format"] == "json"
+    assert f["--audit-log-maxsize"] == "0"  # never rotated away under a reader
+    assert audit_policy_path(LAYOUT).parent == LAYOUT.log_dir  # cleared with a reused workdir
+    policy = yaml.safe_load(render_yaml(audit_policy()))
+    assert policy["apiVersion"] == "audit.k8s.io/v1"
+    assert policy["kind"] == "Policy"
+    assert policy["omitStages"] == ["RequestReceived"]
+    assert policy["rules"] == [{"level": "Metadata"}]  # who, verb and object; never bodies
 
 
 def test_controller_manager_and_scheduler_use_their_own_identities() -> None:

@@ -10,14 +10,21 @@ watch on those kinds reconciles the dependents as soon as a reference appears or
 changes. Child Deployments report rollouts the same way. Periodic drift repair
 is :mod:`promethios.controller.resync`, not a kopf timer (kopf timers put a
 finalizer on every agent, and deletions would then need a running operator).
+
+Fewer reads: three more indexes (policy specs, Secret data keys, AlertSink names)
+are watch-fed caches of the references, so a reconcile started by a handler does
+not GET them; an object missing from a cache is still confirmed with a GET
+(:class:`IndexedReferences`). A Deployment event hands its body to the reconcile,
+which does not read that Deployment again.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -26,7 +33,9 @@ from ..builders.meta import LABEL_AGENT, ChildNames
 from . import conditions as cond
 from .plan import Plan
 from .reconcile import (
+    ApiReferences,
     InvalidSpec,
+    Known,
     ReconcileContext,
     StaleRead,
     reconcile_agent,
@@ -44,8 +53,13 @@ MISSING_REFERENCE_REASONS = {
 }
 MAX_BACKOFF = 300.0
 INDEX = "agents_by_reference"
+POLICY_SPECS = "policy_specs"
+SECRET_KEYS = "secret_keys"
+ALERT_SINKS = "alert_sinks"
 
 IndexKey = tuple[str, str, str]
+ObjectKey = tuple[str, str]
+V = TypeVar("V")
 
 
 def backoff(retry: int) -> float:
@@ -77,6 +91,7 @@ def enforcement_key(status: Mapping[str, Any]) -> tuple[str, int]:
 def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     """Register every handler on ``registry``, closing over the shared context."""
     _register_settings(registry)
+    _register_reference_indexes(registry)
     _register_agent_handlers(ctx, registry)
     _register_reference_handlers(ctx, registry)
     _register_child_handlers(ctx, registry)
@@ -98,10 +113,12 @@ def _register_settings(registry: kopf.OperatorRegistry) -> None:
         settings.watching.server_timeout = 300
 
 
-def _reconcile_or_retry(ctx: ReconcileContext, body: Mapping[str, Any], retry: int) -> None:
+def _reconcile_or_retry(
+    ctx: ReconcileContext, body: Mapping[str, Any], retry: int, kwargs: Mapping[str, Any]
+) -> None:
     """Reconcile; a missing reference becomes a retry with growing delay."""
     try:
-        plan: Plan = reconcile_agent(body, ctx)
+        plan: Plan = reconcile_agent(body, ctx, IndexedReferences.of(ctx, kwargs))
     except InvalidSpec as error:
         raise kopf.PermanentError(f"invalid spec: {error}") from error
     except StaleRead as error:
@@ -130,15 +147,82 @@ class Seen:
         )
 
 
+@dataclass(frozen=True)
+class IndexedReferences:
+    """References answered from kopf's watch-fed indexes; a miss is confirmed by a GET.
+
+    A present object is taken from the cache (its watch event updates the index before
+    the handlers that reconcile its dependents run); an absent one is asked of the API
+    server, so a reference created a moment ago is never reported missing by mistake.
+    """
+
+    policies: kopf.Index[ObjectKey, dict[str, Any]]
+    secrets: kopf.Index[ObjectKey, frozenset[str]]
+    sinks: kopf.Index[ObjectKey, bool]
+    api: ApiReferences
+
+    @classmethod
+    def of(cls, ctx: ReconcileContext, kwargs: Mapping[str, Any]) -> IndexedReferences:
+        """From a handler's keyword arguments (kopf passes every index to every handler)."""
+        return cls(
+            kwargs[POLICY_SPECS],
+            kwargs[SECRET_KEYS],
+            kwargs[ALERT_SINKS],
+            ApiReferences(ctx.client),
+        )
+
+    @staticmethod
+    def _cached(index: kopf.Index[ObjectKey, V], namespace: str, name: str) -> V | None:
+        try:
+            return next(iter(index.get((namespace, name), ())), None)
+        except RuntimeError:  # changed by the event loop while read here: ask the API
+            return None
+
+    def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        cached = self._cached(self.policies, namespace, name)
+        return cached if cached is not None else self.api.policy_spec(namespace, name)
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        cached = self._cached(self.secrets, namespace, name)
+        return cached if cached is not None else self.api.secret_keys(namespace, name)
+
+    def alert_sink_exists(self, namespace: str, name: str) -> bool:
+        cached = self._cached(self.sinks, namespace, name)
+        return bool(cached) or self.api.alert_sink_exists(namespace, name)
+
+
+def _not_a_child(labels: Mapping[str, str], **_: Any) -> bool:
+    """Secrets the operator writes itself are never references: keep them out of the cache."""
+    return labels.get("app.kubernetes.io/managed-by") != FIELD_MANAGER
+
+
+def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
+    @kopf.index(GROUP, VERSION, "governancepolicies", registry=registry, id=POLICY_SPECS)
+    def policy_specs(*, spec: kopf.Spec, **kwargs: Any) -> dict[ObjectKey, dict[str, Any]]:
+        seen = Seen.of(kwargs)
+        return {(seen.namespace, seen.name): copy.deepcopy(dict(spec))}
+
+    @kopf.index("", "v1", "secrets", when=_not_a_child, registry=registry, id=SECRET_KEYS)
+    def secret_keys(*, body: kopf.Body, **kwargs: Any) -> dict[ObjectKey, frozenset[str]]:
+        seen = Seen.of(kwargs)
+        keys = frozenset(body.get("data") or {}) | frozenset(body.get("stringData") or {})
+        return {(seen.namespace, seen.name): keys}
+
+    @kopf.index(GROUP, VERSION, "alertsinks", registry=registry, id=ALERT_SINKS)
+    def alert_sinks(**kwargs: Any) -> dict[ObjectKey, bool]:
+        seen = Seen.of(kwargs)
+        return {(seen.namespace, seen.name): True}
+
+
 def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     seen_enforcement: dict[str, tuple[str, int]] = {}
 
     @kopf.on.resume(*AGENTS, registry=registry, id="reconcile-resume")
     @kopf.on.create(*AGENTS, registry=registry, id="reconcile-create")
     @kopf.on.update(*AGENTS, registry=registry, id="reconcile-update")
-    def reconcile_changed(*, body: kopf.Body, retry: int, **_: Any) -> None:
+    def reconcile_changed(*, body: kopf.Body, retry: int, **kwargs: Any) -> None:
         seen_enforcement[body.metadata.uid or ""] = enforcement_key(body.get("status") or {})
-        _reconcile_or_retry(ctx, body, retry)
+        _reconcile_or_retry(ctx, body, retry, kwargs)
 
     @kopf.on.event(*AGENTS, registry=registry, id="enforcement")
     def enforcement_changed(*, body: kopf.Body, **kwargs: Any) -> None:
@@ -152,7 +236,7 @@ def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
         previous = seen_enforcement.get(uid)
         seen_enforcement[uid] = key
         if seen.type is not None and previous is not None and previous != key:
-            reconcile_agent(body, ctx)
+            reconcile_agent(body, ctx, IndexedReferences.of(ctx, kwargs))
 
     @kopf.index(*AGENTS, registry=registry, id=INDEX)
     def agents_by_reference(*, spec: kopf.Spec, **kwargs: Any) -> dict[IndexKey, str]:
@@ -160,10 +244,17 @@ def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
         return {key: seen.name for key in references_of(seen.namespace, spec)}
 
 
-def _reconcile_dependents(ctx: ReconcileContext, names: Iterable[str], namespace: str) -> None:
+def _reconcile_dependents(
+    ctx: ReconcileContext,
+    names: Iterable[str],
+    namespace: str,
+    kwargs: Mapping[str, Any],
+    known: Known | None = None,
+) -> None:
+    references = IndexedReferences.of(ctx, kwargs)
     for name in sorted(set(names)):
         try:
-            reconcile_named(ctx, namespace, name)
+            reconcile_named(ctx, namespace, name, references, known)
         except Exception:
             log.exception("reconcile of %s/%s failed", namespace, name)
 
@@ -179,20 +270,24 @@ def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorR
     def policy_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
         if seen.type is not None:  # the initial listing is covered by the agents' resume
-            _reconcile_dependents(ctx, dependents(kwargs, "GovernancePolicy", seen), seen.namespace)
+            _reconcile_dependents(
+                ctx, dependents(kwargs, "GovernancePolicy", seen), seen.namespace, kwargs
+            )
 
     @kopf.on.event(GROUP, VERSION, "alertsinks", registry=registry, id="alert-sink")
     def alert_sink_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
         if seen.type in ("ADDED", "DELETED"):  # only existence matters to the operator
-            _reconcile_dependents(ctx, dependents(kwargs, "AlertSink", seen), seen.namespace)
+            _reconcile_dependents(
+                ctx, dependents(kwargs, "AlertSink", seen), seen.namespace, kwargs
+            )
 
     @kopf.on.event("", "v1", "secrets", registry=registry, id="secret")
     def secret_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
         if seen.type is not None:
             names = [*dependents(kwargs, "Secret", seen), *_owner_if_deleted_child(seen, "secret")]
-            _reconcile_dependents(ctx, names, seen.namespace)
+            _reconcile_dependents(ctx, names, seen.namespace, kwargs)
 
 
 def _owner_if_deleted_child(seen: Seen, child: str) -> list[str]:
@@ -206,19 +301,23 @@ def _owner_if_deleted_child(seen: Seen, child: str) -> list[str]:
 
 def _register_child_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployment")
-    def deployment_event(**kwargs: Any) -> None:
+    def deployment_event(*, body: kopf.Body, **kwargs: Any) -> None:
         # Rollout progress and deletions: status.replicas/readyReplicas and Ready follow.
         seen = Seen.of(kwargs)
         agent = seen.labels.get(LABEL_AGENT)
         if seen.type is not None and agent:
-            _reconcile_dependents(ctx, [agent], seen.namespace)
+            # The event carries the live Deployment: no need to read it again (unless gone).
+            known = {} if seen.type == "DELETED" else {"Deployment": dict(body)}
+            _reconcile_dependents(ctx, [agent], seen.namespace, kwargs, known)
 
     @kopf.on.event("", "v1", "configmaps", labels=MANAGED, registry=registry, id="config-map")
     def config_map_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
-        _reconcile_dependents(ctx, _owner_if_deleted_child(seen, "config_map"), seen.namespace)
+        _reconcile_dependents(
+            ctx, _owner_if_deleted_child(seen, "config_map"), seen.namespace, kwargs
+        )
 
     @kopf.on.event("", "v1", "services", labels=MANAGED, registry=registry, id="service")
     def service_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
-        _reconcile_dependents(ctx, _owner_if_deleted_child(seen, "service"), seen.namespace)
+        _reconcile_dependents(ctx, _owner_if_deleted_child(seen, "service"), seen.namespace, kwargs)

@@ -210,15 +210,31 @@ def plan_agent(
     if observed.policy is not None and not _workload_blocked(blocker):
         _plan_workload(plan, observed, settings, desired_replicas(agent, enforcement))
 
+    rollout = cond.rollout_of(deployment_after(plan, observed))
     conditions = cond.desired_conditions(
-        blocker or enforcement_blocker(agent, enforcement),
-        cond.rollout_of(observed.live.get("Deployment")),
+        blocker or enforcement_blocker(agent, enforcement), rollout
     )
     _warn_on_new_blocker(plan, observed, blocker)
-    status = desired_status(observed, conditions, key, quarantined, now)
+    status = desired_status(observed, conditions, key, quarantined, now, rollout)
     if status_differs(status, observed.status):
         plan.status = status
     return plan
+
+
+def deployment_after(plan: Plan, observed: Observed) -> Mapping[str, Any] | None:
+    """The Deployment the status describes: the live one or, when this plan creates it,
+    the new object as the API server returns it (generation 1, no status yet).
+
+    So the watch event of the creation finds the status already current, and reaching
+    Ready costs one status write fewer.
+    """
+    live = observed.live.get("Deployment")
+    if live is not None:
+        return live
+    created = next((m for m in plan.apply if m["kind"] == "Deployment"), None)
+    if created is None:
+        return None
+    return {**created, "metadata": {**created["metadata"], "generation": 1}}
 
 
 def _workload_blocked(blocker: cond.Blocker | None) -> bool:
@@ -286,11 +302,13 @@ def desired_status(
     key: KeyState,
     quarantined: bool,
     now: datetime,
+    rollout: cond.Rollout | None = None,
 ) -> dict[str, Any]:
     """The operator-owned part of status (ingest-owned fields are left out entirely)."""
     agent = observed.agent
     names = ChildNames.of(agent.name)
-    rollout = cond.rollout_of(observed.live.get("Deployment"))
+    if rollout is None:
+        rollout = cond.rollout_of(observed.live.get("Deployment"))
     children: dict[str, str] = {
         "secret": names.secret,
         "configMap": names.config_map,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic
 
@@ -113,27 +113,70 @@ def parse_agent(body: Mapping[str, Any]) -> Agent:
     )
 
 
-def observe(client: Any, agent: Agent, status: Mapping[str, Any]) -> Observed:
-    """Read the agent's references and live children (GETs only)."""
+class References(Protocol):
+    """Where the reconcile looks up the objects an agent refers to."""
+
+    def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A GovernancePolicy's spec; None when it does not exist."""
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """A Secret's data keys (never values); None when it does not exist."""
+
+    def alert_sink_exists(self, namespace: str, name: str) -> bool:
+        """Whether an AlertSink exists."""
+
+
+@dataclass(frozen=True)
+class ApiReferences:
+    """:class:`References` read from the API server (one GET each)."""
+
+    client: Any
+
+    def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        body = objects.get_policy(self.client, namespace, name)
+        return None if body is None else body.get("spec") or {}
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        return objects.secret_keys(self.client, namespace, name)
+
+    def alert_sink_exists(self, namespace: str, name: str) -> bool:
+        return objects.alert_sink_exists(self.client, namespace, name)
+
+
+#: Live children the caller already holds (e.g. the Deployment of a watch event).
+Known = Mapping[str, Mapping[str, Any]]
+
+
+def observe(
+    client: Any,
+    agent: Agent,
+    status: Mapping[str, Any],
+    references: References | None = None,
+    known: Known | None = None,
+) -> Observed:
+    """Read the agent's references and live children (GETs, except what is known)."""
     ns, names = agent.namespace, ChildNames.of(agent.name)
-    policy_body = objects.get_policy(client, ns, agent.spec.governance.policy_ref.name)
-    policy = (
-        GovernancePolicySpec.model_validate(policy_body.get("spec") or {})
-        if policy_body is not None
-        else None
-    )
+    refs = references or ApiReferences(client)
+    policy_spec = refs.policy_spec(ns, agent.spec.governance.policy_ref.name)
+    policy = GovernancePolicySpec.model_validate(policy_spec) if policy_spec is not None else None
     ref = agent.spec.model_provider.credentials_secret_ref
-    keys = objects.secret_keys(client, ns, ref.name) if ref is not None else None
+    keys = refs.secret_keys(ns, ref.name) if ref is not None else None
     missing = tuple(
-        sink.name
-        for sink in agent.spec.alert_sinks
-        if not objects.alert_sink_exists(client, ns, sink.name)
+        sink.name for sink in agent.spec.alert_sinks if not refs.alert_sink_exists(ns, sink.name)
     )
+    given = known or {}
+
+    def live_child(kind: str, name: str) -> Mapping[str, Any] | None:
+        child = given.get(kind)
+        if child is not None and child.get("metadata", {}).get("name") == name:
+            return child
+        return objects.get(client, kind, ns, name)
+
     live: dict[str, Mapping[str, Any] | None] = {
-        "Secret": objects.get(client, "Secret", ns, names.secret),
-        "ConfigMap": objects.get(client, "ConfigMap", ns, names.config_map),
-        "Deployment": objects.get(client, "Deployment", ns, names.deployment),
-        "Service": objects.get(client, "Service", ns, names.service),
+        "Secret": live_child("Secret", names.secret),
+        "ConfigMap": live_child("ConfigMap", names.config_map),
+        "Deployment": live_child("Deployment", names.deployment),
+        "Service": live_child("Service", names.service),
     }
     if _may_have_network_policy(status):
         live["NetworkPolicy"] = objects.get(client, "NetworkPolicy", ns, names.network_policy)
@@ -149,15 +192,25 @@ def _may_have_network_policy(status: Mapping[str, Any]) -> bool:
     )
 
 
-def reconcile_agent(body: Mapping[str, Any], ctx: ReconcileContext) -> Plan:
-    """Bring one GovernedAgent's children and status to the desired state; idempotent."""
+def reconcile_agent(
+    body: Mapping[str, Any],
+    ctx: ReconcileContext,
+    references: References | None = None,
+    known: Known | None = None,
+) -> Plan:
+    """Bring one GovernedAgent's children and status to the desired state; idempotent.
+
+    ``references`` (default: GETs) answers what the agent refers to; ``known`` holds
+    live children the caller has just seen (a child's watch event), so they are not
+    read again. A retry after a stale read reads everything afresh.
+    """
     metadata = body["metadata"]
     if metadata.get("deletionTimestamp"):
         return Plan()  # owner references let the garbage collector remove the children
     with ctx.lock_for(metadata["uid"]):
         for _ in range(CONFLICT_RETRIES):
             agent = parse_agent(body)
-            observed = observe(ctx.client, agent, body.get("status") or {})
+            observed = observe(ctx.client, agent, body.get("status") or {}, references, known)
             plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
             try:
                 execute(ctx, body, agent, plan)
@@ -167,7 +220,7 @@ def reconcile_agent(body: Mapping[str, Any], ctx: ReconcileContext) -> Plan:
                 fresh = objects.get_governed_agent(ctx.client, agent.namespace, agent.name)
                 if fresh is None:
                     return Plan()
-                body = fresh
+                body, known = fresh, None
                 continue
             if plan.next_key_expiry is not None:
                 ctx.reconcile_at(agent.uid, agent.namespace, agent.name, plan.next_key_expiry)
@@ -220,9 +273,15 @@ def _post_event(
         )
 
 
-def reconcile_named(ctx: ReconcileContext, namespace: str, name: str) -> Plan | None:
+def reconcile_named(
+    ctx: ReconcileContext,
+    namespace: str,
+    name: str,
+    references: References | None = None,
+    known: Known | None = None,
+) -> Plan | None:
     """Read a GovernedAgent afresh and reconcile it; None when it no longer exists."""
     body = objects.get_governed_agent(ctx.client, namespace, name)
     if body is None:
         return None
-    return reconcile_agent(body, ctx)
+    return reconcile_agent(body, ctx, references, known)

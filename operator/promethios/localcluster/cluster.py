@@ -25,6 +25,8 @@ from .api import ApiError, RestClient
 from .binaries import Binaries, find_binaries
 from .commands import (
     apiserver_command,
+    audit_log_path,
+    audit_policy_path,
     controller_manager_command,
     etcd_command,
     kwok_command,
@@ -32,7 +34,7 @@ from .commands import (
 )
 from .errors import ComponentError, LocalClusterError
 from .layout import LOOPBACK, Layout, Ports, allocate_ports
-from .manifests import KWOK_NODE_LABEL, node_manifest, node_name
+from .manifests import KWOK_NODE_LABEL, audit_policy, node_manifest, node_name, render_yaml
 from .process import (
     DEFAULT_STOP_TIMEOUT,
     ManagedProcess,
@@ -94,6 +96,9 @@ class LocalCluster:
             temporary directory, deleted on :meth:`stop` unless ``keep_workdir``.
         startup_timeout: seconds the whole start-up may take before it is abandoned.
         stop_timeout: seconds each shutdown step waits after SIGTERM before SIGKILL.
+        audit_log: run the API server with an audit log of every request (level
+            Metadata, JSON lines at :attr:`audit_log_path`), e.g. to count requests
+            per client in benchmarks.
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class LocalCluster:
         keep_workdir: bool = False,
         startup_timeout: float = 120.0,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        audit_log: bool = False,
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
@@ -112,6 +118,7 @@ class LocalCluster:
         self.nodes = nodes
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.audit_log = audit_log
         self._given_workdir = Path(workdir) if workdir is not None else None
         self._keep_workdir = keep_workdir or workdir is not None
         self._processes: dict[str, ManagedProcess] = {}
@@ -146,6 +153,11 @@ class LocalCluster:
     @property
     def log_dir(self) -> Path:
         return self.layout.log_dir
+
+    @property
+    def audit_log_path(self) -> Path | None:
+        """The API server's audit log (JSON lines); None unless ``audit_log`` was set."""
+        return audit_log_path(self.layout) if self.audit_log else None
 
     @property
     def server(self) -> str:
@@ -266,6 +278,8 @@ class LocalCluster:
         self._ports = allocate_ports()
         prepare_workdir(self._layout, self._ports)
         layout = self._layout
+        if self.audit_log:
+            audit_policy_path(layout).write_text(render_yaml(audit_policy()))
         self._client = RestClient(
             self.server, layout.pki("ca.crt"), layout.pki("admin.crt"), layout.pki("admin.key")
         )
@@ -279,7 +293,10 @@ class LocalCluster:
         assert self._ports is not None
         bins, layout, ports = self.binaries, self.layout, self._ports
         self._spawn(ETCD, etcd_command(bins.etcd, layout, ports))
-        self._spawn(APISERVER, apiserver_command(bins.kube_apiserver, layout, ports))
+        self._spawn(
+            APISERVER,
+            apiserver_command(bins.kube_apiserver, layout, ports, audit=self.audit_log),
+        )
         self._wait(ETCD, "/health answering true", self._etcd_healthy)
         self._wait(APISERVER, "/readyz answering ok", self._apiserver_ready)
 

@@ -34,7 +34,23 @@ def etcd_command(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_command(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+AUDIT_POLICY_FILE = "audit-policy.yaml"
+AUDIT_LOG_FILE = "audit.log"
+
+
+def audit_policy_path(layout: Layout) -> Path:
+    """The audit policy file (under logs/, which a reused workdir clears)."""
+    return layout.log_dir / AUDIT_POLICY_FILE
+
+
+def audit_log_path(layout: Layout) -> Path:
+    """The API server's audit log: one JSON event per line."""
+    return layout.log_dir / AUDIT_LOG_FILE
+
+
+def apiserver_command(
+    binary: Path, layout: Layout, ports: Ports, *, audit: bool = False
+) -> list[str]:
     """kube-apiserver with TLS, client-cert auth, Node+RBAC authz and SA token signing.
 
     The default admission plugins stay on (PodSecurity among them). Privileged pods
@@ -42,8 +58,11 @@ def apiserver_command(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     that refuses them in restricted namespaces. A loopback advertise address is refused
     by the endpoint reconciler, so it is off: the ``kubernetes`` Service gets no
     endpoints, which nothing here needs (kwok's pods run no code).
+
+    With ``audit`` every request is logged (policy :func:`~.manifests.audit_policy`) to
+    :func:`audit_log_path`, unrotated, for counting requests per client.
     """
-    return [
+    argv = [
         str(binary),
         f"--etcd-servers=http://{LOOPBACK}:{ports.etcd_client}",
         f"--bind-address={LOOPBACK}",
@@ -61,6 +80,14 @@ def apiserver_command(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         "--allow-privileged=true",
         "--profiling=false",
     ]
+    if audit:
+        argv += [
+            f"--audit-policy-file={audit_policy_path(layout)}",
+            f"--audit-log-path={audit_log_path(layout)}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",  # no rotation: one file to read
+        ]
+    return argv
 
 
 def controller_manager_command(binary: Path, layout: Layout) -> list[str]:

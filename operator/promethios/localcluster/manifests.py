@@ -271,6 +271,17 @@ def kwok_stages() -> list[Manifest]:
     ]
 
 
+def audit_policy() -> Manifest:
+    """An API-server audit policy: every request at level Metadata (who, verb, object;
+    no bodies), logged once it completes (the ``RequestReceived`` stage is omitted)."""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [{"level": "Metadata"}],
+    }
+
+
 def kwok_configuration() -> list[Manifest]:
     """kwok's ``--config`` documents: the lifecycle stages.
 
