@@ -100,7 +100,11 @@ class AuditLog:
         self.path = path
 
     def offset(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        """End of the last complete line: the apiserver may be mid-way through writing one."""
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        return data.rfind(b"\n") + 1
 
     def count(self, start: int, end: int, user_agents: tuple[str, ...]) -> Requests:
         """Requests by clients whose user agent starts with one of ``user_agents``."""

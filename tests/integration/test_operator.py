@@ -152,6 +152,16 @@ def create_agent(
     kube.apply(AGENT.format(name=name, ns=kube.ns, policy=policy, image=image))
 
 
+def assert_no_kopf_bookkeeping(kube: Kube, name: str = "bot") -> None:
+    """kopf stores nothing on the agents: no diffbase, progress or finalizer annotations."""
+    agent = kube.get("ga", name) or {}
+    annotations = agent["metadata"].get("annotations") or {}
+    assert "promethios.ai/last-handled-configuration" not in annotations
+    assert not [k for k in annotations if k.startswith("promethios.ai/") or "kopf" in k]
+    assert not [f for f in agent["metadata"].get("finalizers") or [] if "promethios.ai" in f]
+    assert "kopf" not in (agent.get("status") or {})
+
+
 def ready_agent(kube: Kube, name: str = "bot") -> None:
     create_policy(kube)
     create_agent(kube, name)
@@ -189,6 +199,7 @@ def test_agent_becomes_ready_with_owned_children(kube: Kube) -> None:
     assert "kopf" not in status
     annotations = agent["metadata"].get("annotations", {})
     assert not [k for k in annotations if "kopf.zalando.org" in k]
+    assert_no_kopf_bookkeeping(kube)
     # The key itself never reaches the status.
     key = base64.b64decode(secret["data"]["apiKey"]).decode()
     assert key not in json.dumps(status)
@@ -214,6 +225,15 @@ def test_image_and_policy_changes_roll_out(kube: Kube) -> None:
     wait_for(lambda: template_hash() != hash_before, what="the pod template's config hash")
     config_after = (kube.get("configmap", "bot-governance") or {})["data"]["config.json"]
     assert config_after != config_before and "password" in config_after
+    # The spec change was handled (observedGeneration caught up) without kopf bookkeeping.
+    wait_for(
+        lambda: (
+            (a := kube.get("ga", "bot") or {}).get("status", {}).get("observedGeneration")
+            == a["metadata"]["generation"]
+        ),
+        what="observedGeneration of the image change",
+    )
+    assert_no_kopf_bookkeeping(kube)
 
 
 def test_suspend_and_resume(kube: Kube) -> None:

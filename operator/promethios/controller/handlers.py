@@ -30,14 +30,12 @@ import kopf
 
 from ..api.common import ANNOTATION_PREFIX, FIELD_MANAGER, GROUP, VERSION
 from ..builders.meta import LABEL_AGENT, ChildNames
-from . import conditions as cond
 from .plan import Plan
 from .reconcile import (
     ApiReferences,
     InvalidSpec,
     Known,
     ReconcileContext,
-    StaleRead,
     reconcile_agent,
     reconcile_named,
 )
@@ -46,12 +44,6 @@ log = logging.getLogger(__name__)
 
 AGENTS = (GROUP, VERSION, "governedagents")
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
-MISSING_REFERENCE_REASONS = {
-    cond.POLICY_NOT_FOUND,
-    cond.PROVIDER_SECRET_NOT_FOUND,
-    cond.ALERT_SINK_NOT_FOUND,
-}
-MAX_BACKOFF = 300.0
 INDEX = "agents_by_reference"
 POLICY_SPECS = "policy_specs"
 SECRET_KEYS = "secret_keys"
@@ -60,11 +52,6 @@ ALERT_SINKS = "alert_sinks"
 IndexKey = tuple[str, str, str]
 ObjectKey = tuple[str, str]
 V = TypeVar("V")
-
-
-def backoff(retry: int) -> float:
-    """5 s, 10 s, 20 s … up to 5 min: retries of a missing reference slow down."""
-    return float(min(5.0 * 2**retry, MAX_BACKOFF))
 
 
 def references_of(namespace: str, spec: Mapping[str, Any]) -> list[IndexKey]:
@@ -100,7 +87,8 @@ def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
 def _register_settings(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # kopf's bookkeeping lives in annotations, never in the user's status.
+        # The agents have only event handlers, so kopf stores nothing on them; should a
+        # change handler ever be added, its bookkeeping goes to annotations, never status.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix=ANNOTATION_PREFIX
         )
@@ -114,17 +102,21 @@ def _register_settings(registry: kopf.OperatorRegistry) -> None:
 
 
 def _reconcile_or_retry(
-    ctx: ReconcileContext, body: Mapping[str, Any], retry: int, kwargs: Mapping[str, Any]
-) -> None:
-    """Reconcile; a missing reference becomes a retry with growing delay."""
+    ctx: ReconcileContext, body: Mapping[str, Any], kwargs: Mapping[str, Any]
+) -> Plan | None:
+    """Reconcile; a failure is retried with growing delay (a missing reference too:
+    :func:`~promethios.controller.reconcile.reconcile_agent` schedules that itself)."""
+    metadata = body["metadata"]
     try:
-        plan: Plan = reconcile_agent(body, ctx, IndexedReferences.of(ctx, kwargs))
+        return reconcile_agent(body, ctx, IndexedReferences.of(ctx, kwargs))
     except InvalidSpec as error:
-        raise kopf.PermanentError(f"invalid spec: {error}") from error
-    except StaleRead as error:
-        raise kopf.TemporaryError(str(error), delay=1) from error
-    if plan.blocker is not None and plan.blocker.reason in MISSING_REFERENCE_REASONS:
-        raise kopf.TemporaryError(plan.blocker.message, delay=backoff(retry))
+        log.error("%s/%s: invalid spec: %s", metadata["namespace"], metadata["name"], error)
+    except Exception:
+        log.warning(
+            "reconcile of %s/%s failed", metadata["namespace"], metadata["name"], exc_info=True
+        )
+        ctx.retry_later(metadata["uid"], metadata["namespace"], metadata["name"])
+    return None
 
 
 @dataclass(frozen=True)
@@ -214,29 +206,45 @@ def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
         return {(seen.namespace, seen.name): True}
 
 
+def needs_reconcile(
+    event_type: str | None,
+    body: Mapping[str, Any],
+    previous_enforcement: tuple[str, int] | None,
+) -> bool:
+    """Whether an agent's watch event calls for a reconcile (decided without API reads).
+
+    The initial listing (``None``: new to this operator process) and a spec change
+    (``metadata.generation`` ahead of ``status.observedGeneration``) do; so does a new
+    enforcement from the ingest API. Every other event, e.g. the ingest API's heartbeats
+    or the operator's own status writes, is a no-op.
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if metadata.get("deletionTimestamp"):
+        return False
+    if event_type is None:
+        return True
+    if status.get("observedGeneration") != metadata.get("generation", 1):
+        return True
+    return previous_enforcement is not None and previous_enforcement != enforcement_key(status)
+
+
 def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     seen_enforcement: dict[str, tuple[str, int]] = {}
 
-    @kopf.on.resume(*AGENTS, registry=registry, id="reconcile-resume")
-    @kopf.on.create(*AGENTS, registry=registry, id="reconcile-create")
-    @kopf.on.update(*AGENTS, registry=registry, id="reconcile-update")
-    def reconcile_changed(*, body: kopf.Body, retry: int, **kwargs: Any) -> None:
-        seen_enforcement[body.metadata.uid or ""] = enforcement_key(body.get("status") or {})
-        _reconcile_or_retry(ctx, body, retry, kwargs)
-
-    @kopf.on.event(*AGENTS, registry=registry, id="enforcement")
-    def enforcement_changed(*, body: kopf.Body, **kwargs: Any) -> None:
-        # Status changes are not "updates" to kopf; the ingest API's enforcement is one.
+    # A low-level event handler, not on.create/update/resume: kopf then stores nothing on
+    # the agent (no diffbase or progress annotations), which saves a write per change.
+    @kopf.on.event(*AGENTS, registry=registry, id="reconcile")
+    def agent_event(*, body: kopf.Body, **kwargs: Any) -> None:
         seen, uid = Seen.of(kwargs), body.metadata.uid or ""
         if seen.type == "DELETED":
             seen_enforcement.pop(uid, None)
-            ctx.forget(uid)
+            ctx.forget(uid, seen.namespace, seen.name)
             return
-        key = enforcement_key(body.get("status") or {})
         previous = seen_enforcement.get(uid)
-        seen_enforcement[uid] = key
-        if seen.type is not None and previous is not None and previous != key:
-            reconcile_agent(body, ctx, IndexedReferences.of(ctx, kwargs))
+        seen_enforcement[uid] = enforcement_key(body.get("status") or {})
+        if needs_reconcile(seen.type, body, previous):
+            _reconcile_or_retry(ctx, body, kwargs)
 
     @kopf.index(*AGENTS, registry=registry, id=INDEX)
     def agents_by_reference(*, spec: kopf.Spec, **kwargs: Any) -> dict[IndexKey, str]:
@@ -250,11 +258,12 @@ def _reconcile_dependents(
     namespace: str,
     kwargs: Mapping[str, Any],
     known: Known | None = None,
+    defer_progress: bool = False,
 ) -> None:
     references = IndexedReferences.of(ctx, kwargs)
     for name in sorted(set(names)):
         try:
-            reconcile_named(ctx, namespace, name, references, known)
+            reconcile_named(ctx, namespace, name, references, known, defer_progress)
         except Exception:
             log.exception("reconcile of %s/%s failed", namespace, name)
 
@@ -269,7 +278,7 @@ def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorR
     @kopf.on.event(GROUP, VERSION, "governancepolicies", registry=registry, id="policy")
     def policy_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
-        if seen.type is not None:  # the initial listing is covered by the agents' resume
+        if seen.type is not None:  # the initial listing is covered by the agents' own
             _reconcile_dependents(
                 ctx, dependents(kwargs, "GovernancePolicy", seen), seen.namespace, kwargs
             )
@@ -308,7 +317,8 @@ def _register_child_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
         if seen.type is not None and agent:
             # The event carries the live Deployment: no need to read it again (unless gone).
             known = {} if seen.type == "DELETED" else {"Deployment": dict(body)}
-            _reconcile_dependents(ctx, [agent], seen.namespace, kwargs, known)
+            # Pod counts alone are written a moment later, with Ready if it follows.
+            _reconcile_dependents(ctx, [agent], seen.namespace, kwargs, known, defer_progress=True)
 
     @kopf.on.event("", "v1", "configmaps", labels=MANAGED, registry=registry, id="config-map")
     def config_map_event(**kwargs: Any) -> None:

@@ -354,3 +354,46 @@ def _type(condition: Mapping[str, Any]) -> str:
 
 def _dropped(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return any(key in current and key not in desired for key in ("replicas", "readyReplicas"))
+
+
+#: Status fields that follow the pods' progress (counts), not the agent's state.
+PROGRESS_FIELDS = ("replicas", "readyReplicas")
+
+
+def progress_only(plan: Plan, current: Mapping[str, Any]) -> bool:
+    """Whether the plan's only write is status and it changes rollout progress only.
+
+    That is: pod counts (``replicas``, ``readyReplicas``, the conditions' messages)
+    differ, while every condition keeps its status, reason and observedGeneration and
+    every other field is unchanged. Such a write may wait to coalesce with the next
+    one; a transition (e.g. Ready becoming True) never does.
+    """
+    status = plan.status
+    if status is None or plan.apply or plan.delete or plan.release is not None or plan.events:
+        return False
+    if plan.blocker is not None:
+        return False
+    for key, value in status.items():
+        if key == "conditions":
+            if not _same_transitions(value, current.get("conditions") or []):
+                return False
+        elif key not in PROGRESS_FIELDS and current.get(key) != value:
+            return False
+    return all(key in current for key in PROGRESS_FIELDS if key in status) and not _dropped(
+        status, current
+    )
+
+
+def _same_transitions(desired: list[dict[str, Any]], current: list[Mapping[str, Any]]) -> bool:
+    """Each desired condition exists with the same status, reason and observedGeneration."""
+    live = {c.get("type"): c for c in current}
+
+    def facts(condition: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (
+            condition.get("status"),
+            condition.get("reason"),
+            condition.get("observedGeneration"),
+            condition.get("lastTransitionTime"),
+        )
+
+    return all(c["type"] in live and facts(c) == facts(live[c["type"]]) for c in desired)

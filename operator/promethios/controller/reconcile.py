@@ -1,7 +1,8 @@
 """The one idempotent reconcile: read the world, plan, write only what differs.
 
-``reconcile_agent`` is called on create, update and resume, after a reference or a
-child changes, and periodically for drift. Calling it twice in a row writes nothing
+``reconcile_agent`` is called when an agent is new to the operator or its spec changed,
+after a reference or a child changes, on a schedule (retries, key expiry) and
+periodically for drift. Calling it twice in a row writes nothing
 the second time: children are applied only when they differ from the live objects,
 status only when the operator's part of it changes, and Events only on transitions.
 """
@@ -12,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import pydantic
@@ -25,13 +26,51 @@ from ..builders.meta import Agent
 from ..kube import apply as kapply
 from ..kube import objects
 from . import conditions as cond
-from .plan import ENFORCEMENT_QUARANTINED, Observed, Plan, plan_agent
+from .plan import ENFORCEMENT_QUARANTINED, Observed, Plan, plan_agent, progress_only
 
 log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: Missing references: the reconcile is retried with a growing delay until they appear.
+MISSING_REFERENCE_REASONS = frozenset(
+    {cond.POLICY_NOT_FOUND, cond.PROVIDER_SECRET_NOT_FOUND, cond.ALERT_SINK_NOT_FOUND}
+)
+MAX_BACKOFF = 300.0
+#: How long a status change that is rollout progress only (pod counts) may wait to be
+#: written together with the next one (e.g. the Ready transition a moment later).
+PROGRESS_DELAY = 5.0
+
+#: Purposes of a scheduled reconcile (one timer per agent and purpose).
+EXPIRY, RETRY, PROGRESS = "expiry", "retry", "progress"
+
+
+def backoff(retry: int) -> float:
+    """5 s, 10 s, 20 s … up to 5 min: retries of a missing reference slow down."""
+    return float(min(5.0 * 2 ** min(retry, 16), MAX_BACKOFF))
+
+
+class Cancellable(Protocol):
+    """A started timer."""
+
+    def cancel(self) -> None:
+        """Stop it unless it already fired."""
+
+
+def _start_timer(delay: float, fire: Callable[[], None]) -> Cancellable:
+    timer = threading.Timer(delay, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@dataclass
+class _Scheduled:
+    due: datetime
+    timer: Cancellable
 
 
 @dataclass
@@ -42,46 +81,99 @@ class ReconcileContext:
     settings: BuildSettings = field(default_factory=BuildSettings)
     clock: Callable[[], datetime] = _utcnow
     new_key: Callable[[], str] = generate_api_key
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    start_timer: Callable[[float, Callable[[], None]], Cancellable] = _start_timer
+    _locks: dict[tuple[str, str], threading.RLock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
-    _timers: dict[str, threading.Timer] = field(default_factory=dict)
+    _timers: dict[tuple[str, str], _Scheduled] = field(default_factory=dict)
+    _retries: dict[str, int] = field(default_factory=dict)
 
-    def lock_for(self, uid: str) -> threading.Lock:
-        """One lock per agent: handlers, child events and the resync never interleave."""
-        with self._locks_guard:
-            return self._locks.setdefault(uid, threading.Lock())
+    def lock_for(self, namespace: str, name: str) -> threading.RLock:
+        """One lock per agent: handlers, child events and the resync never interleave.
 
-    def forget(self, uid: str) -> None:
-        """Drop a deleted agent's lock and any reconcile scheduled for it."""
+        By name, so that :func:`reconcile_named` can read the agent under it (a read
+        made before another reconcile's status write would plan that write again).
+        """
         with self._locks_guard:
-            self._locks.pop(uid, None)
-            timer = self._timers.pop(uid, None)
-        if timer is not None:
+            return self._locks.setdefault((namespace, name), threading.RLock())
+
+    def forget(self, uid: str, namespace: str = "", name: str = "") -> None:
+        """Drop a deleted agent's lock, retry count and every reconcile scheduled for it."""
+        with self._locks_guard:
+            self._locks.pop((namespace, name), None)
+            self._retries.pop(uid, None)
+            gone = [key for key in self._timers if key[0] == uid]
+            timers = [self._timers.pop(key).timer for key in gone]
+        for timer in timers:
             timer.cancel()
 
-    def reconcile_at(self, uid: str, namespace: str, name: str, when: datetime) -> None:
+    def scheduled(self, uid: str, purpose: str = EXPIRY) -> datetime | None:
+        """When the reconcile of this purpose is due; None when none is scheduled."""
+        with self._locks_guard:
+            entry = self._timers.get((uid, purpose))
+        return None if entry is None else entry.due
+
+    def cancel(self, uid: str, purpose: str) -> None:
+        """Drop the scheduled reconcile of this purpose (it is no longer needed)."""
+        with self._locks_guard:
+            entry = self._timers.pop((uid, purpose), None)
+        if entry is not None:
+            entry.timer.cancel()
+
+    def reconcile_at(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        when: datetime,
+        purpose: str = EXPIRY,
+        keep_earlier: bool = False,
+    ) -> None:
         """Reconcile the agent again at ``when`` (e.g. when a rotated-out key expires).
 
-        Timers live in memory only; after a restart the periodic resync catches up.
+        One timer per agent and purpose: a new time replaces the scheduled one, unless
+        ``keep_earlier`` and the scheduled one is due first. Timers live in memory only;
+        after a restart the initial listing and the periodic resync catch up.
         """
-        delay = max(0.0, (when - self.clock()).total_seconds()) + 1.0
+        key = (uid, purpose)
+        delay = max(0.0, (when - self.clock()).total_seconds())
+        if purpose == EXPIRY:
+            delay += 1.0  # strictly after the expiry
 
         def fire() -> None:
             with self._locks_guard:
-                self._timers.pop(uid, None)
+                if self._timers.get(key) is not entry:
+                    return  # replaced or cancelled meanwhile
+                self._timers.pop(key)
             try:
                 reconcile_named(self, namespace, name)
             except Exception:
                 log.warning("scheduled reconcile of %s/%s failed", namespace, name, exc_info=True)
+                self.retry_later(uid, namespace, name)
 
-        timer = threading.Timer(delay, fire)
-        timer.daemon = True
         with self._locks_guard:
-            previous = self._timers.pop(uid, None)
-            self._timers[uid] = timer
+            previous = self._timers.get(key)
+            if keep_earlier and previous is not None and previous.due <= when:
+                return
+            entry = _Scheduled(when, self.start_timer(delay, fire))
+            self._timers[key] = entry
         if previous is not None:
-            previous.cancel()
-        timer.start()
+            previous.timer.cancel()
+
+    def retry_later(self, uid: str, namespace: str, name: str) -> float:
+        """Reconcile again after a growing delay (5 s doubling to 5 min); the delay."""
+        with self._locks_guard:
+            retry = self._retries.get(uid, 0)
+            self._retries[uid] = retry + 1
+        delay = backoff(retry)
+        when = self.clock() + timedelta(seconds=delay)
+        self.reconcile_at(uid, namespace, name, when, purpose=RETRY)
+        return delay
+
+    def succeeded(self, uid: str) -> None:
+        """A reconcile found nothing missing: reset the backoff, drop a pending retry."""
+        with self._locks_guard:
+            self._retries.pop(uid, None)
+        self.cancel(uid, RETRY)
 
 
 CONFLICT_RETRIES = 3
@@ -197,21 +289,33 @@ def reconcile_agent(
     ctx: ReconcileContext,
     references: References | None = None,
     known: Known | None = None,
+    defer_progress: bool = False,
 ) -> Plan:
     """Bring one GovernedAgent's children and status to the desired state; idempotent.
 
     ``references`` (default: GETs) answers what the agent refers to; ``known`` holds
     live children the caller has just seen (a child's watch event), so they are not
     read again. A retry after a stale read reads everything afresh.
+
+    A missing reference schedules a retry with backoff (reset once nothing is missing).
+    With ``defer_progress`` (a Deployment's rollout event), a status change that is pod
+    counts only is not written now but at most :data:`PROGRESS_DELAY` later, so that it
+    coalesces with the next change (typically Ready); transitions are written at once.
     """
     metadata = body["metadata"]
     if metadata.get("deletionTimestamp"):
         return Plan()  # owner references let the garbage collector remove the children
-    with ctx.lock_for(metadata["uid"]):
+    with ctx.lock_for(metadata["namespace"], metadata["name"]):
         for _ in range(CONFLICT_RETRIES):
             agent = parse_agent(body)
             observed = observe(ctx.client, agent, body.get("status") or {}, references, known)
             plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
+            if defer_progress and progress_only(plan, observed.status):
+                plan.status = None
+                when = ctx.clock() + timedelta(seconds=PROGRESS_DELAY)
+                ctx.reconcile_at(
+                    agent.uid, agent.namespace, agent.name, when, PROGRESS, keep_earlier=True
+                )
             try:
                 execute(ctx, body, agent, plan)
             except StaleRead:
@@ -222,8 +326,14 @@ def reconcile_agent(
                     return Plan()
                 body, known = fresh, None
                 continue
+            if plan.status is not None:
+                ctx.cancel(agent.uid, PROGRESS)  # the status written is current
             if plan.next_key_expiry is not None:
                 ctx.reconcile_at(agent.uid, agent.namespace, agent.name, plan.next_key_expiry)
+            if plan.blocker is not None and plan.blocker.reason in MISSING_REFERENCE_REASONS:
+                ctx.retry_later(agent.uid, agent.namespace, agent.name)
+            else:
+                ctx.succeeded(agent.uid)
             return plan
         raise StaleRead(f"{metadata['name']}: status kept changing; retrying later")
 
@@ -251,6 +361,7 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
                 raise StaleRead(str(error.reason)) from error
             raise
     if plan.status is not None:
+        log.info("status %s/%s: %s", ns, agent.name, _summary(plan.status))
         try:
             kapply.apply_status(client, ns, agent.name, plan.status)
         except kapply.ApiException as error:
@@ -259,6 +370,14 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
     now = cond.format_time(ctx.clock())
     for event in plan.events:
         _post_event(ctx, body, event.type, event.reason, event.message, now)
+
+
+def _summary(status: Mapping[str, Any]) -> str:
+    """The operator's conditions in one line (reason: message), for the log."""
+    return "; ".join(
+        f"{c['type']}={c['status']} {c['reason']}: {c['message']}"
+        for c in status.get("conditions") or []
+    )
 
 
 def _post_event(
@@ -279,9 +398,14 @@ def reconcile_named(
     name: str,
     references: References | None = None,
     known: Known | None = None,
+    defer_progress: bool = False,
 ) -> Plan | None:
-    """Read a GovernedAgent afresh and reconcile it; None when it no longer exists."""
-    body = objects.get_governed_agent(ctx.client, namespace, name)
-    if body is None:
-        return None
-    return reconcile_agent(body, ctx, references, known)
+    """Read a GovernedAgent afresh and reconcile it; None when it no longer exists.
+
+    The read is made under the agent's lock: after a reconcile in progress, not before.
+    """
+    with ctx.lock_for(namespace, name):
+        body = objects.get_governed_agent(ctx.client, namespace, name)
+        if body is None:
+            return None
+        return reconcile_agent(body, ctx, references, known, defer_progress)
