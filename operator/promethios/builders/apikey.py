@@ -15,10 +15,11 @@ import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..api.common import ANNOTATION_PREFIX
+from ..api.conditions import format_time, parse_time
 from .meta import ANNOTATION_IDENTITY, Agent, ChildNames, Manifest, object_meta, stamp_applied_hash
 
 COMPONENT = "api-key"
@@ -40,22 +41,6 @@ def generate_api_key() -> str:
 def sha256_hex(key: str) -> str:
     """Lowercase hex SHA-256 of the key's UTF-8 bytes, as ``apiKeySha256`` holds it."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, second precision, ``Z`` suffix: the form Kubernetes itself writes."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str | None) -> datetime | None:
-    """The moment an RFC 3339 string names; None when absent or unparsable."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -115,7 +100,7 @@ def read_live_key(secret: Mapping[str, Any] | None) -> _LiveKey:
         api_key=_decode(data, DATA_KEY) or None,
         rotation=_int_or_none(annotations.get(ANNOTATION_ROTATION)),
         previous_sha256=_decode(data, DATA_PREVIOUS_SHA256),
-        previous_expires_at=parse_rfc3339(annotations.get(ANNOTATION_PREVIOUS_EXPIRES)),
+        previous_expires_at=parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES)),
         revoked_breach=_int_or_none(annotations.get(ANNOTATION_REVOKED_BREACH)),
     )
 
@@ -189,7 +174,7 @@ def build_api_key_secret(agent: Agent, state: KeyState) -> Manifest:
     data = {DATA_KEY: _b64(state.api_key), DATA_SHA256: _b64(state.sha256)}
     if state.previous_sha256 and state.previous_expires_at:
         data[DATA_PREVIOUS_SHA256] = _b64(state.previous_sha256)
-        annotations[ANNOTATION_PREVIOUS_EXPIRES] = rfc3339(state.previous_expires_at)
+        annotations[ANNOTATION_PREVIOUS_EXPIRES] = format_time(state.previous_expires_at)
     if state.revoked_breach is not None:
         annotations[ANNOTATION_REVOKED_BREACH] = str(state.revoked_breach)
     manifest: Manifest = {

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from ..api.conditions import format_time as format_time  # re-exported for callers
+from ..api.conditions import transition_time
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -160,10 +162,10 @@ def set_condition(
             result.append(dict(existing))
             continue
         found = True
-        transition = (
-            existing.get("lastTransitionTime") if existing.get("status") == value.status else None
+        transition = transition_time(
+            existing.get("status"), existing.get("lastTransitionTime") or None, value.status, now
         )
-        result.append(_condition(type_, value, transition or now, observed_generation))
+        result.append(_condition(type_, value, transition, observed_generation))
     if not found:
         result.append(_condition(type_, value, now, observed_generation))
     return result
@@ -196,8 +198,3 @@ def owned_conditions(
         mine = set_condition(mine, type_, value, now, observed_generation)
     order = {type_: index for index, type_ in enumerate(values)}
     return sorted(mine, key=lambda c: order[c["type"]])
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with second precision, as metav1.Time serialises."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

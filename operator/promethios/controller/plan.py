@@ -25,7 +25,7 @@ from ..builders import (
     build_sidecar_config,
     plan_api_key,
 )
-from ..builders.apikey import generate_api_key, rfc3339
+from ..builders.apikey import generate_api_key
 from ..builders.meta import Agent, Manifest
 from . import conditions as cond
 
@@ -319,7 +319,7 @@ def desired_status(
         children["networkPolicy"] = names.network_policy
     api_key: dict[str, Any] = {"rotation": key.rotation}
     if key.previous_expires_at is not None:
-        api_key["previousKeyExpiresAt"] = rfc3339(key.previous_expires_at)
+        api_key["previousKeyExpiresAt"] = cond.format_time(key.previous_expires_at)
     status: dict[str, Any] = {
         "observedGeneration": agent.generation,
         "conditions": cond.owned_conditions(

@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -30,19 +29,12 @@ from aiohttp import web
 
 from promethios.api.crdgen import all_crds
 from promethios.api.sidecarconfig import CONFIG_KEY
-from promethios.localcluster import LocalCluster, LocalClusterError
+from promethios.localcluster import LocalCluster, LocalClusterError, free_ports
 from promethios.localcluster.process import ManagedProcess
 
 from .agent import run_agent
 from .samples import DEMO_AGENT, DEMO_NAMESPACE, demo_objects
 from .upstream import UpstreamLog, build_upstream_app
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def say(message: str) -> None:
@@ -75,23 +67,28 @@ def local_sidecar_config(
 class Demo:
     """Everything ``make run`` starts, in start order, stopped in reverse."""
 
-    def __init__(self, workdir: Path, keep_running: bool) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.keep_running = keep_running
         self.report_path: Path | None = None
         self.cluster: LocalCluster | None = None
         self.processes: list[ManagedProcess] = []
         self.upstream_log = UpstreamLog()
-        self.ingest_port = free_port()
-        self.proxy_port = free_port()
+        # Distinct free loopback ports: ingest API, model proxy, operator liveness,
+        # sidecar metrics, fake model provider.
+        (
+            self.ingest_port,
+            self.proxy_port,
+            self.liveness_port,
+            self.metrics_port,
+            self.upstream_port,
+        ) = free_ports(5)
 
     # ------------------------------------------------------------------ steps
 
-    def start_cluster(self) -> LocalCluster:
+    def start_cluster(self) -> None:
         say("starting the embedded Kubernetes control plane (etcd, apiserver, kwok nodes)")
         self.cluster = LocalCluster(nodes=2, workdir=self.workdir / "cluster").start()
         say(f"control plane ready in {self.cluster.startup_seconds:.1f} s")
-        return self.cluster
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         assert self.cluster is not None
@@ -120,7 +117,7 @@ class Demo:
             f"--namespace={DEMO_NAMESPACE}",
             f"--ingest-port={self.ingest_port}",
             f"--ingest-url=http://127.0.0.1:{self.ingest_port}",
-            f"--liveness-port={free_port()}",
+            f"--liveness-port={self.liveness_port}",
         )
         self._spawn("operator", argv)
 
@@ -160,7 +157,7 @@ class Demo:
         for path in (files["api_key"], files["credential"]):
             if path.exists():
                 path.chmod(0o600)
-        local = local_sidecar_config(config, files, self.proxy_port, free_port())
+        local = local_sidecar_config(config, files, self.proxy_port, self.metrics_port)
         config_path = self.workdir / "sidecar-config.json"
         config_path.write_text(json.dumps(local, indent=2))
         self._spawn("sidecar", promethios_argv("sidecar", f"--config={config_path}"))
@@ -258,15 +255,14 @@ async def run_demo(demo: Demo, headless: bool, wait_seconds: float) -> int:
     """The demo's steps; returns the exit code."""
     runner = web.AppRunner(build_upstream_app(demo.upstream_log))
     await runner.setup()
-    upstream_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", upstream_port).start()
+    await web.TCPSite(runner, "127.0.0.1", demo.upstream_port).start()
     try:
         cluster = demo.cluster
         assert cluster is not None
         await asyncio.to_thread(demo.install_crds)
         demo.start_operator()
         await wait_http(f"http://127.0.0.1:{demo.ingest_port}/healthz", 60, demo)
-        await asyncio.to_thread(demo.apply_samples, f"http://127.0.0.1:{upstream_port}/v1")
+        await asyncio.to_thread(demo.apply_samples, f"http://127.0.0.1:{demo.upstream_port}/v1")
         await asyncio.to_thread(demo.wait_ready, int(wait_seconds))
         await asyncio.to_thread(demo.start_sidecar)
         await wait_http(f"http://127.0.0.1:{demo.proxy_port}/readyz", 60, demo)
@@ -331,7 +327,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="promethios-demo-")).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    demo = Demo(workdir, keep_running=not args.headless)
+    demo = Demo(workdir)
     demo.report_path = Path(args.report).absolute() if args.report else None
     try:
         # The cluster's processes die with the thread that started them

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api.conditions import format_time, parse_time, transition_time
 from ..api.policy import TrustScoring
 from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
 from . import enforcement as enf
 from .idempotency import IdempotencyCache
-from .keystore import parse_rfc3339
 from .trust import TrustDebt, weight
 
 RECENT_VIOLATIONS = 20
@@ -643,14 +643,12 @@ def _compliance_condition(state: AgentState, now: float) -> tuple[str, str, str]
 def _set(state: AgentState, ctype: str, status: str, reason: str, message: str, now: float) -> bool:
     """Set a condition; True when its status changed (only then does ``since`` move)."""
     current = state.conditions.get(ctype)
-    if current is not None and current.status == status:
-        # Reason/message may be refined without a transition, but rounding noise in the
-        # trust message must not count as a change worth a write.
-        current.reason = reason
-        current.message = message
-        return False
-    state.conditions[ctype] = ConditionState(status, reason, message, now)
-    return True
+    previous_status, previous_since = (current.status, current.since) if current else (None, None)
+    since = transition_time(previous_status, previous_since, status, now)
+    state.conditions[ctype] = ConditionState(status, reason, message, since)
+    # Reason/message may be refined without a transition, but rounding noise in the
+    # trust message must not count as a change worth a write.
+    return status != previous_status
 
 
 # -- status rendering and loading ----------------------------------------------------------
@@ -660,7 +658,7 @@ def rfc3339(epoch: float | None) -> str | None:
     """``2024-01-02T03:04:05Z`` (seconds precision, what metav1.Time stores)."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.fromtimestamp(epoch, UTC))
 
 
 def status_body(state: AgentState, now: float) -> dict[str, Any]:
@@ -723,7 +721,8 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _time(value: Any) -> float | None:
-    return parse_rfc3339(value) if isinstance(value, str) else None
+    moment = parse_time(value) if isinstance(value, str) else None
+    return moment.timestamp() if moment is not None else None
 
 
 def load_status(state: AgentState, status: dict[str, Any], now: float) -> None:

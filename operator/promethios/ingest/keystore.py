@@ -32,9 +32,10 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
+
+from ..api.conditions import parse_time
 
 SECRET_SELECTOR = "app.kubernetes.io/managed-by=promethios-operator,promethios.ai/component=api-key"
 LABEL_AGENT = "promethios.ai/agent"
@@ -80,17 +81,6 @@ def sha256_hex(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def parse_rfc3339(value: str) -> float | None:
-    """Epoch seconds of an RFC 3339 time, None when unparsable."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 def _data_value(data: Mapping[str, Any], key: str) -> str | None:
     """Decode one base64 ``data`` value of a Secret as text; None when absent or bad."""
     raw = data.get(key)
@@ -118,9 +108,9 @@ def entries_from_secret(secret: Mapping[str, Any]) -> list[KeyEntry]:
     if current and _HEX64.match(current):
         entries.append(KeyEntry(agent_id, identity, None, current))
     previous = _data_value(data, DATA_PREVIOUS_SHA256)
-    expires = parse_rfc3339(annotations.get(ANNOTATION_PREVIOUS_EXPIRES) or "")
+    expires = parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES))
     if previous and _HEX64.match(previous) and expires is not None and previous != current:
-        entries.append(KeyEntry(agent_id, identity, expires, previous))
+        entries.append(KeyEntry(agent_id, identity, expires.timestamp(), previous))
     return entries
 
 

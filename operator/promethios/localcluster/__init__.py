@@ -16,6 +16,7 @@ from .binaries import Binaries, find_binaries, kubernetes_version
 from .cli import run_cli
 from .cluster import KubectlError, LocalCluster
 from .errors import BinariesNotFoundError, ComponentError, LocalClusterError
+from .layout import free_ports
 
 __all__ = [
     "Binaries",
@@ -25,6 +26,7 @@ __all__ = [
     "LocalCluster",
     "LocalClusterError",
     "find_binaries",
+    "free_ports",
     "kubernetes_version",
     "run_cli",
 ]

@@ -151,3 +151,27 @@ def test_format_time_is_rfc3339_utc() -> None:
 
     moment = datetime(2025, 1, 1, 13, 0, 0, tzinfo=timezone(timedelta(hours=1)))
     assert cond.format_time(moment) == "2025-01-01T12:00:00Z"
+
+
+def test_transition_time_moves_only_when_the_status_changes() -> None:
+    from promethios.api.conditions import transition_time
+
+    assert transition_time("True", T0, "True", T1) == T0
+    assert transition_time("True", T0, "False", T1) == T1
+    assert transition_time(None, None, "True", T1) == T1
+    assert transition_time("True", None, "True", T1) == T1
+    assert transition_time("True", 10.0, "True", 20.0) == 10.0
+
+
+def test_parse_time_round_trips_format_time() -> None:
+    from datetime import UTC, datetime
+
+    from promethios.api.conditions import format_time, parse_time
+
+    moment = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_time(format_time(moment)) == moment
+    assert parse_time("2025-01-01T12:00:00") == moment  # naive means UTC
+    assert parse_time("2025-01-01T13:00:00+01:00") == moment
+    assert parse_time("not a time") is None
+    assert parse_time("") is None
+    assert parse_time(None) is None
