@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from kube_helpers import wait_for
 from kubernetes import client
 
 from promethios.localcluster import (
@@ -32,18 +32,6 @@ from promethios.localcluster.binaries import find_versions_env, parse_versions_e
 REPO = Path(__file__).resolve().parents[2]
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def restricted_pod_spec() -> dict[str, Any]:
@@ -130,8 +118,8 @@ def test_deployment_rolls_out_on_kwok_nodes_and_is_garbage_collected(
     # (a) Deployment -> ReplicaSet -> 3 pods scheduled on (kwok) nodes -> all ready.
     replica_sets = wait_for(
         lambda: apps.list_namespaced_replica_set(namespace, label_selector="app=web").items,
-        30,
         "the deployment controller to create a ReplicaSet",
+        30,
     )
     owner = replica_sets[0].metadata.owner_references[0]
     assert (owner.kind, owner.name) == ("Deployment", "web")
@@ -140,8 +128,8 @@ def test_deployment_rolls_out_on_kwok_nodes_and_is_garbage_collected(
             (apps.read_namespaced_deployment_status("web", namespace).status.ready_replicas or 0)
             == 3
         ),
-        60,
         "3 ready replicas",
+        60,
     )
     pods = _pods(api_client, namespace, "web")
     assert len(pods) == 3
@@ -159,10 +147,10 @@ def test_deployment_rolls_out_on_kwok_nodes_and_is_garbage_collected(
     )
     wait_for(
         lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=web").items,
-        60,
         "the ReplicaSet to be collected",
+        60,
     )
-    wait_for(lambda: not _pods(api_client, namespace, "web"), 60, "the pods to be gone")
+    wait_for(lambda: not _pods(api_client, namespace, "web"), "the pods to be gone", 60)
 
 
 def test_restricted_namespace_refuses_a_privileged_pod(api_client: Any, namespace: str) -> None:
@@ -273,7 +261,7 @@ def test_cli_cluster_leaves_no_orphans(
         code = proc.wait(30)
         if signum == signal.SIGTERM:
             assert code == 0
-        wait_for(lambda: not any(_alive(c) for c in children), 20, "the components to exit")
+        wait_for(lambda: not any(_alive(c) for c in children), "the components to exit", 20)
     finally:
         if proc.poll() is None:
             proc.kill()

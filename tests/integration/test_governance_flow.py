@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import re
@@ -29,16 +30,18 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kube_helpers
 import pytest
 import yaml
 from aiohttp import web
+from kube_helpers import free_port
 
 from promethios.api.sidecarconfig import CONFIG_KEY
 from promethios.api.wire import PATH_HEARTBEAT, PATH_VIOLATIONS
@@ -58,41 +61,17 @@ MODEL = "gpt-4o-mini"
 WAIT = 60.0
 #: One namespace per test, all watched by the module's operator.
 PURPOSES = ("outage", "rotation", "suspend", "quarantine")
+#: The shared poller with this module's patience (``timeout`` may still be passed).
+wait_for = functools.partial(kube_helpers.wait_for, timeout=WAIT, interval=0.3)
 
 
 # -- small utilities --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    what: str,
-    timeout: float = WAIT,
-    interval: float = 0.3,
-    check: Callable[[], None] | None = None,
-) -> Any:
-    """Poll until ``predicate`` is truthy; ``check`` may fail early (a process died)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check is not None:
-            check()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def http(
@@ -640,10 +619,10 @@ def test_key_rotation_is_picked_up_by_a_live_sidecar(rotation: Flow) -> None:
     # The kubelet updates the mounted Secret; the live sidecar reloads it on its poll.
     reloads = sidecar.reloads()
     write_secret_file(sidecar.api_key_file, new_key)
-    wait_for(lambda: sidecar.reloads() > reloads, "the sidecar to reload the key file", 15)
+    wait_for(lambda: sidecar.reloads() > reloads, "the sidecar to reload the key file", timeout=15)
 
     # Once the grace period is over the old key is refused ...
-    wait_for(lambda: flow.heartbeat(old_key) == 401, "the old key to expire", grace + 15)
+    wait_for(lambda: flow.heartbeat(old_key) == 401, "the old key to expire", timeout=grace + 15)
     assert time.time() >= expires - 1
     # ... and what the sidecar delivers now (with the new key) is still recorded.
     email = f"rotated.{uuid.uuid4().hex[:6]}@example.com"

@@ -8,7 +8,6 @@ app in-process on a free port and talks to it over real HTTP.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,9 +17,9 @@ import aiohttp
 import kubernetes
 import pytest
 from aiohttp import web
+from kube_helpers import api_key_secret, b64, start_ingest_ready
 
 from promethios.ingest.alerts import verify_signature
-from promethios.ingest.keystore import sha256_hex
 from promethios.ingest.main import IngestRunner, start_ingest
 from promethios.ingest.settings import IngestSettings
 
@@ -29,10 +28,6 @@ NAME, IDENTITY, KEY = "bot", "gid-integration-1", "test-key-0123456789abcdef"
 SIGNING = b"hook-signing-secret"
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
-
-
-def b64(value: str | bytes) -> str:
-    return base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
 
 
 def create_objects(api: Any, namespace: str, hook_url: str) -> None:
@@ -59,21 +54,7 @@ def create_objects(api: Any, namespace: str, hook_url: str) -> None:
             },
         },
     )
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {
-                "name": f"{NAME}-api-key",
-                "labels": {
-                    "app.kubernetes.io/managed-by": "promethios-operator",
-                    "promethios.ai/component": "api-key",
-                    "promethios.ai/agent": NAME,
-                },
-                "annotations": {"promethios.ai/governance-identity": IDENTITY},
-            },
-            "data": {"apiKey": b64(KEY), "apiKeySha256": b64(sha256_hex(KEY))},
-        },
-    )
+    core.create_namespaced_secret(namespace, api_key_secret(NAME, IDENTITY, KEY))
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "hook-signing"}, "data": {"key": b64(SIGNING)}}
     )
@@ -143,16 +124,7 @@ async def ingest(
     api_client: Any, namespace: str, hook: tuple[Hook, str]
 ) -> AsyncIterator[IngestRunner]:
     await asyncio.to_thread(create_objects, api_client, namespace, hook[1])
-    settings = IngestSettings(
-        host="127.0.0.1",
-        port=0,
-        namespaces=(namespace,),
-        flush_interval_seconds=30.0,
-        stale_check_seconds=0.2,
-        alert_backoff_seconds=0.1,
-    )
-    runner = await start_ingest(settings, api_client=api_client)
-    await asyncio.wait_for(runner.service.ready.wait(), 20)
+    runner = await start_ingest_ready(api_client, namespace, alert_backoff_seconds=0.1)
     yield runner
     await runner.stop()
 

@@ -14,71 +14,36 @@ in ``/metrics``, or a ``Forbidden`` in the ingest log.
 
 from __future__ import annotations
 
-import base64
 import json
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kube_helpers import (
+    api_key_secret,
+    b64,
+    free_port,
+    kubectl_as,
+    service_account_kubeconfig,
+    stop_process,
+    wait_for,
+)
 from test_install import CHART, Helm, helm_path, unique
 
 from promethios.ingest.alerts import verify_signature
-from promethios.ingest.keystore import sha256_hex
-from promethios.localcluster import find_binaries
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 GROUP = "governance.promethios.ai"
 AGENT, IDENTITY, KEY = "rbac-bot", "gid-ingest-rbac-1", "ingest-rbac-key-0123456789abcdef"
 SIGNING = b"ingest-rbac-signing-secret"
-
-
-def kubectl_binary() -> Path:
-    found = shutil.which("kubectl")
-    return Path(found) if found else find_binaries().kubectl
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
-def service_account_kubeconfig(admin: Path, token: str, path: Path) -> Path:
-    """A kubeconfig with the admin's server and CA but the ServiceAccount's token."""
-    config = yaml.safe_load(admin.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
-    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "c", "cluster": cluster["cluster"]}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-    }))  # fmt: skip
-    path.chmod(0o600)
-    return path
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -126,10 +91,6 @@ def installed(cluster: Any, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         cluster.kubectl("delete", "namespace", "--wait=false", release_ns, watched, check=False)
 
 
-def b64(value: bytes) -> str:
-    return base64.b64encode(value).decode()
-
-
 def create_objects(cluster: Any, namespace: str, hook_url: str) -> None:
     """A policy, an agent, its api-key Secret, and an AlertSink with a signing Secret."""
     documents = [
@@ -140,13 +101,7 @@ def create_objects(cluster: Any, namespace: str, hook_url: str) -> None:
          "spec": {"image": "example.com/agent:1", "modelProvider": {"type": "openai"},
                   "governance": {"policyRef": {"name": "baseline"}},
                   "alertSinks": [{"name": "hook"}]}},
-        {"apiVersion": "v1", "kind": "Secret",
-         "metadata": {"name": f"{AGENT}-api-key",
-                      "labels": {"app.kubernetes.io/managed-by": "promethios-operator",
-                                 "promethios.ai/component": "api-key",
-                                 "promethios.ai/agent": AGENT},
-                      "annotations": {"promethios.ai/governance-identity": IDENTITY}},
-         "data": {"apiKey": b64(KEY.encode()), "apiKeySha256": b64(sha256_hex(KEY).encode())}},
+        api_key_secret(AGENT, IDENTITY, KEY),
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook-signing"},
          "data": {"key": b64(SIGNING)}},
         {"apiVersion": f"{GROUP}/v1alpha1", "kind": "AlertSink", "metadata": {"name": "hook"},
@@ -178,16 +133,13 @@ def test_standalone_ingest_works_with_exactly_the_charts_rbac(
     release_ns, watched, release = installed
     received, hook_url = hook
     sa = f"{release}-promethios-operator-ingest"
-    token = cluster.kubectl("create", "token", sa, "-n", release_ns, "--duration=1h").stdout
     kubeconfig = service_account_kubeconfig(
-        Path(cluster.kubeconfig), token.strip(), tmp_path / "ingest-sa.kubeconfig"
+        cluster, release_ns, sa, tmp_path / "ingest-sa.kubeconfig"
     )
     # The token really is the ingest ServiceAccount's: it cannot create Deployments.
-    denied = subprocess.run(
-        [str(kubectl_binary()), f"--kubeconfig={kubeconfig}", "create", "deployment", "x",
-         "--image=x", "-n", watched, "--dry-run=server"],
-        capture_output=True, text=True, check=False, timeout=30,
-    )  # fmt: skip
+    denied = kubectl_as(
+        kubeconfig, "create", "deployment", "x", "--image=x", "-n", watched, "--dry-run=server"
+    )
     assert "forbidden" in denied.stderr.lower(), denied.stderr
     create_objects(cluster, watched, hook_url)
 
@@ -204,12 +156,7 @@ def test_standalone_ingest_works_with_exactly_the_charts_rbac(
             print(log_path.read_text()[-4000:])
             raise
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     log_text = log_path.read_text()
     assert "Forbidden" not in log_text and " 403" not in log_text, log_text[-4000:]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kube_helpers import start_ingest_ready
 from test_ingest import NAME, agent_headers, create_objects, get_status
 
 from promethios.ingest.aggregate import violation_key
-from promethios.ingest.main import IngestRunner, start_ingest
-from promethios.ingest.settings import IngestSettings
+from promethios.ingest.main import IngestRunner
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -29,18 +29,7 @@ N = 40
 
 
 async def start(api_client: Any, namespace: str) -> IngestRunner:
-    settings = IngestSettings(
-        host="127.0.0.1",
-        port=0,
-        namespaces=(namespace,),
-        flush_interval_seconds=30.0,
-        stale_check_seconds=0.2,
-        rate_burst=1000,
-        rate_per_second=1000.0,
-    )
-    runner = await start_ingest(settings, api_client=api_client)
-    await asyncio.wait_for(runner.service.ready.wait(), 20)
-    return runner
+    return await start_ingest_ready(api_client, namespace, rate_burst=1000, rate_per_second=1000.0)
 
 
 @pytest.fixture

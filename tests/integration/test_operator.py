@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_helpers import stop_process, wait_for
 
 POLICY = """
 apiVersion: governance.promethios.ai/v1alpha1
@@ -65,12 +65,7 @@ class Operator:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> None:
@@ -89,18 +84,6 @@ def operator(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> 
         handle.stop()
         if os.environ.get("PROMETHIOS_SHOW_OPERATOR_LOG"):
             print(log_path.read_text())
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = WAIT, what: str = "") -> Any:
-    """Poll until ``predicate`` returns a truthy value; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
 
 
 class Kube:

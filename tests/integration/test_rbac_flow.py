@@ -11,63 +11,28 @@ forgot shows up as a stuck step and a ``Forbidden`` in the operator's log.
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kube_helpers
 import pytest
 import yaml
+from kube_helpers import free_port, kubectl_as, service_account_kubeconfig, stop_process
 from test_install import CHART, MANIFESTS, Helm, helm_path, unique
-
-from promethios.localcluster import find_binaries
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 AGENT = "support-bot"
 
 
-def kubectl_binary() -> Path:
-    found = shutil.which("kubectl")
-    return Path(found) if found else find_binaries().kubectl
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
-
-
-def service_account_kubeconfig(admin: Path, token: str, path: Path) -> Path:
-    """A kubeconfig with the admin's server and CA but the ServiceAccount's token."""
-    config = yaml.safe_load(admin.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
-    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "c", "cluster": cluster["cluster"]}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-    }))  # fmt: skip
-    path.chmod(0o600)
-    return path
+#: This module's patience for a wait_for without an explicit timeout.
+WAIT = 60.0
+wait_for = functools.partial(kube_helpers.wait_for, timeout=WAIT, interval=0.3)
 
 
 @pytest.fixture
@@ -92,15 +57,9 @@ def test_operator_works_with_exactly_the_charts_rbac(
     release_ns, watched = installed
     sa_name = cluster.kubectl("get", "sa", "-n", release_ns, "-o", "name").stdout.split()
     sa = next(name.split("/", 1)[1] for name in sa_name if "promethios-operator" in name)
-    token = cluster.kubectl("create", "token", sa, "-n", release_ns, "--duration=1h").stdout
-    kubeconfig = service_account_kubeconfig(
-        Path(cluster.kubeconfig), token.strip(), tmp_path / "sa.kubeconfig"
-    )
+    kubeconfig = service_account_kubeconfig(cluster, release_ns, sa, tmp_path / "sa.kubeconfig")
     # The token really is the ServiceAccount's: it cannot read Secrets in its own namespace.
-    denied = subprocess.run(
-        [str(kubectl_binary()), f"--kubeconfig={kubeconfig}", "get", "secrets", "-n", release_ns],
-        capture_output=True, text=True, check=False, timeout=30,
-    )  # fmt: skip
+    denied = kubectl_as(kubeconfig, "get", "secrets", "-n", release_ns)
     assert "forbidden" in denied.stderr.lower(), denied.stderr
 
     port = free_port()
@@ -113,12 +72,7 @@ def test_operator_works_with_exactly_the_charts_rbac(
     try:
         run_flow(cluster, watched, port, log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     log_text = log_path.read_text()
     assert "Forbidden" not in log_text and " 403" not in log_text, log_text[-4000:]
 
