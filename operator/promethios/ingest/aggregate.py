@@ -467,10 +467,6 @@ class Aggregator:
         refresh(state, now)
         return Outcome(len(added), duplicates, tuple(added))
 
-    def forget_key(self, agent_id: str, prefix: str, key: str) -> None:
-        """Forget a key whose report could not be recorded, so a retry is not a duplicate."""
-        self._keys.forget(agent_id, prefix + key)
-
     def _record(
         self, state: AgentState, vid: str, marker: str, violation: PolicyViolation, now: float
     ) -> Recorded:

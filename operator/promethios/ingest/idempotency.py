@@ -41,12 +41,6 @@ class IdempotencyCache:
         self.add(agent_id, key, now)
         return False
 
-    def forget(self, agent_id: str, key: str) -> None:
-        """Drop a key (a report whose recording failed may be retried)."""
-        keys = self._agents.get(agent_id)
-        if keys is not None:
-            keys.pop(key, None)
-
     def drop_agent(self, agent_id: str) -> None:
         """Forget everything about a deleted agent."""
         self._agents.pop(agent_id, None)

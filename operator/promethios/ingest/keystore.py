@@ -147,14 +147,6 @@ class KeyStore:
         """Forget a deleted Secret's keys."""
         self.put(_secret_id(secret), [])
 
-    def replace_all(self, secrets: list[Mapping[str, Any]]) -> None:
-        """Rebuild from a full list (a re-list after a watch expired)."""
-        with self._lock:
-            self._index.clear()
-            self._by_secret.clear()
-        for secret in secrets:
-            self.put_secret(secret)
-
     def add_key(
         self, key: str, agent_id: str, identity: str, expires_at: float | None = None
     ) -> None:
