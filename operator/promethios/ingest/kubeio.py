@@ -76,12 +76,17 @@ class KubeSinkResolver:
 
     def _resolve(self, namespace: str, names: tuple[str, ...]) -> list[ResolvedSink]:
         resolved = []
+        secrets: dict[str, dict[str, Any] | None] = {}  # one GET per Secret, however shared
         for sink in kg.read_alert_sinks(self._api, namespace, names):
             spec = sink.get("spec") or {}
             name = str((sink.get("metadata") or {}).get("name"))
-            url = spec.get("url") or self._secret_text(namespace, spec.get("urlSecretRef")) or ""
-            signing = self._secret(namespace, spec.get("signingSecretRef"))
-            routing = self._secret_text(namespace, spec.get("routingKeySecretRef"))
+            url = (
+                spec.get("url")
+                or self._secret_text(namespace, spec.get("urlSecretRef"), secrets)
+                or ""
+            )
+            signing = self._secret(namespace, spec.get("signingSecretRef"), secrets)
+            routing = self._secret_text(namespace, spec.get("routingKeySecretRef"), secrets)
             resolved.append(
                 ResolvedSink(
                     name,
@@ -96,15 +101,26 @@ class KubeSinkResolver:
             )
         return resolved
 
-    def _secret(self, namespace: str, ref: dict[str, Any] | None) -> bytes | None:
+    def _secret(
+        self,
+        namespace: str,
+        ref: dict[str, Any] | None,
+        secrets: dict[str, dict[str, Any] | None],
+    ) -> bytes | None:
         if not ref:
             return None
-        return kg.read_secret_value(
-            self._api, namespace, str(ref["name"]), str(ref.get("key", "apiKey"))
-        )
+        name = str(ref["name"])
+        if name not in secrets:
+            secrets[name] = kg.read_secret(self._api, namespace, name)
+        return kg.secret_value(secrets[name], str(ref.get("key", "apiKey")))
 
-    def _secret_text(self, namespace: str, ref: dict[str, Any] | None) -> str | None:
-        value = self._secret(namespace, ref)
+    def _secret_text(
+        self,
+        namespace: str,
+        ref: dict[str, Any] | None,
+        secrets: dict[str, dict[str, Any] | None],
+    ) -> str | None:
+        value = self._secret(namespace, ref, secrets)
         return value.decode("utf-8", "replace").strip() if value is not None else None
 
 

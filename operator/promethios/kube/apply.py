@@ -30,10 +30,13 @@ class Kind:
     api_version: str
     plural: str
 
-    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-        """The namespaced collection or object path, optionally with a subresource."""
+    def path(
+        self, namespace: str | None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        """The collection (cluster-wide when ``namespace`` is None) or object path."""
         prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        path = f"{prefix}/namespaces/{namespace}/{self.plural}"
+        scope = f"/namespaces/{namespace}" if namespace is not None else ""
+        path = f"{prefix}{scope}/{self.plural}"
         if name is not None:
             path += f"/{name}"
         if subresource is not None:
@@ -101,21 +104,31 @@ def apply(
 
 
 def apply_status(
-    client: kubernetes.client.ApiClient, namespace: str, name: str, status: Mapping[str, Any]
+    client: kubernetes.client.ApiClient,
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any],
+    *,
+    field_manager: str = FIELD_MANAGER,
+    resource_version: str | None = None,
 ) -> dict[str, Any]:
-    """Server-side apply the operator's part of a GovernedAgent's status.
+    """Server-side apply one writer's part of a GovernedAgent's status.
 
-    Conditions are a list-map keyed by type, so applying Ready/Progressing/Degraded
-    leaves the ingest API's conditions alone.
+    Conditions are a list-map keyed by type, so the operator applying
+    Ready/Progressing/Degraded leaves the ingest API's conditions alone (and vice versa:
+    the ingest API calls this with its own ``field_manager``). A ``resource_version`` is
+    a precondition: the API server answers 409 when the object has moved on.
     """
-    kind = KINDS["GovernedAgent"]
+    metadata = {"name": name, "namespace": namespace}
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
     manifest = {
-        "apiVersion": kind.api_version,
+        "apiVersion": KINDS["GovernedAgent"].api_version,
         "kind": "GovernedAgent",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": metadata,
         "status": dict(status),
     }
-    return apply(client, manifest, subresource="status")
+    return apply(client, manifest, subresource="status", field_manager=field_manager)
 
 
 def merge_patch(
@@ -126,13 +139,17 @@ def merge_patch(
     patch: Mapping[str, Any],
     *,
     subresource: str | None = None,
+    field_manager: str | None = FIELD_MANAGER,
 ) -> dict[str, Any]:
-    """A JSON merge patch (used where another writer shares the field, e.g. enforcement)."""
+    """A JSON merge patch (used where another writer shares the field, e.g. enforcement).
+
+    ``field_manager=None`` sends none (the API server then names the manager itself).
+    """
     return request(
         client,
         "PATCH",
         KINDS[kind].path(namespace, name, subresource),
-        query=[("fieldManager", FIELD_MANAGER)],
+        query=[("fieldManager", field_manager)] if field_manager is not None else (),
         body=dict(patch),
         content_type=MERGE_CONTENT_TYPE,
     )

@@ -2,7 +2,9 @@
 
 Every function here is synchronous (the Kubernetes client is); the ingest API calls them
 through ``asyncio.to_thread`` and never on its event loop. Objects cross this boundary
-as plain dicts.
+as plain dicts. Requests go through :mod:`.apply` and :mod:`.objects` (the operator's
+client layer); what is ingest-specific is the field manager, the HTTP-code results and
+the watches.
 
 - Status: server-side apply on the ``status`` subresource with field manager
   ``promethios-ingest`` and ``force=true``. Ingest owns ``status.heartbeat``,
@@ -25,49 +27,50 @@ from collections.abc import Callable
 from typing import Any
 
 import kubernetes
-from kubernetes.client.exceptions import ApiException
 
-from ..api.common import API_VERSION, GROUP, VERSION
+from ..api.common import GROUP, VERSION
+from . import apply as kapply
+from . import objects
+from .apply import ApiException
+from .objects import get_governed_agent as get_governed_agent  # re-exported for ingest
 
 log = logging.getLogger(__name__)
 INGEST_FIELD_MANAGER = "promethios-ingest"
 AGENTS = "governedagents"
 POLICIES = "governancepolicies"
-ALERT_SINKS = "alertsinks"
 SECRETS = "secrets"
-APPLY_PATCH = "application/apply-patch+yaml"
-MERGE_PATCH = "application/merge-patch+json"
+#: The watched plurals and their kinds in :data:`.apply.KINDS`.
+_KIND_OF = {AGENTS: "GovernedAgent", POLICIES: "GovernancePolicy", SECRETS: "Secret"}
 
 Client = kubernetes.client.ApiClient
 WatchCallback = Callable[[str, dict[str, Any]], None]
 
 
-def apply_ingest_status(api: Client, namespace: str, name: str, status: dict[str, Any]) -> int:
-    """Server-side apply ``status`` (ingest-owned fields) to a GovernedAgent; HTTP code."""
-    body = {
-        "apiVersion": API_VERSION,
-        "kind": "GovernedAgent",
-        "metadata": {"name": name, "namespace": namespace},
-        "status": status,
-    }
+def _apply_status(
+    api: Client, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+) -> tuple[int, dict[str, Any] | None]:
+    """SSA the ingest-owned status; HTTP code and the object as written (None on error)."""
     try:
-        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
+        result = kapply.apply_status(
+            api,
             namespace,
-            AGENTS,
             name,
-            body,
+            status,
             field_manager=INGEST_FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_PATCH,
+            resource_version=resource_version,
         )
     except ApiException as error:
         if error.status in (404, 409, 422):
-            log.warning("status apply %s/%s: HTTP %s", namespace, name, error.status)
-            return int(error.status)
+            if error.status != 409 or resource_version is None:
+                log.warning("status apply %s/%s: HTTP %s", namespace, name, error.status)
+            return int(error.status), None
         raise
-    return 200
+    return 200, result
+
+
+def apply_ingest_status(api: Client, namespace: str, name: str, status: dict[str, Any]) -> int:
+    """Server-side apply ``status`` (ingest-owned fields) to a GovernedAgent; HTTP code."""
+    return _apply_status(api, namespace, name, status, None)[0]
 
 
 def apply_ingest_status_if(
@@ -78,51 +81,15 @@ def apply_ingest_status_if(
     Returns the HTTP code and, on success, the object as written (its new
     resourceVersion and status); 409 means the object changed since that version.
     """
-    body = {
-        "apiVersion": API_VERSION,
-        "kind": "GovernedAgent",
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
-        "status": status,
-    }
-    try:
-        result = kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            AGENTS,
-            name,
-            body,
-            field_manager=INGEST_FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_PATCH,
-        )
-    except ApiException as error:
-        if error.status in (404, 409, 422):
-            if error.status != 409:
-                log.warning("status apply %s/%s: HTTP %s", namespace, name, error.status)
-            return int(error.status), None
-        raise
-    return 200, result if isinstance(result, dict) else None
-
-
-def get_governed_agent(api: Client, namespace: str, name: str) -> dict[str, Any] | None:
-    """One GovernedAgent as a dict, None if absent."""
-    try:
-        obj = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, AGENTS, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return obj if isinstance(obj, dict) else None
+    return _apply_status(api, namespace, name, status, resource_version)
 
 
 def create_event(api: Client, namespace: str, body: dict[str, Any]) -> int:
-    """Create a core/v1 Event; HTTP code."""
+    """Create a core/v1 Event (``body`` names its namespace); HTTP code."""
     try:
-        # The client coerces the dict into a CoreV1Event (pydantic validate_call).
-        kubernetes.client.CoreV1Api(api).create_namespaced_event(namespace, body)  # type: ignore[arg-type]
+        kapply.create(
+            api, {**body, "metadata": {**body.get("metadata", {}), "namespace": namespace}}
+        )
     except ApiException as error:
         return int(error.status or 500)
     return 201
@@ -131,56 +98,52 @@ def create_event(api: Client, namespace: str, body: dict[str, Any]) -> int:
 def patch_event(api: Client, namespace: str, name: str, patch: dict[str, Any]) -> int:
     """Merge-patch an Event (count/lastTimestamp); HTTP code (404: it expired)."""
     try:
-        kubernetes.client.CoreV1Api(api).patch_namespaced_event(
-            name, namespace, patch, _content_type=MERGE_PATCH
-        )
+        kapply.merge_patch(api, "Event", namespace, name, patch, field_manager=None)
     except ApiException as error:
         return int(error.status or 500)
     return 200
 
 
-def list_events(api: Client, namespace: str, field_selector: str = "") -> list[dict[str, Any]]:
-    """Events in a namespace as dicts (tests)."""
-    result = kubernetes.client.CoreV1Api(api).list_namespaced_event(
-        namespace, field_selector=field_selector or None
-    )
-    items: list[dict[str, Any]] = api.sanitize_for_serialization(result).get("items", [])
-    return items
-
-
 def read_alert_sinks(api: Client, namespace: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
     """The named AlertSinks that exist, as dicts (missing ones are skipped)."""
-    custom = kubernetes.client.CustomObjectsApi(api)
     sinks: list[dict[str, Any]] = []
     for name in names:
-        try:
-            sink = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ALERT_SINKS, name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        sink = objects.get(api, "AlertSink", namespace, name)
+        if sink is None:
             log.warning("AlertSink %s/%s not found", namespace, name)
             continue
-        if isinstance(sink, dict):
-            sinks.append(sink)
+        sinks.append(sink)
     return sinks
 
 
-def read_secret_value(api: Client, namespace: str, name: str, key: str) -> bytes | None:
-    """Decoded ``data[key]`` of a Secret, None if the Secret or key is absent."""
-    try:
-        secret = kubernetes.client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    value = (secret.data or {}).get(key)
+def secret_value(secret: dict[str, Any] | None, key: str) -> bytes | None:
+    """Decoded ``data[key]`` of a Secret (as read), None if the Secret or key is absent."""
+    value = ((secret or {}).get("data") or {}).get(key)
     return base64.b64decode(value) if value else None
 
 
-def _list_call(
+def read_secret(api: Client, namespace: str, name: str) -> dict[str, Any] | None:
+    """A Secret as a dict, None if absent."""
+    return objects.get(api, "Secret", namespace, name)
+
+
+def list_objects(
+    api: Client, kind: str, namespace: str | None, selector: str = ""
+) -> tuple[list[dict[str, Any]], str]:
+    """Every object of a kind (a plural; Secrets optionally labelled) as dicts, and the
+    list's resourceVersion. Items without a ``kind`` (core lists drop it) get the plural."""
+    items, version = objects.list_objects(
+        api, _KIND_OF[kind], namespace, selector if kind == SECRETS else ""
+    )
+    for item in items:  # callers only need metadata/spec/data/status
+        item.setdefault("kind", kind)
+    return items, version
+
+
+def _watch_call(
     api: Client, kind: str, namespace: str | None, selector: str
 ) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """The list function (watchable) and its arguments for a kind and scope."""
+    """The (typed, watchable) list function and its arguments for a kind and scope."""
     if kind == SECRETS:
         core = kubernetes.client.CoreV1Api(api)
         if namespace:
@@ -195,20 +158,6 @@ def _list_call(
             "plural": kind,
         }
     return custom.list_cluster_custom_object, {"group": GROUP, "version": VERSION, "plural": kind}
-
-
-def list_objects(
-    api: Client, kind: str, namespace: str | None, selector: str = ""
-) -> tuple[list[dict[str, Any]], str]:
-    """Every object of a kind (optionally labelled) as dicts, and the list's resourceVersion."""
-    function, kwargs = _list_call(api, kind, namespace, selector)
-    result = function(**kwargs)
-    if not isinstance(result, dict):
-        result = api.sanitize_for_serialization(result)
-    items: list[dict[str, Any]] = result.get("items") or []
-    for item in items:  # typed lists drop kind; callers only need metadata/spec/data/status
-        item.setdefault("kind", kind)
-    return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def watch_forever(
@@ -245,7 +194,7 @@ def _watch_until(
     resync_seconds: float,
 ) -> None:
     """Watch from ``version`` in short windows (so ``stop`` is honoured) until resync."""
-    function, kwargs = _list_call(api, kind, namespace, selector)
+    function, kwargs = _watch_call(api, kind, namespace, selector)
     deadline = threading.Event()
     timer = threading.Timer(resync_seconds, deadline.set)
     timer.daemon = True

@@ -60,17 +60,31 @@ def server_minor_version(client: kubernetes.client.ApiClient) -> int:
     return int(match.group()) if match else 0
 
 
+def list_objects(
+    client: kubernetes.client.ApiClient,
+    kind: str,
+    namespace: str | None,
+    label_selector: str = "",
+) -> tuple[list[dict[str, Any]], str]:
+    """Every object of a kind in a namespace (all when None), optionally labelled.
+
+    Returns the items and the list's resourceVersion (to watch from).
+    """
+    query = [("labelSelector", label_selector)] if label_selector else []
+    result = request(client, "GET", KINDS[kind].path(namespace), query=query)
+    items: list[dict[str, Any]] = list(result.get("items") or [])
+    return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
+
+
 def list_governed_agents(
     client: kubernetes.client.ApiClient, namespaces: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
     """Every GovernedAgent in the given namespaces (all namespaces when empty)."""
-    kind = KINDS["GovernedAgent"]
     if not namespaces:
-        items = request(client, "GET", f"/apis/{kind.api_version}/{kind.plural}").get("items")
-        return list(items or [])
+        return list_objects(client, "GovernedAgent", None)[0]
     agents: list[dict[str, Any]] = []
     for namespace in namespaces:
-        agents += request(client, "GET", kind.path(namespace)).get("items") or []
+        agents += list_objects(client, "GovernedAgent", namespace)[0]
     return agents
 
 
