@@ -12,13 +12,13 @@ PYTEST_ARGS ?=
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(BIN)/promethios: pyproject.toml
+$(BIN)/promethios: pyproject.toml localdev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./localdev
 	@touch $@
 
-venv: $(BIN)/promethios  ## create .venv and install the package with its dev extras
+venv: $(BIN)/promethios  ## create .venv: the package, its dev extras and the local tooling (localdev/)
 
 testenv:  ## build the embedded control plane from Go module sources (cached, idempotent)
 	testenv/build.sh
@@ -36,13 +36,13 @@ test-integration: venv testenv  ## integration tests only
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 lint: venv  ## ruff and mypy (strict on the package)
-	$(BIN)/ruff check operator tests benchmarks hack
-	$(BIN)/ruff format --check operator tests benchmarks hack
+	$(BIN)/ruff check operator localdev tests benchmarks hack
+	$(BIN)/ruff format --check operator localdev tests benchmarks hack
 	$(BIN)/mypy
 
 format: venv  ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix operator tests benchmarks hack
-	$(BIN)/ruff format operator tests benchmarks hack
+	$(BIN)/ruff check --fix operator localdev tests benchmarks hack
+	$(BIN)/ruff format operator localdev tests benchmarks hack
 
 crds: venv  ## regenerate crds/, the chart's CRDs and manifests/crds from the pydantic models
 	$(BIN)/promethios crds --output-dir crds

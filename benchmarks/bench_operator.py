@@ -1,7 +1,7 @@
 """Benchmark: N GovernedAgents created at once until all are Ready, beside its floor.
 
 Each agent count runs on its own fresh local control plane
-(``promethios.localcluster.LocalCluster``, with enough kwok nodes for the pods and the
+(``promethios_local.localcluster.LocalCluster``, with enough kwok nodes for the pods and the
 API server's audit log on), in two phases:
 
 1. the operator (``promethios operator`` subprocess, cluster-wide): create N agents in
@@ -55,7 +55,7 @@ from promethios.builders.apikey import generate_api_key
 from promethios.builders.meta import Agent
 from promethios.kube import apply as kapply
 from promethios.kube.client import ClientSettings, reset_shared_client, shared_client
-from promethios.localcluster import LocalCluster
+from promethios_local.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "operator.json"

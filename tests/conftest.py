@@ -2,7 +2,7 @@
 
 ``--cluster`` chooses the cluster (default ``local``, or ``$PROMETHIOS_TEST_CLUSTER``):
 
-- ``local``: the embedded control plane (:class:`promethios.localcluster.LocalCluster`),
+- ``local``: the embedded control plane (:class:`promethios_local.localcluster.LocalCluster`),
   started once per session, and only if a collected test asks for it. Missing binaries
   are a test *failure* telling you to run ``make testenv``: never a silent skip.
 - ``existing``: whatever the current ``KUBECONFIG`` context points at.
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from promethios.localcluster import (
+from promethios_local.localcluster import (
     BinariesNotFoundError,
     KubectlError,
     LocalCluster,

@@ -9,7 +9,9 @@ The package is layered; imports only go downwards in this list:
 - ``promethios.builders``     pure functions turning typed specs into manifests
 - ``promethios.kube``         the client layer; the only code that talks to the API server
 - ``promethios.api``          typed models: CRDs, the wire contract, the sidecar config
-- ``promethios.localcluster`` the embedded control plane for tests, ``make run`` and benchmarks
+
+The embedded control plane and ``make run``'s demo are development tooling: they live in
+the separate ``promethios_local`` package (``localdev/``), which is not in the image.
 """
 
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ import yaml
 from promethios.ingest.keystore import sha256_hex
 from promethios.ingest.main import IngestRunner, start_ingest
 from promethios.ingest.settings import IngestSettings
-from promethios.localcluster import find_binaries
+from promethios_local.localcluster import find_binaries
 
 
 def wait_for(

@@ -20,14 +20,14 @@ import pytest
 from kube_helpers import wait_for
 from kubernetes import client
 
-from promethios.localcluster import (
+from promethios_local.localcluster import (
     Binaries,
     BinariesNotFoundError,
     ComponentError,
     LocalCluster,
     find_binaries,
 )
-from promethios.localcluster.binaries import find_versions_env, parse_versions_env
+from promethios_local.localcluster.binaries import find_versions_env, parse_versions_env
 
 REPO = Path(__file__).resolve().parents[2]
 RESTRICTED = "pod-security.kubernetes.io/enforce"
@@ -236,7 +236,7 @@ def test_cli_cluster_leaves_no_orphans(
         [
             sys.executable,
             "-m",
-            "promethios.localcluster",
+            "promethios_local.localcluster",
             "--nodes=1",
             f"--workdir={tmp_path / 'work'}",
             f"--kubeconfig-out={tmp_path / 'kubeconfig'}",

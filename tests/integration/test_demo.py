@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promethios.demo.samples import DEMO_PROVIDER_KEY
+from promethios_local.demo.samples import DEMO_PROVIDER_KEY
 
 pytestmark = pytest.mark.timeout(400)
 

@@ -6,7 +6,7 @@ GovernancePolicy and a GovernedAgent, waits for Ready, then runs the agent's gov
 sidecar as a local process wired exactly as ``promethios demo`` wires it: the
 operator-generated ConfigMap ``config.json`` and the api-key / provider Secrets as files,
 with only file paths and listener ports rewritten. The sidecar proxies model calls to a
-local fake provider (:func:`promethios.demo.upstream.build_upstream_app`, served from a
+local fake provider (:func:`promethios_local.demo.upstream.build_upstream_app`, served from a
 thread so blocking kubectl calls never stall it) and reports to the operator's ingest.
 
 - an ingest outage plus a sidecar restart loses nothing and counts nothing twice;
@@ -45,10 +45,10 @@ from kube_helpers import free_port
 
 from promethios.api.sidecarconfig import CONFIG_KEY
 from promethios.api.wire import PATH_HEARTBEAT, PATH_VIOLATIONS
-from promethios.demo.run import local_sidecar_config, promethios_argv
-from promethios.demo.upstream import UpstreamLog, build_upstream_app
 from promethios.ingest.keystore import sha256_hex
-from promethios.localcluster.process import ManagedProcess
+from promethios_local.demo.run import local_sidecar_config, promethios_argv
+from promethios_local.demo.upstream import UpstreamLog, build_upstream_app
+from promethios_local.localcluster.process import ManagedProcess
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 

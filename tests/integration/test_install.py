@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from promethios.localcluster import BinariesNotFoundError, find_binaries
+from promethios_local.localcluster import BinariesNotFoundError, find_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "promethios-operator"

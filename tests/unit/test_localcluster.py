@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from promethios.localcluster import (
+from promethios_local.localcluster import (
     BinariesNotFoundError,
     ComponentError,
     KubectlError,
@@ -32,15 +32,15 @@ from promethios.localcluster import (
     find_binaries,
     kubernetes_version,
 )
-from promethios.localcluster.binaries import (
+from promethios_local.localcluster.binaries import (
     DEFAULT_KUBERNETES_VERSION,
     REQUIRED_COMPONENTS,
     default_bin_dir,
     find_versions_env,
     parse_versions_env,
 )
-from promethios.localcluster.cluster import describe_node, node_is_ready, node_is_usable
-from promethios.localcluster.commands import (
+from promethios_local.localcluster.cluster import describe_node, node_is_ready, node_is_usable
+from promethios_local.localcluster.commands import (
     apiserver_command,
     audit_log_path,
     audit_policy_path,
@@ -49,17 +49,17 @@ from promethios.localcluster.commands import (
     kwok_command,
     scheduler_command,
 )
-from promethios.localcluster.layout import Layout, Ports, allocate_ports, free_ports
-from promethios.localcluster.manifests import (
+from promethios_local.localcluster.layout import Layout, Ports, allocate_ports, free_ports
+from promethios_local.localcluster.manifests import (
     audit_policy,
     build_kubeconfig,
     kwok_configuration,
     node_manifest,
     render_yaml,
 )
-from promethios.localcluster.pki import ClientIdentity, generate_pki
-from promethios.localcluster.process import ManagedProcess, tail
-from promethios.localcluster.workdir import CLIENT_IDENTITIES, prepare_workdir
+from promethios_local.localcluster.pki import ClientIdentity, generate_pki
+from promethios_local.localcluster.process import ManagedProcess, tail
+from promethios_local.localcluster.workdir import CLIENT_IDENTITIES, prepare_workdir
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = Layout(Path("/tmp/cluster"))
@@ -492,7 +492,7 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     parent = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from promethios.localcluster.process import ManagedProcess
+        from promethios_local.localcluster.process import ManagedProcess
         p = ManagedProcess("child", [sys.executable, "-c", "import time; time.sleep(60)"],
                            Path({str(tmp_path / "child.log")!r}))
         p.start()

@@ -29,8 +29,8 @@ from aiohttp import web
 
 from promethios.api.crdgen import all_crds
 from promethios.api.sidecarconfig import CONFIG_KEY
-from promethios.localcluster import LocalCluster, LocalClusterError, free_ports
-from promethios.localcluster.process import ManagedProcess
+from promethios_local.localcluster import LocalCluster, LocalClusterError, free_ports
+from promethios_local.localcluster.process import ManagedProcess
 
 from .agent import run_agent
 from .samples import DEMO_AGENT, DEMO_NAMESPACE, demo_objects

@@ -4,7 +4,7 @@
 and kwok (fake nodes) as child processes on free loopback ports, from the binaries that
 ``make testenv`` builds (see :func:`find_binaries`), and stops them all again::
 
-    from promethios.localcluster import LocalCluster
+    from promethios_local.localcluster import LocalCluster
 
     with LocalCluster(nodes=2) as cluster:
         cluster.kubectl("get", "nodes")   # cluster.kubeconfig is the admin kubeconfig
