@@ -48,7 +48,7 @@ from typing import Any
 from aiohttp import web
 
 from promethios.api.wire import HeartbeatReport
-from promethios.ingest.aggregate import AgentConfig
+from promethios.ingest.agents import config_from_object
 from promethios.ingest.keystore import KeyStore
 from promethios.ingest.main import start_ingest
 from promethios.ingest.service import IngestService
@@ -103,10 +103,22 @@ class CountingSink:
         return 200
 
 
+def agent_body(namespace: str, name: str) -> dict[str, Any]:
+    """A minimal GovernedAgent body (everything else defaulted by the models)."""
+    return {
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}"},
+        "spec": {
+            "image": "agent:1",
+            "modelProvider": {"type": "openai"},
+            "governance": {"policyRef": {"name": "policy"}},
+        },
+    }
+
+
 def fill(service: IngestService) -> None:
     for i in range(AGENTS):
         service.keystore.add_key(key_of(i), f"bench/agent-{i}", f"gid-{i}")
-        service.upsert_agent(AgentConfig("bench", f"agent-{i}", f"gid-{i}"))
+        service.upsert_agent(config_from_object(agent_body("bench", f"agent-{i}")))
 
 
 # -- servers (child processes) --------------------------------------------------------------

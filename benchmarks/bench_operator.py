@@ -40,6 +40,7 @@ from typing import Any
 
 import psutil
 
+from promethios.api.agent import Agent
 from promethios.api.governedagent import GovernedAgentSpec
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import (
@@ -52,7 +53,6 @@ from promethios.builders import (
     build_sidecar_config,
 )
 from promethios.builders.apikey import generate_api_key
-from promethios.builders.meta import Agent
 from promethios.kube import apply as kapply
 from promethios.kube.client import ClientSettings, reset_shared_client, shared_client
 from promethios_local.localcluster import LocalCluster

@@ -21,8 +21,8 @@ PLUGIN_GROUP = "promethios.subcommands"
 #: subcommand -> (module, function, one-line help). Each function takes argv, returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "operator": (
-        "promethios.controller.main",
-        "main",
+        "promethios.composition",
+        "operator_main",
         "run the operator (and the ingest API in-process)",
     ),
     "ingest": ("promethios.ingest.main", "main", "run the ingest API on its own"),

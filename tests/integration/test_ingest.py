@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from kube_helpers import api_key_secret, b64, start_ingest_ready
 
-from promethios.ingest.alerts import verify_signature
+from promethios.ingest.alertformat import verify_signature
 from promethios.ingest.main import IngestRunner, start_ingest
 from promethios.ingest.settings import IngestSettings
 

@@ -38,7 +38,7 @@ from kube_helpers import (
 )
 from test_install import CHART, Helm, helm_path, unique
 
-from promethios.ingest.alerts import verify_signature
+from promethios.ingest.alertformat import verify_signature
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 GROUP = "governance.promethios.ai"

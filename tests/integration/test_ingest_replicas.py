@@ -20,7 +20,7 @@ import pytest
 from kube_helpers import start_ingest_ready
 from test_ingest import NAME, agent_headers, create_objects, get_status
 
-from promethios.ingest.aggregate import violation_key
+from promethios.ingest.aggregator import violation_key
 from promethios.ingest.main import IngestRunner
 
 pytestmark = pytest.mark.usefixtures("crds_installed")

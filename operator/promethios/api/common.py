@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -13,10 +16,6 @@ GROUP = "governance.promethios.ai"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "promethios"
-
-#: Prefix for the operator's own labels, annotations and kopf bookkeeping.
-ANNOTATION_PREFIX = "promethios.ai"
-FIELD_MANAGER = "promethios-operator"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -43,8 +42,32 @@ class Model(BaseModel):
     model_config = api_config()
 
 
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+
+def parse_or_default(model: type[M], raw: Any, default: Callable[[], M] | None = None) -> M:
+    """``raw`` (a stored status section) as ``model``; its default when absent or invalid.
+
+    For reading what other writers stored: one section that does not validate must never
+    stop the reader from using every other one. The failure is logged (counts only: a
+    section may hold data that must not reach logs).
+    """
+    if raw is None:
+        return default() if default is not None else model()
+    try:
+        return model.model_validate(raw)
+    except pydantic.ValidationError as error:
+        log.warning(
+            "%s does not validate (%d errors); read as its default",
+            model.__name__,
+            error.error_count(),
+        )
+        return default() if default is not None else model()
+
+
 class Severity(StrEnum):
-    """How serious a policy violation is; ordered from least to most."""
+    """How serious a policy violation is; declared from least to most serious."""
 
     LOW = "low"
     MEDIUM = "medium"
@@ -54,15 +77,16 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         """0 for low up to 3 for critical, for comparisons."""
-        return SEVERITY_ORDER.index(self.value)
+        return SEVERITIES.index(self)
 
 
-SEVERITY_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
+#: Every severity, least serious first (the order of counts in status and metrics).
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
 
 
 def severity_rank(severity: str) -> int:
-    """Rank of a severity string (0 = low … 3 = critical)."""
-    return SEVERITY_ORDER.index(severity)
+    """Rank of a severity string (0 = low … 3 = critical); ValueError for anything else."""
+    return Severity(severity).rank
 
 
 class ProviderType(StrEnum):

@@ -1,12 +1,15 @@
-"""Kubernetes API conventions every condition owner shares (standard library only).
+"""Conditions on a GovernedAgent: their types, reasons and conventions (standard library only).
+
+Two writers share ``status.conditions`` (a list-map keyed by ``type``), each applying only
+its own types: the operator owns ``Ready``, ``Progressing`` and ``Degraded``; the ingest
+API owns ``HeartbeatFresh`` and ``PolicyCompliant``. Reasons are CamelCase and stable:
+tools and alerts match on them.
+
+Conventions both apply:
 
 - the transition rule: a condition's ``lastTransitionTime`` moves only when its
   ``status`` changes (a new reason or message alone is not a transition);
 - ``metav1.Time``: RFC 3339 in UTC, second precision, ``Z`` suffix.
-
-The operator (``Ready``/``Progressing``/``Degraded``) and the ingest API
-(``HeartbeatFresh``/``PolicyCompliant``) both apply these; neither's condition types
-belong here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,40 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 T = TypeVar("T")
+
+# -- types ----------------------------------------------------------------------------------
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+#: The operator's condition types, in the order it writes them.
+OPERATOR_TYPES = (READY, PROGRESSING, DEGRADED)
+HEARTBEAT_FRESH = "HeartbeatFresh"
+POLICY_COMPLIANT = "PolicyCompliant"
+#: The ingest API's condition types.
+INGEST_TYPES = (HEARTBEAT_FRESH, POLICY_COMPLIANT)
+
+# -- the operator's reasons -----------------------------------------------------------------
+POLICY_NOT_FOUND = "PolicyNotFound"
+PROVIDER_SECRET_NOT_FOUND = "ProviderSecretNotFound"
+ALERT_SINK_NOT_FOUND = "AlertSinkNotFound"
+SUSPENDED = "Suspended"
+ENFORCEMENT_SUSPENDED = "EnforcementSuspended"
+QUARANTINED = "Quarantined"
+AVAILABLE = "AgentAvailable"
+SCALED_TO_ZERO = "ScaledToZero"
+PODS_NOT_READY = "PodsNotReady"
+ROLLING_OUT = "RollingOut"
+ROLLOUT_COMPLETE = "RolloutComplete"
+DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+AS_EXPECTED = "AsExpected"
+
+# -- the ingest API's reasons ---------------------------------------------------------------
+HEARTBEAT_RECEIVED = "HeartbeatReceived"
+HEARTBEAT_STALE = "HeartbeatStale"
+AWAITING_HEARTBEAT = "AwaitingHeartbeat"
+CRITICAL_VIOLATION = "CriticalViolation"
+TRUST_BELOW_THRESHOLD = "TrustBelowThreshold"
+COMPLIANT = "Compliant"
 
 
 def transition_time(previous_status: object, previous_time: T | None, status: str, now: T) -> T:

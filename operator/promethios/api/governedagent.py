@@ -24,17 +24,10 @@ from .common import (
     SecretKeyReference,
     api_config,
 )
+from .enforcement import BreachAction, EnforcementAction
 from .resource import CustomResourceInfo, PrinterColumn
 
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMGTPE]i?|[mun])?$")]
-
-
-class BreachAction(StrEnum):
-    """What the operator does when the agent breaches its policy."""
-
-    ALERT = "Alert"
-    SUSPEND = "Suspend"
-    QUARANTINE = "Quarantine"
 
 
 class EnvVar(Model):
@@ -234,6 +227,11 @@ class GovernanceStatus(Model):
     """Governance data aggregated by the ingest API."""
 
     trust_score: float | None = Field(None, ge=0, le=1, description="Server-computed trust.")
+    trust_score_display: str | None = Field(
+        None,
+        max_length=8,
+        description="trustScore with two decimals, for kubectl's Trust column.",
+    )
     reported_trust_score: float | None = Field(
         None, description="Trust score the agent reported (kept beside, not trusted)."
     )
@@ -255,12 +253,22 @@ class GovernanceStatus(Model):
 
 
 class EnforcementStatus(Model):
-    """The breach action in force, if any."""
+    """The breach action in force, if any (written by the ingest API)."""
 
-    action: str = Field("None", pattern=r"^(None|Suspended|Quarantined)$")
+    action: EnforcementAction = Field(
+        EnforcementAction.NONE, description="None, Suspended or Quarantined."
+    )
     breach: int = Field(0, ge=0, description="Breach counter; acknowledge it to release.")
-    reason: str = Field("", max_length=1024)
-    since: datetime | None = None
+    critical_breach: int = Field(
+        0,
+        ge=0,
+        description=(
+            "The latest breach raised by a critical violation (0: none); PolicyCompliant "
+            "stays False until it is acknowledged."
+        ),
+    )
+    reason: str = Field("", max_length=1024, description="Why the latest breach happened.")
+    since: datetime | None = Field(None, description="When the action took effect.")
 
 
 class ChildNames(Model):
@@ -315,7 +323,7 @@ GOVERNED_AGENT = CustomResourceInfo(
     description="An AI agent deployed with a governance sidecar that enforces a policy.",
     printer_columns=(
         PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
-        PrinterColumn("Trust", "number", ".status.governance.trustScore"),
+        PrinterColumn("Trust", "string", ".status.governance.trustScoreDisplay"),
         PrinterColumn("Violations", "integer", ".status.governance.violations.total"),
         PrinterColumn("Heartbeat", "date", ".status.heartbeat.lastHeartbeat"),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),

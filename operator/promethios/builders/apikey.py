@@ -1,46 +1,41 @@
 """The per-agent ingest API key: its Secret and the rotation state machine.
 
-The Secret follows the contract the ingest API reads (see
-``promethios.ingest.keystore``): ``apiKey`` holds the key, ``apiKeySha256`` its hex
-SHA-256, and during a rotation ``previousApiKeySha256`` plus the annotation
-``promethios.ai/previous-key-expires-at``. The key is generated once and read back
-on every reconcile; only a rotation or a quarantine replaces it.
+The Secret follows the contract in :mod:`promethios.api.apikey` (which the ingest API
+reads): ``apiKey`` holds the key, ``apiKeySha256`` its hex SHA-256, and during a rotation
+``previousApiKeySha256`` plus the annotation ``promethios.ai/previous-key-expires-at``.
+The key is generated once and read back on every reconcile; only a rotation or a
+quarantine replaces it.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..api.common import ANNOTATION_PREFIX
+from ..api.agent import Agent
+from ..api.apikey import (
+    ANNOTATION_PREVIOUS_EXPIRES,
+    ANNOTATION_REVOKED_BREACH,
+    ANNOTATION_ROTATION,
+    COMPONENT,
+    DATA_KEY,
+    DATA_PREVIOUS_SHA256,
+    DATA_SHA256,
+    decode_data,
+    sha256_hex,
+)
 from ..api.conditions import format_time, parse_time
-from .meta import ANNOTATION_IDENTITY, Agent, ChildNames, Manifest, object_meta, stamp_applied_hash
-
-COMPONENT = "api-key"
-DATA_KEY = "apiKey"
-DATA_SHA256 = "apiKeySha256"
-DATA_PREVIOUS_SHA256 = "previousApiKeySha256"
-ANNOTATION_PREVIOUS_EXPIRES = f"{ANNOTATION_PREFIX}/previous-key-expires-at"
-#: The spec.apiKey.rotation the Secret's key belongs to (kept with the key, atomically).
-ANNOTATION_ROTATION = f"{ANNOTATION_PREFIX}/api-key-rotation"
-#: The enforcement breach whose quarantine already revoked the key (revoke once per breach).
-ANNOTATION_REVOKED_BREACH = f"{ANNOTATION_PREFIX}/revoked-for-breach"
+from ..api.metadata import ANNOTATION_IDENTITY
+from .meta import ChildNames, Manifest, object_meta, stamp_applied_hash
 
 
 def generate_api_key() -> str:
     """A fresh 256-bit key, URL-safe base64 (43 characters)."""
     return secrets.token_urlsafe(32)
-
-
-def sha256_hex(key: str) -> str:
-    """Lowercase hex SHA-256 of the key's UTF-8 bytes, as ``apiKeySha256`` holds it."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -72,16 +67,6 @@ class _LiveKey:
     revoked_breach: int | None
 
 
-def _decode(data: Mapping[str, Any], key: str) -> str | None:
-    raw = data.get(key)
-    if not isinstance(raw, str):
-        return None
-    try:
-        return base64.b64decode(raw, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
 def _int_or_none(text: str | None) -> int | None:
     try:
         return int(text) if text is not None else None
@@ -97,9 +82,9 @@ def read_live_key(secret: Mapping[str, Any] | None) -> _LiveKey:
     annotations = metadata.get("annotations") or {}
     data = secret.get("data") or {}
     return _LiveKey(
-        api_key=_decode(data, DATA_KEY) or None,
+        api_key=decode_data(data, DATA_KEY) or None,
         rotation=_int_or_none(annotations.get(ANNOTATION_ROTATION)),
-        previous_sha256=_decode(data, DATA_PREVIOUS_SHA256),
+        previous_sha256=decode_data(data, DATA_PREVIOUS_SHA256),
         previous_expires_at=parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES)),
         revoked_breach=_int_or_none(annotations.get(ANNOTATION_REVOKED_BREACH)),
     )

@@ -1,49 +1,36 @@
-"""Names, labels, owner references and hashes shared by every child manifest."""
+"""Names, labels, owner references and hashes shared by every child manifest.
+
+The label and annotation keys themselves are :mod:`promethios.api.metadata`'s.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..api.common import ANNOTATION_PREFIX, API_VERSION, FIELD_MANAGER
-from ..api.governedagent import GovernedAgentSpec, GovernedAgentStatus
+from ..api.agent import Agent
+from ..api.apikey import secret_name
+from ..api.common import API_VERSION
+from ..api.metadata import (
+    ANNOTATION_APPLIED_HASH,
+    LABEL_AGENT,
+    LABEL_COMPONENT,
+    LABEL_COMPONENT_APP,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGED_BY,
+)
 
 KIND = "GovernedAgent"
 APP_NAME = "promethios-agent"
 PART_OF = "promethios"
 
-LABEL_AGENT = f"{ANNOTATION_PREFIX}/agent"
-LABEL_COMPONENT = f"{ANNOTATION_PREFIX}/component"
-ANNOTATION_APPLIED_HASH = f"{ANNOTATION_PREFIX}/applied-hash"
-ANNOTATION_CONFIG_HASH = f"{ANNOTATION_PREFIX}/config-hash"
-ANNOTATION_IDENTITY = f"{ANNOTATION_PREFIX}/governance-identity"
-
 Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Agent:
-    """A GovernedAgent as the builders see it: identity plus typed spec and status."""
-
-    name: str
-    namespace: str
-    uid: str
-    spec: GovernedAgentSpec
-    generation: int = 1
-    status: GovernedAgentStatus = field(default_factory=GovernedAgentStatus)
-
-    @property
-    def agent_id(self) -> str:
-        """``<namespace>/<name>``: the agentId of the wire contract."""
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def governance_identity(self) -> str:
-        """Stable for the resource's life: derived from metadata.uid, which never changes."""
-        return f"ga-{self.uid}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +47,7 @@ class ChildNames:
     def of(cls, agent_name: str) -> ChildNames:
         """Deterministic names, so a restarted operator finds what it created."""
         return cls(
-            secret=f"{agent_name}-api-key",
+            secret=secret_name(agent_name),
             config_map=f"{agent_name}-governance",
             deployment=agent_name,
             service=agent_name,
@@ -70,16 +57,16 @@ class ChildNames:
 
 def selector_labels(agent: Agent) -> dict[str, str]:
     """The immutable Deployment selector; also what the Service and NetworkPolicy select."""
-    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": agent.name}
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: agent.name}
 
 
 def labels(agent: Agent, component: str) -> dict[str, str]:
     """Standard recommended labels plus the operator's own, on every child."""
     return {
         **selector_labels(agent),
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        LABEL_COMPONENT_APP: component,
+        LABEL_PART_OF: PART_OF,
+        LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_AGENT: agent.name,
         LABEL_COMPONENT: component,
     }

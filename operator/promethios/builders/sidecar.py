@@ -7,7 +7,9 @@ import json
 from dataclasses import dataclass
 
 from .. import __version__
+from ..api.agent import Agent
 from ..api.common import ProviderType
+from ..api.metadata import ANNOTATION_CONFIG_HASH
 from ..api.policy import GovernancePolicySpec
 from ..api.sidecarconfig import (
     API_KEY_MOUNT,
@@ -18,8 +20,6 @@ from ..api.sidecarconfig import (
     SidecarConfig,
 )
 from .meta import (
-    ANNOTATION_CONFIG_HASH,
-    Agent,
     ChildNames,
     Manifest,
     object_meta,

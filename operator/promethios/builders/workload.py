@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.agent import Agent
+from ..api.apikey import DATA_KEY
 from ..api.common import ProviderType
 from ..api.governedagent import ResourceRequirements
+from ..api.metadata import ANNOTATION_CONFIG_HASH
 from ..api.sidecarconfig import (
     API_KEY_MOUNT,
     CONFIG_KEY,
@@ -21,10 +24,7 @@ from ..api.sidecarconfig import (
     SIDECAR_PROXY_PORT,
     SPOOL_MOUNT,
 )
-from .apikey import DATA_KEY
 from .meta import (
-    ANNOTATION_CONFIG_HASH,
-    Agent,
     ChildNames,
     Manifest,
     labels,

@@ -1,7 +1,7 @@
-"""Pure condition logic: Kubernetes-convention conditions and the three the operator owns.
+"""Pure condition logic: the operator's ``Ready``, ``Progressing`` and ``Degraded``.
 
-The operator owns ``Ready``, ``Progressing`` and ``Degraded``. Other condition types
-(``HeartbeatFresh``, ``PolicyCompliant``) belong to the ingest API and are never touched.
+Types and reasons are :mod:`promethios.api.conditions`'s. The ingest API's condition types
+(``HeartbeatFresh``, ``PolicyCompliant``) are never touched here.
 """
 
 from __future__ import annotations
@@ -10,28 +10,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.conditions import format_time as format_time  # re-exported for callers
-from ..api.conditions import transition_time
-
-READY = "Ready"
-PROGRESSING = "Progressing"
-DEGRADED = "Degraded"
-OWNED_TYPES = (READY, PROGRESSING, DEGRADED)
-
-# Reasons (CamelCase, stable: tools and alerts match on them).
-POLICY_NOT_FOUND = "PolicyNotFound"
-PROVIDER_SECRET_NOT_FOUND = "ProviderSecretNotFound"
-ALERT_SINK_NOT_FOUND = "AlertSinkNotFound"
-SUSPENDED = "Suspended"
-ENFORCEMENT_SUSPENDED = "EnforcementSuspended"
-QUARANTINED = "Quarantined"
-AVAILABLE = "AgentAvailable"
-SCALED_TO_ZERO = "ScaledToZero"
-PODS_NOT_READY = "PodsNotReady"
-ROLLING_OUT = "RollingOut"
-ROLLOUT_COMPLETE = "RolloutComplete"
-DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-AS_EXPECTED = "AsExpected"
+from ..api.conditions import (
+    AS_EXPECTED,
+    AVAILABLE,
+    DEADLINE_EXCEEDED,
+    DEGRADED,
+    PODS_NOT_READY,
+    PROGRESSING,
+    READY,
+    ROLLING_OUT,
+    ROLLOUT_COMPLETE,
+    SCALED_TO_ZERO,
+    transition_time,
+)
 
 
 @dataclass(frozen=True)

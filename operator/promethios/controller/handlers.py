@@ -28,12 +28,14 @@ from typing import Any, TypeVar
 
 import kopf
 
-from ..api.common import ANNOTATION_PREFIX, FIELD_MANAGER, GROUP, VERSION
-from ..builders.meta import LABEL_AGENT, ChildNames
-from .plan import Plan
+from ..api.agent import InvalidSpec
+from ..api.common import GROUP, VERSION
+from ..api.enforcement import EnforcementAction
+from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
+from ..builders.meta import ChildNames
+from .plan import Plan, stored_enforcement
 from .reconcile import (
     ApiReferences,
-    InvalidSpec,
     Known,
     ReconcileContext,
     reconcile_agent,
@@ -43,7 +45,7 @@ from .reconcile import (
 log = logging.getLogger(__name__)
 
 AGENTS = (GROUP, VERSION, "governedagents")
-MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 INDEX = "agents_by_reference"
 POLICY_SPECS = "policy_specs"
 SECRET_KEYS = "secret_keys"
@@ -69,10 +71,10 @@ def references_of(namespace: str, spec: Mapping[str, Any]) -> list[IndexKey]:
     return keys
 
 
-def enforcement_key(status: Mapping[str, Any]) -> tuple[str, int]:
+def enforcement_key(status: Mapping[str, Any]) -> tuple[EnforcementAction, int]:
     """The part of status.enforcement (written by the ingest API) the operator acts on."""
-    enforcement = status.get("enforcement") or {}
-    return str(enforcement.get("action") or "None"), int(enforcement.get("breach") or 0)
+    enforcement = stored_enforcement(status)
+    return EnforcementAction(enforcement.action), enforcement.breach
 
 
 def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
@@ -89,13 +91,11 @@ def _register_settings(registry: kopf.OperatorRegistry) -> None:
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # The agents have only event handlers, so kopf stores nothing on them; should a
         # change handler ever be added, its bookkeeping goes to annotations, never status.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=ANNOTATION_PREFIX
-        )
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+            prefix=PREFIX, key="last-handled-configuration"
         )
-        settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        settings.persistence.finalizer = f"{PREFIX}/finalizer"
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = 8
         settings.watching.server_timeout = 300
@@ -185,7 +185,7 @@ class IndexedReferences:
 
 def _not_a_child(labels: Mapping[str, str], **_: Any) -> bool:
     """Secrets the operator writes itself are never references: keep them out of the cache."""
-    return labels.get("app.kubernetes.io/managed-by") != FIELD_MANAGER
+    return bool(labels.get(LABEL_MANAGED_BY) != MANAGED_BY)
 
 
 def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
@@ -209,7 +209,7 @@ def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
 def needs_reconcile(
     event_type: str | None,
     body: Mapping[str, Any],
-    previous_enforcement: tuple[str, int] | None,
+    previous_enforcement: tuple[EnforcementAction, int] | None,
 ) -> bool:
     """Whether an agent's watch event calls for a reconcile (decided without API reads).
 
@@ -230,7 +230,7 @@ def needs_reconcile(
 
 
 def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
-    seen_enforcement: dict[str, tuple[str, int]] = {}
+    seen_enforcement: dict[str, tuple[EnforcementAction, int]] = {}
 
     # A low-level event handler, not on.create/update/resume: kopf then stores nothing on
     # the agent (no diffbase or progress annotations), which saves a write per change.
@@ -302,7 +302,7 @@ def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorR
 def _owner_if_deleted_child(seen: Seen, child: str) -> list[str]:
     """The owning agent of a managed child that was just deleted (to recreate it)."""
     agent = seen.labels.get(LABEL_AGENT)
-    managed = seen.labels.get("app.kubernetes.io/managed-by") == FIELD_MANAGER
+    managed = seen.labels.get(LABEL_MANAGED_BY) == MANAGED_BY
     if seen.type != "DELETED" or not managed or not agent:
         return []
     return [agent] if getattr(ChildNames.of(agent), child) == seen.name else []

@@ -1,4 +1,10 @@
-"""``promethios operator``: the kopf operator (and, by default, the ingest API in-process)."""
+"""The operator process: kopf with the controller's handlers, plus companions beside it.
+
+A *companion* is anything that runs in kopf's event loop for the life of the operator —
+the in-process ingest API is one. The controller knows companions only through the
+:class:`Companion` protocol; :mod:`promethios.composition` (the composition root) decides
+which ones run, so the controller never imports the ingest API.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
@@ -16,7 +22,7 @@ from .. import __version__
 from ..builders import BuildSettings
 from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE
 from ..kube import objects
-from ..kube.client import ClientSettings, shared_client
+from ..kube.client import Client, ClientSettings, shared_client
 from . import handlers
 from .reconcile import ReconcileContext
 from .resync import Resync
@@ -119,31 +125,34 @@ def make_context(options: OperatorOptions) -> ReconcileContext:
     return ReconcileContext(client=client, settings=settings)
 
 
-def register_ingest(
-    registry: kopf.OperatorRegistry, options: OperatorOptions, ctx: ReconcileContext
+class Companion(Protocol):
+    """Runs in the operator's event loop from kopf's startup to its cleanup."""
+
+    name: str
+
+    async def start(self, client: Client) -> None:
+        """Start (``client`` is the operator's shared connection pool)."""
+
+    async def stop(self) -> None:
+        """Stop; called once at cleanup, only if :meth:`start` returned."""
+
+
+def register_companions(
+    registry: kopf.OperatorRegistry, ctx: ReconcileContext, companions: Sequence[Companion]
 ) -> None:
-    """Start the ingest API inside kopf's event loop when in-process ingest is on."""
-    if not options.ingest:
-        return
-    from ..ingest.main import IngestRunner, start_ingest
-    from ..ingest.settings import IngestSettings
+    """Start each companion at kopf's startup and stop the started ones at its cleanup."""
+    started: list[Companion] = []
+    for companion in companions:
 
-    runners: list[IngestRunner] = []
+        @kopf.on.startup(registry=registry, id=f"start-{companion.name}")
+        async def start(companion: Companion = companion, **_: Any) -> None:
+            await companion.start(ctx.client)
+            started.append(companion)
 
-    @kopf.on.startup(registry=registry, id="ingest")
-    async def start(**_: Any) -> None:
-        settings = IngestSettings(
-            port=options.ingest_port,
-            namespaces=options.namespaces,
-            kubeconfig=options.kubeconfig,
-        )
-        # The same connection pool as the reconciler: one client per process.
-        runners.append(await start_ingest(settings, api_client=ctx.client))
-
-    @kopf.on.cleanup(registry=registry, id="ingest-stop")
+    @kopf.on.cleanup(registry=registry, id="stop-companions")
     async def stop(**_: Any) -> None:
-        while runners:
-            await runners.pop().stop()
+        while started:
+            await started.pop().stop()
 
 
 def register_login(registry: kopf.OperatorRegistry, ctx: ReconcileContext) -> None:
@@ -154,13 +163,17 @@ def register_login(registry: kopf.OperatorRegistry, ctx: ReconcileContext) -> No
         return kopf.ConnectionInfo(**objects.connection_facts(ctx.client))
 
 
-def run(options: OperatorOptions, stop_flag: threading.Event | None = None) -> None:
+def run(
+    options: OperatorOptions,
+    companions: Sequence[Companion] = (),
+    stop_flag: threading.Event | None = None,
+) -> None:
     """Run kopf until stopped (signal or ``stop_flag``), with the resync thread beside it."""
     ctx = make_context(options)
     registry = kopf.OperatorRegistry()
     handlers.register(ctx, registry)
     register_login(registry, ctx)
-    register_ingest(registry, options, ctx)
+    register_companions(registry, ctx, companions)
     resync = Resync(ctx, options.resync_seconds, options.namespaces)
     resync.start()
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
@@ -179,9 +192,8 @@ def run(options: OperatorOptions, stop_flag: threading.Event | None = None) -> N
         resync.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``promethios operator``; the process exit code."""
-    options = parse_options(argv or [])
+def configure_logging(options: OperatorOptions) -> None:
+    """Log format and levels of the operator process."""
     logging.basicConfig(
         level=logging.DEBUG if options.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -190,5 +202,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not options.verbose:
         # kopf logs every handled watch event at INFO; the reconcile logs the writes.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    run(options)
-    return 0

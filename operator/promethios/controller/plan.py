@@ -12,6 +12,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..api.agent import Agent
+from ..api.common import parse_or_default
+from ..api.conditions import (
+    ALERT_SINK_NOT_FOUND,
+    ENFORCEMENT_SUSPENDED,
+    OPERATOR_TYPES,
+    POLICY_NOT_FOUND,
+    PROVIDER_SECRET_NOT_FOUND,
+    QUARANTINED,
+    READY,
+    SUSPENDED,
+    format_time,
+)
+from ..api.enforcement import EnforcementAction
+from ..api.governedagent import EnforcementStatus
 from ..api.policy import GovernancePolicySpec
 from ..builders import (
     BuildSettings,
@@ -26,12 +41,8 @@ from ..builders import (
     plan_api_key,
 )
 from ..builders.apikey import generate_api_key
-from ..builders.meta import Agent, Manifest
+from ..builders.meta import Manifest
 from . import conditions as cond
-
-ENFORCEMENT_SUSPENDED = "Suspended"
-ENFORCEMENT_QUARANTINED = "Quarantined"
-ENFORCEMENT_NONE = "None"
 
 WARNING = "Warning"
 NORMAL = "Normal"
@@ -80,24 +91,29 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Enforcement:
-    """The breach action in force after considering the agent's acknowledgement."""
+class EnforcementInForce:
+    """The breach action in force once the agent's acknowledgement is taken into account."""
 
-    action: str
+    action: EnforcementAction
     breach: int
+    #: The stored action is acknowledged: the operator clears it (see :func:`release_patch`).
     release: bool
 
 
-def enforcement_of(observed: Observed) -> Enforcement:
+def stored_enforcement(status: Mapping[str, Any]) -> EnforcementStatus:
+    """``status.enforcement`` as the ingest API stored it (its default if absent or invalid)."""
+    return parse_or_default(EnforcementStatus, status.get("enforcement"))
+
+
+def enforcement_of(observed: Observed) -> EnforcementInForce:
     """Active enforcement from status.enforcement, unless acknowledged in the spec."""
-    raw = observed.status.get("enforcement") or {}
-    action = str(raw.get("action") or ENFORCEMENT_NONE)
-    breach = int(raw.get("breach") or 0)
-    if action == ENFORCEMENT_NONE:
-        return Enforcement(ENFORCEMENT_NONE, breach, release=False)
+    stored = stored_enforcement(observed.status)
+    action, breach = EnforcementAction(stored.action), stored.breach
+    if action == EnforcementAction.NONE:
+        return EnforcementInForce(EnforcementAction.NONE, breach, release=False)
     if observed.agent.spec.governance.acknowledged_breach >= breach:
-        return Enforcement(ENFORCEMENT_NONE, breach, release=True)
-    return Enforcement(action, breach, release=False)
+        return EnforcementInForce(EnforcementAction.NONE, breach, release=True)
+    return EnforcementInForce(action, breach, release=False)
 
 
 def missing_reference(observed: Observed) -> cond.Blocker | None:
@@ -106,7 +122,7 @@ def missing_reference(observed: Observed) -> cond.Blocker | None:
     policy_name = agent.spec.governance.policy_ref.name
     if observed.policy is None:
         return cond.Blocker(
-            cond.POLICY_NOT_FOUND,
+            POLICY_NOT_FOUND,
             f"GovernancePolicy {agent.namespace}/{policy_name} not found",
         )
     ref = agent.spec.model_provider.credentials_secret_ref
@@ -114,32 +130,32 @@ def missing_reference(observed: Observed) -> cond.Blocker | None:
         keys = observed.provider_secret_keys
         if keys is None:
             return cond.Blocker(
-                cond.PROVIDER_SECRET_NOT_FOUND, f"Secret {agent.namespace}/{ref.name} not found"
+                PROVIDER_SECRET_NOT_FOUND, f"Secret {agent.namespace}/{ref.name} not found"
             )
         if ref.key not in keys:
             return cond.Blocker(
-                cond.PROVIDER_SECRET_NOT_FOUND,
+                PROVIDER_SECRET_NOT_FOUND,
                 f"Secret {agent.namespace}/{ref.name} has no key {ref.key!r}",
             )
     if observed.missing_alert_sinks:
         names = ", ".join(f"{agent.namespace}/{n}" for n in observed.missing_alert_sinks)
-        return cond.Blocker(cond.ALERT_SINK_NOT_FOUND, f"AlertSink {names} not found")
+        return cond.Blocker(ALERT_SINK_NOT_FOUND, f"AlertSink {names} not found")
     return None
 
 
-def enforcement_blocker(agent: Agent, enforcement: Enforcement) -> cond.Blocker | None:
+def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.Blocker | None:
     """Why the agent is scaled to zero on purpose (enforcement or spec.suspend)."""
     release = f"set spec.governance.acknowledgedBreach to {enforcement.breach} to release"
-    if enforcement.action == ENFORCEMENT_QUARANTINED:
+    if enforcement.action == EnforcementAction.QUARANTINED:
         return cond.Blocker(
-            cond.QUARANTINED, f"quarantined after breach {enforcement.breach}; {release}"
+            QUARANTINED, f"quarantined after breach {enforcement.breach}; {release}"
         )
-    if enforcement.action == ENFORCEMENT_SUSPENDED:
+    if enforcement.action == EnforcementAction.SUSPENDED:
         return cond.Blocker(
-            cond.ENFORCEMENT_SUSPENDED, f"suspended after breach {enforcement.breach}; {release}"
+            ENFORCEMENT_SUSPENDED, f"suspended after breach {enforcement.breach}; {release}"
         )
     if agent.spec.suspend:
-        return cond.Blocker(cond.SUSPENDED, "spec.suspend is true: scaled to zero", degraded=False)
+        return cond.Blocker(SUSPENDED, "spec.suspend is true: scaled to zero", degraded=False)
     return None
 
 
@@ -168,9 +184,9 @@ def needs_apply(desired: Manifest, live: Mapping[str, Any] | None) -> bool:
     return live is None or not is_subset(desired, live)
 
 
-def desired_replicas(agent: Agent, enforcement: Enforcement) -> int | None:
+def desired_replicas(agent: Agent, enforcement: EnforcementInForce) -> int | None:
     """0 when suspended or enforced; else spec.replicas (None: leave it to the cluster)."""
-    if agent.spec.suspend or enforcement.action != ENFORCEMENT_NONE:
+    if agent.spec.suspend or enforcement.action != EnforcementAction.NONE:
         return 0
     return agent.spec.replicas
 
@@ -191,7 +207,7 @@ def plan_agent(
         plan.events.append(
             Event(NORMAL, "Released", f"breach {enforcement.breach} acknowledged; restoring")
         )
-    quarantined = enforcement.action == ENFORCEMENT_QUARANTINED
+    quarantined = enforcement.action == EnforcementAction.QUARANTINED
     key = plan_api_key(
         agent,
         observed.live.get("Secret"),
@@ -239,7 +255,7 @@ def deployment_after(plan: Plan, observed: Observed) -> Mapping[str, Any] | None
 
 def _workload_blocked(blocker: cond.Blocker | None) -> bool:
     """A missing policy or provider Secret keeps the pods from starting; an AlertSink does not."""
-    return blocker is not None and blocker.reason != cond.ALERT_SINK_NOT_FOUND
+    return blocker is not None and blocker.reason != ALERT_SINK_NOT_FOUND
 
 
 def _add(plan: Plan, desired: Manifest, live: Mapping[str, Any] | None) -> None:
@@ -253,7 +269,7 @@ def _plan_quarantine(plan: Plan, observed: Observed, quarantined: bool, name: st
         _add(plan, build_network_policy(observed.agent), live)
         if live is None:
             message = "quarantined: pods scaled to zero, traffic denied, API key revoked"
-            plan.events.append(Event(WARNING, cond.QUARANTINED, message))
+            plan.events.append(Event(WARNING, QUARANTINED, message))
     elif live is not None:
         plan.delete.append(("NetworkPolicy", name))
 
@@ -276,18 +292,18 @@ def _warn_on_new_blocker(plan: Plan, observed: Observed, blocker: cond.Blocker |
     if blocker is None:
         return
     ready: Mapping[str, Any] = next(
-        (c for c in observed.status.get("conditions") or [] if c.get("type") == cond.READY), {}
+        (c for c in observed.status.get("conditions") or [] if c.get("type") == READY), {}
     )
     if ready.get("reason") != blocker.reason or ready.get("message") != blocker.message:
         plan.events.append(Event(WARNING, blocker.reason, blocker.message))
 
 
-def release_patch(enforcement: Enforcement) -> dict[str, Any]:
+def release_patch(enforcement: EnforcementInForce) -> dict[str, Any]:
     """Clears the enforcement, keeping the breach counter the ingest API increments."""
     return {
         "status": {
             "enforcement": {
-                "action": ENFORCEMENT_NONE,
+                "action": str(EnforcementAction.NONE),
                 "breach": enforcement.breach,
                 "reason": f"breach {enforcement.breach} acknowledged",
                 "since": None,
@@ -319,11 +335,11 @@ def desired_status(
         children["networkPolicy"] = names.network_policy
     api_key: dict[str, Any] = {"rotation": key.rotation}
     if key.previous_expires_at is not None:
-        api_key["previousKeyExpiresAt"] = cond.format_time(key.previous_expires_at)
+        api_key["previousKeyExpiresAt"] = format_time(key.previous_expires_at)
     status: dict[str, Any] = {
         "observedGeneration": agent.generation,
         "conditions": cond.owned_conditions(
-            observed.status.get("conditions") or [], values, cond.format_time(now), agent.generation
+            observed.status.get("conditions") or [], values, format_time(now), agent.generation
         ),
         "children": children,
         "governanceIdentity": agent.governance_identity,
@@ -339,7 +355,7 @@ def status_differs(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bo
     """Whether applying ``desired`` would change anything the operator owns."""
     for key, value in desired.items():
         if key == "conditions":
-            mine = [c for c in current.get("conditions") or [] if c.get("type") in cond.OWNED_TYPES]
+            mine = [c for c in current.get("conditions") or [] if c.get("type") in OPERATOR_TYPES]
             if sorted(mine, key=_type) != sorted(value, key=_type):
                 return True
         elif current.get(key) != value:

@@ -16,17 +16,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import pydantic
-
-from ..api.governedagent import GovernedAgentSpec, GovernedAgentStatus
+from ..api.agent import Agent, parse_agent
+from ..api.conditions import (
+    ALERT_SINK_NOT_FOUND,
+    POLICY_NOT_FOUND,
+    PROVIDER_SECRET_NOT_FOUND,
+    format_time,
+)
+from ..api.enforcement import EnforcementAction
 from ..api.policy import GovernancePolicySpec
 from ..builders import BuildSettings, ChildNames
 from ..builders.apikey import generate_api_key
-from ..builders.meta import Agent
 from ..kube import apply as kapply
 from ..kube import objects
-from . import conditions as cond
-from .plan import ENFORCEMENT_QUARANTINED, Observed, Plan, plan_agent, progress_only
+from ..kube.client import Client
+from .plan import Observed, Plan, plan_agent, progress_only, stored_enforcement
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ def _utcnow() -> datetime:
 
 #: Missing references: the reconcile is retried with a growing delay until they appear.
 MISSING_REFERENCE_REASONS = frozenset(
-    {cond.POLICY_NOT_FOUND, cond.PROVIDER_SECRET_NOT_FOUND, cond.ALERT_SINK_NOT_FOUND}
+    {POLICY_NOT_FOUND, PROVIDER_SECRET_NOT_FOUND, ALERT_SINK_NOT_FOUND}
 )
 MAX_BACKOFF = 300.0
 #: How long a status change that is rollout progress only (pod counts) may wait to be
@@ -77,7 +81,7 @@ class _Scheduled:
 class ReconcileContext:
     """What a reconcile needs besides the agent: the client, settings, clock, key source."""
 
-    client: Any  # kubernetes.client.ApiClient (kept Any: only kube/ imports kubernetes)
+    client: Client
     settings: BuildSettings = field(default_factory=BuildSettings)
     clock: Callable[[], datetime] = _utcnow
     new_key: Callable[[], str] = generate_api_key
@@ -183,28 +187,6 @@ class StaleRead(RuntimeError):
     """A write's resourceVersion precondition failed: the object changed since it was read."""
 
 
-class InvalidSpec(ValueError):
-    """The stored spec does not validate against the model (CRD and model disagree)."""
-
-
-def parse_agent(body: Mapping[str, Any]) -> Agent:
-    """The typed Agent of a GovernedAgent body."""
-    metadata = body["metadata"]
-    try:
-        spec = GovernedAgentSpec.model_validate(body.get("spec") or {})
-        status = GovernedAgentStatus.model_validate(body.get("status") or {})
-    except pydantic.ValidationError as error:
-        raise InvalidSpec(str(error)) from error
-    return Agent(
-        name=metadata["name"],
-        namespace=metadata["namespace"],
-        uid=metadata["uid"],
-        generation=int(metadata.get("generation", 1)),
-        spec=spec,
-        status=status,
-    )
-
-
 class References(Protocol):
     """Where the reconcile looks up the objects an agent refers to."""
 
@@ -222,7 +204,7 @@ class References(Protocol):
 class ApiReferences:
     """:class:`References` read from the API server (one GET each)."""
 
-    client: Any
+    client: Client
 
     def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         body = objects.get_policy(self.client, namespace, name)
@@ -240,7 +222,7 @@ Known = Mapping[str, Mapping[str, Any]]
 
 
 def observe(
-    client: Any,
+    client: Client,
     agent: Agent,
     status: Mapping[str, Any],
     references: References | None = None,
@@ -277,11 +259,9 @@ def observe(
 
 def _may_have_network_policy(status: Mapping[str, Any]) -> bool:
     """Only a quarantine (now or just released) makes a NetworkPolicy; else skip the GET."""
-    enforcement = status.get("enforcement") or {}
     children = status.get("children") or {}
-    return enforcement.get("action") == ENFORCEMENT_QUARANTINED or bool(
-        children.get("networkPolicy")
-    )
+    quarantined = stored_enforcement(status).action == EnforcementAction.QUARANTINED
+    return quarantined or bool(children.get("networkPolicy"))
 
 
 def reconcile_agent(
@@ -367,7 +347,7 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
         except kapply.ApiException as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise
-    now = cond.format_time(ctx.clock())
+    now = format_time(ctx.clock())
     for event in plan.events:
         _post_event(ctx, body, event.type, event.reason, event.message, now)
 

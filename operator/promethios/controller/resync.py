@@ -34,7 +34,8 @@ class Resync(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
-        # The first pass waits a full interval: on startup kopf's resume handlers reconcile.
+        # The first pass waits a full interval: on startup the initial listing of agents
+        # (the event handler's first event per agent) has just reconciled every one.
         while not self.stopping.wait(self.interval * random.uniform(0.5, 1.0)):
             try:
                 self.pass_once()

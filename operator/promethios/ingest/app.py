@@ -26,11 +26,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from ..api import wire
-from .aggregate import AgentState, Outcome
 from .keystore import AuthOutcome
 from .openapi import openapi_document
 from .ratelimit import RateLimiter, retry_after_header
+from .records import Outcome
 from .service import IngestService
+from .state import AgentState
 from .writer import StatusWriteError
 
 log = logging.getLogger(__name__)

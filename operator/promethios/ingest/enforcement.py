@@ -9,45 +9,56 @@ A *breach* is either
 
 Every breach while no earlier breach is outstanding raises ``status.enforcement.breach``
 to n+1; a breach is outstanding until the user sets ``spec.governance.acknowledgedBreach``
-to that number. The action recorded depends on ``spec.governance.onBreach``: ``Suspend``
-→ ``Suspended``, ``Quarantine`` → ``Quarantined``, ``Alert`` → ``None`` (alerts only).
-The operator acts on the action (scale to zero, deny-all NetworkPolicy, revoke the key);
-once acknowledged the action returns to ``None`` and the breach number stays.
+to that number. The action recorded is :attr:`BreachAction.enforced` of
+``spec.governance.onBreach``: ``Suspend`` → ``Suspended``, ``Quarantine`` → ``Quarantined``,
+``Alert`` → ``None`` (alerts only). The operator acts on the action (scale to zero,
+deny-all NetworkPolicy, revoke the key); once acknowledged the action returns to ``None``
+and the breach number stays.
+
+``criticalBreach`` records the latest breach number that a critical violation raised (or
+that was outstanding when one arrived): ``PolicyCompliant`` stays False with reason
+``CriticalViolation`` until it is acknowledged. It is a field of its own, never recovered
+from the free-text reason.
 
 With several ingest replicas, :func:`merge` combines a replica's enforcement with the
 stored one: the higher breach number wins; on the same breach the stronger action wins
 (``Quarantined`` > ``Suspended`` > ``None``), so an action another replica set is never
 cleared by a replica that has not seen it; the only way down is :func:`release`, once the
-breach is acknowledged.
+breach is acknowledged. ``criticalBreach`` takes the larger of the two.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-ACTIONS = {"Suspend": "Suspended", "Quarantine": "Quarantined", "Alert": "None"}
-STRENGTH = {"None": 0, "Suspended": 1, "Quarantined": 2}
+from ..api.common import Severity
+from ..api.enforcement import BreachAction, EnforcementAction
 
 
 @dataclass(frozen=True, slots=True)
-class Enforcement:
-    """``status.enforcement``: the action in force and the breach counter."""
+class EnforcementState:
+    """``status.enforcement`` as the ingest API keeps it: action, breach counters, reason."""
 
-    action: str = "None"
+    action: EnforcementAction = EnforcementAction.NONE
     breach: int = 0
     reason: str = ""
     since: float | None = None
+    critical_breach: int = 0
 
     def outstanding(self, acknowledged: int) -> bool:
         """True while the latest breach has not been acknowledged."""
         return self.breach > acknowledged
+
+    def critical_outstanding(self, acknowledged: int) -> bool:
+        """True while a breach raised by a critical violation is unacknowledged."""
+        return self.critical_breach > acknowledged
 
 
 def breach_reason(
     new_severities: list[str], trust_before: float, trust_after: float, threshold: float
 ) -> str | None:
     """Why the latest change is a breach, or None if it is not one."""
-    critical = sum(1 for severity in new_severities if severity == "critical")
+    critical = sum(1 for severity in new_severities if severity == Severity.CRITICAL)
     if critical:
         return f"{critical} critical violation(s) reported"
     if trust_before >= threshold > trust_after:
@@ -56,28 +67,49 @@ def breach_reason(
 
 
 def decide(
-    current: Enforcement, on_breach: str, acknowledged: int, reason: str | None, now: float
-) -> Enforcement:
-    """The enforcement after an event: released if acknowledged, raised on a new breach."""
+    current: EnforcementState,
+    on_breach: BreachAction,
+    acknowledged: int,
+    reason: str | None,
+    now: float,
+    critical: bool = False,
+) -> EnforcementState:
+    """The enforcement after an event: released if acknowledged, raised on a new breach.
+
+    ``critical``: the event recorded a critical violation, which marks the breach it raised
+    (or the one still outstanding) as critical.
+    """
     current = release(current, acknowledged)
-    if reason is None or current.outstanding(acknowledged):
+    if reason is None:
         return current
-    return Enforcement(ACTIONS.get(on_breach, "None"), current.breach + 1, reason, now)
+    if current.outstanding(acknowledged):
+        if critical:
+            return replace(current, critical_breach=max(current.critical_breach, current.breach))
+        return current
+    breach = current.breach + 1
+    return EnforcementState(
+        on_breach.enforced,
+        breach,
+        reason,
+        now,
+        breach if critical else current.critical_breach,
+    )
 
 
-def release(current: Enforcement, acknowledged: int) -> Enforcement:
+def release(current: EnforcementState, acknowledged: int) -> EnforcementState:
     """Clear the action once the user acknowledged the breach number."""
-    if current.action != "None" and not current.outstanding(acknowledged):
-        return replace(current, action="None", since=None)
+    if current.action != EnforcementAction.NONE and not current.outstanding(acknowledged):
+        return replace(current, action=EnforcementAction.NONE, since=None)
     return current
 
 
-def merge(local: Enforcement, stored: Enforcement, acknowledged: int) -> Enforcement:
+def merge(local: EnforcementState, stored: EnforcementState, acknowledged: int) -> EnforcementState:
     """One replica's enforcement merged with the stored one (see the module docstring)."""
     if stored.breach != local.breach:
         winner = stored if stored.breach > local.breach else local
-    elif STRENGTH.get(stored.action, 0) > STRENGTH.get(local.action, 0):
+    elif stored.action.strength > local.action.strength:
         winner = stored
     else:
         winner = local
-    return release(winner, acknowledged)
+    critical = max(local.critical_breach, stored.critical_breach)
+    return release(replace(winner, critical_breach=critical), acknowledged)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from ..api.common import API_VERSION, severity_rank
-from .aggregate import rfc3339
+from ..api.common import API_VERSION, Severity, severity_rank
+from .codec import rfc3339
 
 COMPONENT = "promethios-ingest"
 MAX_MESSAGE_DESCRIPTION = 256
-MIN_SEVERITY = "medium"
+MIN_SEVERITY = Severity.MEDIUM
 
 
 @dataclass
@@ -40,10 +40,11 @@ class EventAction:
 
 
 def wants_event(severity: str) -> bool:
-    """Severity ≥ medium."""
-    return severity in ("low", "medium", "high", "critical") and severity_rank(
-        severity
-    ) >= severity_rank(MIN_SEVERITY)
+    """Severity ≥ medium (False for anything that is not a severity)."""
+    try:
+        return severity_rank(severity) >= MIN_SEVERITY.rank
+    except ValueError:
+        return False
 
 
 def message(vtype: str, severity: str, description: str) -> str:

@@ -1,22 +1,8 @@
 """Agent API keys: an in-memory index from the SHA-256 of a key to its agent.
 
-Secret contract (the operator writes it, the ingest API reads it)
------------------------------------------------------------------
-For every GovernedAgent ``<name>`` the operator writes a Secret ``<name>-api-key`` in
-the agent's namespace with
-
-- labels ``app.kubernetes.io/managed-by=promethios-operator``,
-  ``promethios.ai/component=api-key`` and ``promethios.ai/agent=<name>``;
-- annotation ``promethios.ai/governance-identity=<id>`` (the agent's governance identity);
-- data key ``apiKey``: the current key (only the sidecar mounts it);
-- data key ``apiKeySha256``: lowercase hex SHA-256 of the UTF-8 bytes of ``apiKey``;
-- during a rotation, data key ``previousApiKeySha256`` (hex SHA-256 of the previous key)
-  and annotation ``promethios.ai/previous-key-expires-at=<RFC3339>``; the previous key is
-  accepted until then. Without the annotation the previous key is not accepted.
-
-The ingest API lists/watches Secrets with the label selector
-``app.kubernetes.io/managed-by=promethios-operator,promethios.ai/component=api-key`` and
-reads only ``apiKeySha256``/``previousApiKeySha256`` (never ``apiKey``).
+The Secrets it is fed from follow the contract in :mod:`promethios.api.apikey` (the
+operator writes them): only ``apiKeySha256`` and ``previousApiKeySha256`` are read, never
+``apiKey``.
 
 Authentication is one SHA-256 of the presented key and one dict lookup; the stored
 digest comes from the index itself, and ``hmac.compare_digest`` re-checks it so the
@@ -25,8 +11,6 @@ comparison is constant-time. Keys are never logged or echoed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 import threading
@@ -35,16 +19,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ..api.apikey import (
+    ANNOTATION_PREVIOUS_EXPIRES,
+    DATA_PREVIOUS_SHA256,
+    DATA_SHA256,
+    decode_data,
+    sha256_hex,
+)
 from ..api.conditions import parse_time
-
-SECRET_SELECTOR = "app.kubernetes.io/managed-by=promethios-operator,promethios.ai/component=api-key"
-LABEL_AGENT = "promethios.ai/agent"
-ANNOTATION_IDENTITY = "promethios.ai/governance-identity"
-ANNOTATION_PREVIOUS_EXPIRES = "promethios.ai/previous-key-expires-at"
-DATA_KEY = "apiKey"
-DATA_SHA256 = "apiKeySha256"
-DATA_PREVIOUS_SHA256 = "previousApiKeySha256"
-SECRET_SUFFIX = "-api-key"
+from ..api.metadata import ANNOTATION_IDENTITY, LABEL_AGENT
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -76,20 +59,11 @@ class AuthResult:
     entry: KeyEntry | None = None
 
 
-def sha256_hex(key: str) -> str:
-    """Lowercase hex SHA-256 of a key's UTF-8 bytes (what ``apiKeySha256`` holds)."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _data_value(data: Mapping[str, Any], key: str) -> str | None:
-    """Decode one base64 ``data`` value of a Secret as text; None when absent or bad."""
-    raw = data.get(key)
-    if not isinstance(raw, str):
-        return None
-    try:
-        return base64.b64decode(raw, validate=True).decode("ascii").strip().lower()
-    except (ValueError, UnicodeDecodeError):
-        return None
+def _digest(data: Mapping[str, Any], key: str) -> str | None:
+    """A hex digest from a Secret's ``data`` (normalised); None when absent or not hex."""
+    text = decode_data(data, key)
+    digest = text.strip().lower() if text is not None else None
+    return digest if digest is not None and _HEX64.match(digest) else None
 
 
 def entries_from_secret(secret: Mapping[str, Any]) -> list[KeyEntry]:
@@ -104,12 +78,12 @@ def entries_from_secret(secret: Mapping[str, Any]) -> list[KeyEntry]:
     agent_id = f"{namespace}/{name}"
     data = secret.get("data") or {}
     entries = []
-    current = _data_value(data, DATA_SHA256)
-    if current and _HEX64.match(current):
+    current = _digest(data, DATA_SHA256)
+    if current:
         entries.append(KeyEntry(agent_id, identity, None, current))
-    previous = _data_value(data, DATA_PREVIOUS_SHA256)
+    previous = _digest(data, DATA_PREVIOUS_SHA256)
     expires = parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES))
-    if previous and _HEX64.match(previous) and expires is not None and previous != current:
+    if previous and expires is not None and previous != current:
         entries.append(KeyEntry(agent_id, identity, expires.timestamp(), previous))
     return entries
 
@@ -155,6 +129,24 @@ class KeyStore:
         with self._lock:
             self._index[digest] = KeyEntry(agent_id, identity, expires_at, digest)
 
+    def replace_scope(self, namespace: str | None, secrets: list[Mapping[str, Any]]) -> None:
+        """Re-sync the keys of one namespace (None: all) from a full list of its Secrets."""
+        with self._lock:
+            stale = [
+                uid
+                for uid, digests in self._by_secret.items()
+                if namespace is None
+                or any(
+                    self._index[d].agent_id.startswith(namespace + "/")
+                    for d in digests
+                    if d in self._index
+                )
+            ]
+        for uid in stale:
+            self.put(uid, [])
+        for secret in secrets:
+            self.put_secret(secret)
+
     def authenticate(
         self, authorization: str | None, agent_id: str | None, identity: str | None, now: float
     ) -> AuthResult:
@@ -192,22 +184,3 @@ def _secret_id(secret: Mapping[str, Any]) -> str:
     if isinstance(uid, str) and uid:
         return uid
     return f"{metadata.get('namespace')}/{metadata.get('name')}"
-
-
-def replace_scope(store: KeyStore, namespace: str | None, secrets: list[Mapping[str, Any]]) -> None:
-    """Re-sync the keys of one namespace (None: all) from a full list of its Secrets."""
-    with store._lock:
-        stale = [
-            uid
-            for uid, digests in store._by_secret.items()
-            if namespace is None
-            or any(
-                store._index[d].agent_id.startswith(namespace + "/")
-                for d in digests
-                if d in store._index
-            )
-        ]
-    for uid in stale:
-        store.put(uid, [])
-    for secret in secrets:
-        store.put_secret(secret)

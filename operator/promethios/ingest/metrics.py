@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .aggregate import Aggregator
+from .aggregator import Aggregator
 
 ENDPOINTS = frozenset(
     {

@@ -17,11 +17,16 @@ from typing import Any, Protocol
 
 from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
 from . import events as ev
-from .aggregate import AgentConfig, AgentState, Aggregator, Observed, Outcome, Recorded, rfc3339
-from .alerts import Alert, AlertDispatcher, CachingSinkResolver, ResolvedSink, SinkResolver
+from .agents import AgentConfig
+from .aggregator import Aggregator
+from .alertformat import Alert, ResolvedSink
+from .alerts import AlertDispatcher, CachingSinkResolver, SinkResolver
+from .codec import rfc3339
 from .keystore import KeyStore
 from .metrics import IngestMetrics
+from .records import Outcome, Recorded
 from .settings import IngestSettings
+from .state import AgentState, StoredAgent
 from .writer import StatusSink, StatusWriter
 
 log = logging.getLogger(__name__)
@@ -116,10 +121,10 @@ class IngestService:
         self,
         config: AgentConfig,
         status: dict[str, Any] | None = None,
-        observed: Observed | None = None,
+        stored: StoredAgent | None = None,
     ) -> None:
-        """An agent appeared, its spec changed or its stored status moved (``observed``)."""
-        self.aggregator.upsert_agent(config, self.clock(), status, observed)
+        """An agent appeared, its spec changed or its stored status moved (``stored``)."""
+        self.aggregator.upsert_agent(config, self.clock(), status, stored)
         self.writer.note(config.agent_id)
 
     def remove_agent(self, agent_id: str) -> None:

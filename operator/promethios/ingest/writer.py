@@ -3,9 +3,9 @@
 Flush policy (pure, :func:`flush_due`): an agent's status is written
 
 - at once when something a person would want to see changed — the heartbeat state, a
-  condition's status, the enforcement action/breach — or a violation of severity ≥ high
-  was recorded (``urgent``), or a caller awaits the write (violations are acknowledged only
-  once the API server has them);
+  condition's status, the enforcement action/breach — or when a caller awaits the write
+  (``urgent``): every report that records violations does, because violations are
+  acknowledged only once the API server has them;
 - otherwise at most once per ``flush_interval`` per agent, and only if anything changed;
 - when only ``lastHeartbeat``/``uptime`` moved, at most once per ``heartbeat_flush``
   (default 120 s): the HeartbeatFresh condition already says whether the agent is alive.
@@ -17,7 +17,7 @@ Kubernetes client in a worker thread; tests use an in-memory one).
 
 Replicas: a :class:`ConsistentStatusSink` (the real one) writes with the stored
 resourceVersion as a precondition. Before each attempt the view is merged onto the
-latest stored status (:func:`.aggregate.rebase`, only when another replica wrote it); a
+latest stored status (:func:`.merge.rebase`, only when another replica wrote it); a
 409 means a concurrent write: re-read, merge again, retry up to
 :data:`CONFLICT_ATTEMPTS` times with a short random pause, then fail like any other write
 error (waiters fail, the agent stays dirty and is retried after
@@ -36,16 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .aggregate import (
-    AgentState,
-    Aggregator,
-    Observed,
-    PendingSnapshot,
-    observed_from_object,
-    refresh,
-    status_body,
-)
+from .aggregator import Aggregator
+from .codec import encode_status
+from .conditions import refresh
 from .metrics import IngestMetrics
+from .pending import PendingSnapshot
+from .state import AgentState, StoredAgent, stored_agent
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_ERROR = 5.0
@@ -156,10 +152,9 @@ class StatusWriter:
         self.writes = 0
         self.conflicts = 0
 
-    def note(self, agent_id: str, urgent: bool = False) -> None:
+    def note(self, agent_id: str) -> None:
         """A report changed ``agent_id``'s state: write now if the policy says so."""
         track = self._tracks.setdefault(agent_id, _Track())
-        track.urgent |= urgent
         self._maybe_start(agent_id, track, self._clock())
 
     async def flush(self, agent_id: str, wait_seconds: float) -> None:
@@ -263,7 +258,7 @@ class StatusWriter:
                 else:
                     now = self._clock()
                     code = await self._sink.apply_status(
-                        state.config.namespace, state.config.name, status_body(state, now)
+                        state.config.namespace, state.config.name, encode_status(state, now)
                     )
                     if code >= 300:
                         raise StatusWriteError(f"status write answered {code}")
@@ -295,22 +290,22 @@ class StatusWriter:
         namespace, name = state.config.namespace, state.config.name
         snapshot: PendingSnapshot | None = None
         body: dict[str, Any] | None = None
-        after: Observed | None = None
+        after: StoredAgent | None = None
         state.writing = True
         try:
             for attempt in range(CONFLICT_ATTEMPTS):
-                if state.observed is None or attempt:
+                if state.stored is None or attempt:
                     obj = await sink.read_agent(namespace, name)
                     if obj is None:
                         raise StatusWriteError("status write answered 404")
-                    self._aggregator.observe(state, observed_from_object(obj), self._clock())
-                assert state.observed is not None
+                    self._aggregator.observe(state, stored_agent(obj), self._clock())
+                assert state.stored is not None
                 now = self._clock()
                 carried = self._aggregator.prepare_write(state, now)
                 marks = (state.version, signature(state), state.heartbeat_version)
-                rendered = status_body(state, now)
+                rendered = encode_status(state, now)
                 result = await sink.apply_status_if(
-                    namespace, name, rendered, state.observed.resource_version
+                    namespace, name, rendered, state.stored.resource_version
                 )
                 if result.code == 409:
                     self.conflicts += 1
@@ -320,7 +315,7 @@ class StatusWriter:
                 if result.code >= 300:
                     raise StatusWriteError(f"status write answered {result.code}")
                 snapshot, body = carried, rendered
-                after = observed_from_object(result.obj) if result.obj else None
+                after = stored_agent(result.obj) if result.obj else None
                 return marks
             raise StatusWriteError(f"status write conflicted {CONFLICT_ATTEMPTS} times")
         finally:

@@ -1,5 +1,11 @@
 """The client layer: the only code in the project that talks to the Kubernetes API server.
 
 Everything above it (controller, ingest) calls functions here with plain dicts and
-typed models; nothing above imports ``kubernetes`` directly.
+typed models; nothing above imports ``kubernetes`` directly (``make lint`` checks it).
+
+- :mod:`.client`           the process-wide connection pool and its :data:`~.client.Client` type
+- :mod:`.apply`            writes: server-side apply, merge patch, create, delete, Events
+- :mod:`.objects`          reads: one object, lists, the server version
+- :mod:`.watch`            list-then-watch of a kind in a background thread
+- :mod:`.ingest_requests`  the ingest API's status apply, Events and AlertSink/Secret reads
 """

@@ -1,7 +1,7 @@
 """Writes: server-side apply of any object, merge patches, deletes, and raw requests.
 
-Every write carries the field manager ``promethios-operator``. Objects are plain dicts;
-the typed models are serialised by the caller. Requests go through the process-wide
+Every write carries the field manager ``promethios-operator`` unless the caller names its
+own. Objects are plain dicts; the typed models are serialised by the caller. Requests go through the process-wide
 :func:`~promethios.kube.client.shared_client`, so every thread shares one pool.
 """
 
@@ -14,7 +14,9 @@ from typing import Any, cast
 
 import kubernetes
 
-from ..api.common import FIELD_MANAGER, GROUP, VERSION
+from ..api.common import GROUP, VERSION
+from ..api.metadata import OPERATOR_FIELD_MANAGER
+from .client import Client
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_CONTENT_TYPE = "application/merge-patch+json"
@@ -58,7 +60,7 @@ KINDS: dict[str, Kind] = {
 
 
 def request(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     method: str,
     path: str,
     *,
@@ -84,11 +86,11 @@ def request(
 
 
 def apply(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     manifest: Mapping[str, Any],
     *,
     subresource: str | None = None,
-    field_manager: str = FIELD_MANAGER,
+    field_manager: str = OPERATOR_FIELD_MANAGER,
 ) -> dict[str, Any]:
     """Server-side apply ``manifest`` (force: the operator owns what it sets)."""
     metadata = manifest["metadata"]
@@ -104,12 +106,12 @@ def apply(
 
 
 def apply_status(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     namespace: str,
     name: str,
     status: Mapping[str, Any],
     *,
-    field_manager: str = FIELD_MANAGER,
+    field_manager: str = OPERATOR_FIELD_MANAGER,
     resource_version: str | None = None,
 ) -> dict[str, Any]:
     """Server-side apply one writer's part of a GovernedAgent's status.
@@ -132,14 +134,14 @@ def apply_status(
 
 
 def merge_patch(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     kind: str,
     namespace: str,
     name: str,
     patch: Mapping[str, Any],
     *,
     subresource: str | None = None,
-    field_manager: str | None = FIELD_MANAGER,
+    field_manager: str | None = OPERATOR_FIELD_MANAGER,
 ) -> dict[str, Any]:
     """A JSON merge patch (used where another writer shares the field, e.g. enforcement).
 
@@ -155,7 +157,7 @@ def merge_patch(
     )
 
 
-def delete(client: kubernetes.client.ApiClient, kind: str, namespace: str, name: str) -> bool:
+def delete(client: Client, kind: str, namespace: str, name: str) -> bool:
     """Delete an object; False when it was already gone."""
     try:
         request(client, "DELETE", KINDS[kind].path(namespace, name))
@@ -166,7 +168,7 @@ def delete(client: kubernetes.client.ApiClient, kind: str, namespace: str, name:
     return True
 
 
-def create(client: kubernetes.client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
+def create(client: Client, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """POST a new object into its namespace (Events, benchmarks' plain creates)."""
     metadata = manifest["metadata"]
     return request(
@@ -175,7 +177,7 @@ def create(client: kubernetes.client.ApiClient, manifest: Mapping[str, Any]) -> 
 
 
 def post_event(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     involved: Mapping[str, Any],
     event_type: str,
     reason: str,
@@ -199,7 +201,7 @@ def post_event(
         "type": event_type,
         "reason": reason,
         "message": message[:1024],
-        "source": {"component": FIELD_MANAGER},
+        "source": {"component": OPERATOR_FIELD_MANAGER},
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,

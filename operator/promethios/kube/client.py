@@ -1,4 +1,9 @@
-"""One shared, rate-limited connection to the API server for the whole process."""
+"""One shared connection pool to the API server for the whole process.
+
+The operator's reconciles, its handlers' threads and the in-process ingest API all go
+through :func:`shared_client`, so every thread shares one pool of
+:attr:`ClientSettings.pool_size` connections (and one identity).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from dataclasses import dataclass
 
 import kubernetes
 
+#: The API client type the layers above hold (they never import ``kubernetes`` themselves).
+Client = kubernetes.client.ApiClient
+
 _lock = threading.Lock()
-_shared: kubernetes.client.ApiClient | None = None
+_shared: Client | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ def load_configuration(settings: ClientSettings) -> kubernetes.client.Configurat
     return configuration
 
 
-def shared_client(settings: ClientSettings | None = None) -> kubernetes.client.ApiClient:
+def shared_client(settings: ClientSettings | None = None) -> Client:
     """The process-wide ApiClient (one connection pool), created on first use."""
     global _shared
     with _lock:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import kubernetes
-
 from .apply import KINDS, ApiException, request
+from .client import Client
 
 
-def get(
-    client: kubernetes.client.ApiClient, kind: str, namespace: str, name: str
-) -> dict[str, Any] | None:
+def get(client: Client, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """One object as a dict; None when it does not exist."""
     try:
         return request(client, "GET", KINDS[kind].path(namespace, name))
@@ -22,28 +19,22 @@ def get(
         raise
 
 
-def get_governed_agent(
-    client: kubernetes.client.ApiClient, namespace: str, name: str
-) -> dict[str, Any] | None:
+def get_governed_agent(client: Client, namespace: str, name: str) -> dict[str, Any] | None:
     """A GovernedAgent, or None."""
     return get(client, "GovernedAgent", namespace, name)
 
 
-def get_policy(
-    client: kubernetes.client.ApiClient, namespace: str, name: str
-) -> dict[str, Any] | None:
+def get_policy(client: Client, namespace: str, name: str) -> dict[str, Any] | None:
     """A GovernancePolicy, or None."""
     return get(client, "GovernancePolicy", namespace, name)
 
 
-def alert_sink_exists(client: kubernetes.client.ApiClient, namespace: str, name: str) -> bool:
+def alert_sink_exists(client: Client, namespace: str, name: str) -> bool:
     """Whether an AlertSink exists."""
     return get(client, "AlertSink", namespace, name) is not None
 
 
-def secret_keys(
-    client: kubernetes.client.ApiClient, namespace: str, name: str
-) -> frozenset[str] | None:
+def secret_keys(client: Client, namespace: str, name: str) -> frozenset[str] | None:
     """The data keys of a Secret (never its values); None when it does not exist."""
     secret = get(client, "Secret", namespace, name)
     if secret is None:
@@ -53,7 +44,7 @@ def secret_keys(
     )
 
 
-def server_minor_version(client: kubernetes.client.ApiClient) -> int:
+def server_minor_version(client: Client) -> int:
     """The API server's minor version (``"37+"`` and similar suffixes are ignored)."""
     version = request(client, "GET", "/version")
     match = re.match(r"\d+", str(version.get("minor", "")))
@@ -61,7 +52,7 @@ def server_minor_version(client: kubernetes.client.ApiClient) -> int:
 
 
 def list_objects(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     kind: str,
     namespace: str | None,
     label_selector: str = "",
@@ -76,9 +67,7 @@ def list_objects(
     return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def list_governed_agents(
-    client: kubernetes.client.ApiClient, namespaces: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
+def list_governed_agents(client: Client, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Every GovernedAgent in the given namespaces (all namespaces when empty)."""
     if not namespaces:
         return list_objects(client, "GovernedAgent", None)[0]
@@ -88,7 +77,7 @@ def list_governed_agents(
     return agents
 
 
-def connection_facts(client: kubernetes.client.ApiClient) -> dict[str, Any]:
+def connection_facts(client: Client) -> dict[str, Any]:
     """How ``client`` reaches the API server, for handing the same identity to kopf."""
     config = client.configuration
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(

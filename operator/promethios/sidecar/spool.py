@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promethios.api.common import SEVERITY_ORDER, severity_rank
+from promethios.api.common import SEVERITIES, severity_rank
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class SpoolEntry:
     @property
     def severity(self) -> str:
         """The violation's severity."""
-        return SEVERITY_ORDER[self.rank]
+        return str(SEVERITIES[self.rank])
 
     @classmethod
     def parse(cls, name: str) -> SpoolEntry | None:
@@ -59,7 +59,7 @@ class SpoolEntry:
         if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
             return None
         rank = int(parts[1])
-        return cls(rank, int(parts[0]), parts[2]) if rank < len(SEVERITY_ORDER) else None
+        return cls(rank, int(parts[0]), parts[2]) if rank < len(SEVERITIES) else None
 
 
 class Spool:

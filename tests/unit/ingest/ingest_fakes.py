@@ -8,15 +8,44 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from promethios.ingest.aggregate import AgentConfig, observed_from_object
+from promethios.api.agent import parse_agent
+from promethios.api.policy import TrustScoring
+from promethios.ingest.agents import AgentConfig
 from promethios.ingest.service import IngestService
 from promethios.ingest.settings import IngestSettings
+from promethios.ingest.state import stored_agent
 from promethios.ingest.writer import WriteResult
 
 AGENT = "team-a/support-bot"
 IDENTITY = "gid-1234"
 KEY = "k" * 40
 OTHER_KEY = "o" * 40
+
+
+def agent_config(
+    namespace: str,
+    name: str,
+    *,
+    alert_sinks: tuple[str, ...] = (),
+    scoring: TrustScoring | None = None,
+    **governance: Any,
+) -> AgentConfig:
+    """An :class:`AgentConfig` parsed from a GovernedAgent body, as the watch feeds it.
+
+    ``governance`` holds ``spec.governance`` fields in snake_case (``on_breach="Suspend"``);
+    everything not given takes the model's default.
+    """
+    body = {
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}"},
+        "spec": {
+            "image": "agent:1",
+            "modelProvider": {"type": "openai"},
+            "governance": {"policyRef": {"name": "policy"}, **governance},
+            "alertSinks": [{"name": sink} for sink in alert_sinks],
+        },
+    }
+    agent = parse_agent(body)
+    return AgentConfig(agent, scoring) if scoring is not None else AgentConfig(agent)
 
 
 class Clock:
@@ -71,8 +100,8 @@ def make_service(clock: Clock, sink: MemorySink, **overrides: Any) -> IngestServ
     service = IngestService(settings, sink, event_sink=MemoryEvents(), clock=clock)
     service.keystore.add_key(KEY, AGENT, IDENTITY)
     service.keystore.add_key(OTHER_KEY, "team-a/other", "gid-other")
-    service.upsert_agent(AgentConfig("team-a", "support-bot", IDENTITY))
-    service.upsert_agent(AgentConfig("team-a", "other", "gid-other"))
+    service.upsert_agent(agent_config("team-a", "support-bot"))
+    service.upsert_agent(agent_config("team-a", "other"))
     service.ready.set()
     return service
 
@@ -154,9 +183,7 @@ class ApiSink:
         for service, config in server.watchers:
             event = copy.deepcopy(snapshot)
             asyncio.get_running_loop().call_soon(
-                lambda s=service, c=config, e=event: s.upsert_agent(
-                    c, observed=observed_from_object(e)
-                )
+                lambda s=service, c=config, e=event: s.upsert_agent(c, stored=stored_agent(e))
             )
         return WriteResult(200, snapshot)
 

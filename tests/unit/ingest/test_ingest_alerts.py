@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from ingest_fakes import AGENT, IDENTITY, Clock, MemoryEvents, MemorySink
+from ingest_fakes import AGENT, Clock, MemoryEvents, MemorySink, agent_config
 
 from promethios.api.wire import PolicyViolation
-from promethios.ingest.aggregate import AgentConfig, Aggregator
+from promethios.ingest.aggregator import Aggregator
+from promethios.ingest.alertformat import Alert, ResolvedSink
 from promethios.ingest.alerts import (
-    Alert,
     AlertDispatcher,
     CachingSinkResolver,
-    ResolvedSink,
     parse_retry_after,
     retry_delay,
 )
@@ -413,7 +412,7 @@ def service_with(resolver: Resolver, clock: Clock, events: MemoryEvents) -> Inge
     service = IngestService(
         settings, MemorySink(), event_sink=events, sink_resolver=resolver, clock=clock
     )
-    service.upsert_agent(AgentConfig("team-a", "support-bot", IDENTITY, alert_sinks=("hook",)))
+    service.upsert_agent(agent_config("team-a", "support-bot", alert_sinks=("hook",)))
     return service
 
 

@@ -10,7 +10,17 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_fakes import AGENT, IDENTITY, KEY, OTHER_KEY, Clock, MemorySink, headers, make_service
+from ingest_fakes import (
+    AGENT,
+    IDENTITY,
+    KEY,
+    OTHER_KEY,
+    Clock,
+    MemorySink,
+    agent_config,
+    headers,
+    make_service,
+)
 
 from promethios.ingest.app import build_app
 
@@ -358,10 +368,8 @@ async def test_events_aggregated_and_context_free(clock: Clock, sink: MemorySink
 
 
 async def test_suspend_on_critical(clock: Clock, sink: MemorySink) -> None:
-    from promethios.ingest.aggregate import AgentConfig
-
     service = make_service(clock, sink)
-    service.upsert_agent(AgentConfig("team-a", "support-bot", IDENTITY, on_breach="Suspend"))
+    service.upsert_agent(agent_config("team-a", "support-bot", on_breach="Suspend"))
     async with TestClient(TestServer(build_app(service))) as client:
         critical = {**VIOLATION, "violation": {**VIOLATION["violation"], "severity": "critical"}}
         assert (await post(client, "/api/v1/governance/violations", critical))[0] == 200

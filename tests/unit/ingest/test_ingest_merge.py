@@ -11,30 +11,25 @@ import asyncio
 import base64
 import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from ingest_fakes import AGENT, IDENTITY, KEY, Clock, FakeApiServer
+from ingest_fakes import AGENT, IDENTITY, KEY, Clock, FakeApiServer, agent_config
 from test_ingest_pure import heartbeat, violation
 
+from promethios.api.enforcement import EnforcementAction
 from promethios.api.wire import PolicyViolation
 from promethios.ingest import enforcement as enf
-from promethios.ingest.aggregate import (
-    VIOLATION_KEYS,
-    AgentConfig,
-    AgentState,
-    Aggregator,
-    Observed,
-    foreign,
-    observed_from_object,
-    status_body,
-    violation_key,
-)
+from promethios.ingest.aggregator import Aggregator, violation_key
+from promethios.ingest.codec import encode_status
+from promethios.ingest.merge import foreign
 from promethios.ingest.service import IngestService
 from promethios.ingest.settings import IngestSettings
+from promethios.ingest.state import VIOLATION_KEYS, AgentState, StoredAgent, stored_agent
 
 T0 = 1_700_000_000.0
-CONFIG = AgentConfig("ns", "bot", trust_threshold=0.5, on_breach="Suspend")
+CONFIG = agent_config("ns", "bot", trust_threshold=0.5, on_breach="Suspend")
 
 
 class Store:
@@ -46,20 +41,20 @@ class Store:
         self.acknowledged = 0
         self.written_at: float | None = None
 
-    def observed(self) -> Observed:
-        return Observed(str(self.rv), self.status, self.acknowledged, self.written_at)
+    def observed(self) -> StoredAgent:
+        return StoredAgent(str(self.rv), self.status, self.acknowledged, self.written_at)
 
 
 def replica(store: Store, now: float = T0) -> tuple[Aggregator, AgentState]:
     agg = Aggregator()
-    return agg, agg.upsert_agent(CONFIG, now, observed=store.observed())
+    return agg, agg.upsert_agent(CONFIG, now, stored=store.observed())
 
 
 def flush(state: AgentState, store: Store, now: float) -> dict[str, Any]:
     """One successful conditional write of ``state`` onto ``store`` (what the writer does)."""
     Aggregator.observe(state, store.observed(), now)
     carried = Aggregator.prepare_write(state, now)
-    body = status_body(state, now)
+    body = encode_status(state, now)
     store.rv += 1
     store.status = body
     store.written_at = now
@@ -90,12 +85,12 @@ def test_keys_bounded_newest_first_and_loaded_on_restart() -> None:
     agg = Aggregator()
     state = agg.upsert_agent(CONFIG, T0)
     record(agg, state, [f"v{i}" for i in range(200)], "low", T0)
-    keys = status_body(state, T0)["governance"]["recentViolationKeys"]
+    keys = encode_status(state, T0)["governance"]["recentViolationKeys"]
     assert len(keys) == VIOLATION_KEYS == 128
     assert keys[0] == violation_key("v199") and keys[-1] == violation_key("v72")
     # a restarted replica knows the 20 newest by id and 128 by marker
     fresh_agg = Aggregator()
-    fresh = fresh_agg.upsert_agent(CONFIG, T0 + 5, status_body(state, T0))
+    fresh = fresh_agg.upsert_agent(CONFIG, T0 + 5, encode_status(state, T0))
     replay = [violation("low", key=f"v{i}") for i in range(100, 200)]
     outcome = fresh_agg.violations(fresh, replay, None, T0 + 6)
     assert (outcome.accepted, outcome.duplicates) == (0, 100)
@@ -137,12 +132,12 @@ def test_single_replica_never_rebases() -> None:
     record(agg, state, ["a1"], "high", T0 + 1)
     flush(state, store, T0 + 2)
     assert not foreign(state)
-    before = status_body(state, T0 + 3)
+    before = encode_status(state, T0 + 3)
     # the operator writes its own status fields: a new resourceVersion, ingest values unchanged
     store.rv += 1
     store.status = {**store.status, "observedGeneration": 3}
     assert not Aggregator.observe(state, store.observed(), T0 + 3)
-    assert status_body(state, T0 + 3) == before
+    assert encode_status(state, T0 + 3) == before
 
 
 def test_deltas_cleared_only_after_a_successful_write() -> None:
@@ -153,7 +148,7 @@ def test_deltas_cleared_only_after_a_successful_write() -> None:
     record(agg, state, ["a3"], "low", T0 + 2)  # arrives while the write is in flight
     Aggregator.after_write(state, None, None, None, T0 + 3)  # failed: nothing settled
     assert state.pending.counts["low"] == 3
-    body = status_body(state, T0 + 3)
+    body = encode_status(state, T0 + 3)
     Aggregator.after_write(state, carried, body, None, T0 + 4)  # the 2 it carried settle
     assert state.pending.counts["low"] == 1 and [i.recorded.id for i in state.pending.items] == [
         "a3"
@@ -213,17 +208,19 @@ def test_duplicates_across_replicas_by_id_and_marker_not_recounted() -> None:
 
 
 def test_escalation_is_monotonic_and_released_only_by_acknowledgement() -> None:
-    none = enf.Enforcement()
-    suspended = enf.Enforcement("Suspended", 1, "critical", T0)
-    quarantined = enf.Enforcement("Quarantined", 1, "critical", T0)
-    second = enf.Enforcement("None", 2, "trust", T0)
+    none = enf.EnforcementState()
+    suspended = enf.EnforcementState(EnforcementAction.SUSPENDED, 1, "critical", T0, 1)
+    quarantined = enf.EnforcementState(EnforcementAction.QUARANTINED, 1, "critical", T0, 1)
+    second = enf.EnforcementState(EnforcementAction.NONE, 2, "trust", T0)
     assert enf.merge(none, suspended, 0) == suspended  # never cleared by a stale replica
     assert enf.merge(suspended, none, 0) == suspended
     assert enf.merge(suspended, quarantined, 0) == quarantined
     assert enf.merge(quarantined, suspended, 0) == quarantined
-    assert enf.merge(suspended, second, 0) == second  # the higher breach number wins
-    released = enf.merge(suspended, enf.Enforcement("None", 1, "critical", None), 1)
-    assert (released.action, released.breach) == ("None", 1)
+    # the higher breach number wins; the critical breach is never forgotten by the merge
+    assert enf.merge(suspended, second, 0) == replace(second, critical_breach=1)
+    stored = enf.EnforcementState(EnforcementAction.NONE, 1, "critical", None, 1)
+    released = enf.merge(suspended, stored, 1)
+    assert (released.action, released.breach, released.critical_breach) == ("None", 1, 1)
     # through the merge: a replica that missed the breach keeps it; the acknowledgement
     # (read from the stored object's spec) releases it
     store = Store()
@@ -261,8 +258,8 @@ def service(server: FakeApiServer, clock: Clock, watch: bool) -> IngestService:
     settings = IngestSettings(status_write_timeout_seconds=5.0)
     svc = IngestService(settings, server.sink(), clock=clock)
     svc.keystore.add_key(KEY, AGENT, IDENTITY)
-    config = AgentConfig("team-a", "support-bot", IDENTITY)
-    svc.upsert_agent(config, observed=observed_from_object(server.objects[AGENT]))
+    config = agent_config("team-a", "support-bot")
+    svc.upsert_agent(config, stored=stored_agent(server.objects[AGENT]))
     if watch:
         server.watch(svc, config)
     return svc

@@ -8,15 +8,16 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from ingest_fakes import agent_config
 
+from promethios.api.enforcement import BreachAction
 from promethios.api.policy import SeverityWeights, TrustScoring
 from promethios.api.wire import HeartbeatReport, PolicyViolation
 from promethios.ingest import enforcement as enf
 from promethios.ingest import events as ev
-from promethios.ingest.aggregate import AgentConfig, Aggregator, load_status, status_body
-from promethios.ingest.alerts import (
+from promethios.ingest.aggregator import Aggregator, load_status
+from promethios.ingest.alertformat import (
     Alert,
-    Deduplicator,
     ResolvedSink,
     build_request,
     pagerduty_body,
@@ -25,6 +26,8 @@ from promethios.ingest.alerts import (
     verify_signature,
     wanted,
 )
+from promethios.ingest.alerts import Deduplicator
+from promethios.ingest.codec import encode_status
 from promethios.ingest.idempotency import IdempotencyCache
 from promethios.ingest.keystore import AuthOutcome, KeyStore, entries_from_secret, sha256_hex
 from promethios.ingest.ratelimit import RateLimiter, retry_after_header
@@ -187,14 +190,21 @@ def test_breach_reasons() -> None:
     [("Suspend", "Suspended"), ("Quarantine", "Quarantined"), ("Alert", "None")],
 )
 def test_enforcement_decision(on_breach: str, action: str) -> None:
-    first = enf.decide(enf.Enforcement(), on_breach, 0, "critical", T0)
-    assert (first.action, first.breach, first.since) == (action, 1, T0)
+    setting = BreachAction(on_breach)
+    first = enf.decide(enf.EnforcementState(), setting, 0, "trust fell", T0)
+    assert (first.action, first.breach, first.since, first.critical_breach) == (action, 1, T0, 0)
     # a second breach while outstanding does not bump the counter
-    assert enf.decide(first, on_breach, 0, "again", T0 + 1) == first
-    # acknowledged: released, and the next breach is n+1
-    released = enf.decide(first, on_breach, 1, None, T0 + 2)
-    assert (released.action, released.breach) == ("None", 1)
-    assert enf.decide(released, on_breach, 1, "again", T0 + 3).breach == 2
+    assert enf.decide(first, setting, 0, "again", T0 + 1) == first
+    # a critical violation while breach 1 is outstanding marks breach 1 critical
+    marked = enf.decide(first, setting, 0, "critical", T0 + 1, critical=True)
+    assert (marked.breach, marked.critical_breach) == (1, 1)
+    # acknowledged: released, and the next breach is n+1 (critical only if it says so)
+    released = enf.decide(marked, setting, 1, None, T0 + 2)
+    assert (released.action, released.breach, released.critical_breach) == ("None", 1, 1)
+    assert not released.critical_outstanding(1)
+    second = enf.decide(released, setting, 1, "critical", T0 + 3, critical=True)
+    assert (second.breach, second.critical_breach) == (2, 2)
+    assert second.critical_outstanding(1)
 
 
 # -- flush policy -----------------------------------------------------------------------
@@ -247,7 +257,9 @@ def heartbeat(status: str = "active") -> HeartbeatReport:
 
 def test_aggregation_counts_recent_and_conditions() -> None:
     agg = Aggregator()
-    state = agg.upsert_agent(AgentConfig("ns", "bot", trust_threshold=0.7, on_breach="Suspend"), T0)
+    state = agg.upsert_agent(
+        agent_config("ns", "bot", trust_threshold=0.7, on_breach="Suspend"), T0
+    )
     assert state.conditions["HeartbeatFresh"].status == "Unknown"
     agg.heartbeat(state, heartbeat(), "hb1", T0 + 1)
     assert agg.heartbeat(state, heartbeat(), "hb1", T0 + 2).duplicates == 1
@@ -255,7 +267,7 @@ def test_aggregation_counts_recent_and_conditions() -> None:
     for i in range(25):
         agg.violations(state, [violation("low", key=f"v{i}")], None, T0 + 3 + i)
     assert agg.violations(state, [violation("low", key="v24")], None, T0 + 40).duplicates == 1
-    body = status_body(state, T0 + 40)
+    body = encode_status(state, T0 + 40)
     gov = body["governance"]
     assert gov["violations"] == {"low": 25, "medium": 0, "high": 0, "critical": 0, "total": 25}
     assert len(gov["recentViolations"]) == 20
@@ -271,13 +283,14 @@ def test_aggregation_counts_recent_and_conditions() -> None:
 def test_stale_transition_and_last_transition_time() -> None:
     agg = Aggregator()
     state = agg.upsert_agent(
-        AgentConfig("ns", "bot", heartbeat_interval=1, missed_before_stale=2), T0
+        agent_config("ns", "bot", heartbeat_interval_seconds=1, missed_heartbeats_before_stale=2),
+        T0,
     )
     agg.heartbeat(state, heartbeat(), None, T0)
     since = state.conditions["HeartbeatFresh"].since
     agg.heartbeat(state, heartbeat(), None, T0 + 1)
     assert state.conditions["HeartbeatFresh"].since == since  # no transition, no new time
-    from promethios.ingest.aggregate import refresh
+    from promethios.ingest.conditions import refresh
 
     assert refresh(state, T0 + 3.5)
     cond = state.conditions["HeartbeatFresh"]
@@ -286,13 +299,13 @@ def test_stale_transition_and_last_transition_time() -> None:
 
 def test_trust_below_threshold_and_acknowledgement() -> None:
     agg = Aggregator()
-    config = AgentConfig("ns", "bot", trust_threshold=0.9, on_breach="Quarantine")
+    config = agent_config("ns", "bot", trust_threshold=0.9, on_breach="Quarantine")
     state = agg.upsert_agent(config, T0)
     agg.violations(state, [violation("high", key="h1")], None, T0)
     assert state.enforcement.action == "Quarantined"
     assert state.conditions["PolicyCompliant"].reason == "TrustBelowThreshold"
     agg.upsert_agent(
-        AgentConfig(
+        agent_config(
             "ns", "bot", trust_threshold=0.9, on_breach="Quarantine", acknowledged_breach=1
         ),
         T0 + 1,
@@ -302,10 +315,10 @@ def test_trust_below_threshold_and_acknowledgement() -> None:
 
 def test_load_status_resumes_counters() -> None:
     agg = Aggregator()
-    state = agg.upsert_agent(AgentConfig("ns", "bot"), T0)
+    state = agg.upsert_agent(agent_config("ns", "bot"), T0)
     agg.violations(state, [violation("high", key="h1"), violation("critical", key="c1")], None, T0)
-    body = status_body(state, T0)
-    fresh = Aggregator().upsert_agent(AgentConfig("ns", "bot"), T0 + 10, body)
+    body = encode_status(state, T0)
+    fresh = Aggregator().upsert_agent(agent_config("ns", "bot"), T0 + 10, body)
     assert fresh.counts["critical"] == 1 and fresh.counts["high"] == 1
     assert [v.id for v in fresh.recent] == ["c1", "h1"] or [v.id for v in fresh.recent] == [
         "h1",
@@ -321,7 +334,7 @@ def test_load_status_resumes_counters() -> None:
 
 def test_summary_ranges() -> None:
     agg = Aggregator()
-    state = agg.upsert_agent(AgentConfig("ns", "bot"), T0)
+    state = agg.upsert_agent(agent_config("ns", "bot"), T0)
     agg.heartbeat(state, heartbeat(), None, T0)
     agg.violations(state, [violation("low", "a", "1")], None, T0)
     agg.violations(state, [violation("high", "b", "2")], None, T0 + 3000)
@@ -388,6 +401,6 @@ def test_min_severity_and_dedup() -> None:
 
 
 def test_datetime_helpers() -> None:
-    from promethios.ingest.aggregate import rfc3339
+    from promethios.ingest.codec import rfc3339
 
     assert rfc3339(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) == "2024-01-01T00:00:00Z"

@@ -6,17 +6,17 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ingest_fakes import Clock, MemorySink, make_service
+from ingest_fakes import Clock, MemorySink, agent_config, make_service
 
-from promethios.ingest.aggregate import AgentConfig, AgentState
 from promethios.ingest.service import IngestService
+from promethios.ingest.state import AgentState
 from promethios.ingest.writer import TICK_CHUNK
 
 
 def fleet(clock: Clock, sink: MemorySink, size: int) -> IngestService:
     service = make_service(clock, sink)  # two agents already
     for i in range(size - 2):
-        service.upsert_agent(AgentConfig("team-b", f"agent-{i}", f"gid-{i}"))
+        service.upsert_agent(agent_config("team-b", f"agent-{i}"))
     return service
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from promethios.api.governedagent import GovernedAgentSpec, GovernedAgentStatus
-from promethios.builders.meta import Agent
+from promethios.api.agent import Agent
+from promethios.api.governedagent import GovernedAgentSpec
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 UID = "0f0e0d0c-0000-4000-8000-000000000001"
@@ -28,9 +28,7 @@ def spec_dict(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def make_agent(
-    status: dict[str, Any] | None = None, generation: int = 1, **overrides: Any
-) -> Agent:
+def make_agent(generation: int = 1, **overrides: Any) -> Agent:
     """A typed Agent named ``support-bot`` in ``team-a``."""
     return Agent(
         name="support-bot",
@@ -38,7 +36,6 @@ def make_agent(
         uid=UID,
         generation=generation,
         spec=GovernedAgentSpec.model_validate(spec_dict(**overrides)),
-        status=GovernedAgentStatus.model_validate(status or {}),
     )
 
 

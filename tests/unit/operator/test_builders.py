@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from promethios.api.metadata import ANNOTATION_CONFIG_HASH
 from promethios.api.policy import BlockedPattern, GovernancePolicySpec
 from promethios.api.sidecarconfig import (
     API_KEY_MOUNT,
@@ -30,7 +31,7 @@ from promethios.builders import (
     labels,
     owner_reference,
 )
-from promethios.builders.meta import ANNOTATION_CONFIG_HASH, ChildNames
+from promethios.builders.meta import ChildNames
 from promethios.builders.sidecar import DEFAULT_SIDECAR_IMAGE
 from promethios.builders.workload import AGENT_CONTAINER, SIDECAR_CONTAINER
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from promethios.api import conditions as vocab
 from promethios.controller import conditions as cond
 from promethios.controller.conditions import Blocker, ConditionValue, Rollout
 
@@ -83,17 +84,17 @@ def test_rollout_of_missing_deployment() -> None:
 
 def test_ready_when_every_pod_is_ready() -> None:
     values = cond.desired_conditions(None, cond.rollout_of(deployment(2, 2)))
-    assert values["Ready"] == ConditionValue("True", cond.AVAILABLE, "2/2 agent pods ready")
+    assert values["Ready"] == ConditionValue("True", vocab.AVAILABLE, "2/2 agent pods ready")
     assert values["Progressing"].status == "False"
-    assert values["Progressing"].reason == cond.ROLLOUT_COMPLETE
+    assert values["Progressing"].reason == vocab.ROLLOUT_COMPLETE
     assert values["Degraded"].status == "False"
 
 
 def test_not_ready_while_pods_start() -> None:
     values = cond.desired_conditions(None, cond.rollout_of(deployment(2, 1)))
-    assert values["Ready"].status == "False" and values["Ready"].reason == cond.PODS_NOT_READY
+    assert values["Ready"].status == "False" and values["Ready"].reason == vocab.PODS_NOT_READY
     assert values["Progressing"] == ConditionValue(
-        "True", cond.ROLLING_OUT, "2/2 pods updated, 1 available"
+        "True", vocab.ROLLING_OUT, "2/2 pods updated, 1 available"
     )
 
 
@@ -114,7 +115,7 @@ def test_old_pods_still_terminating_means_progressing() -> None:
 def test_scaled_to_zero_is_ready() -> None:
     values = cond.desired_conditions(None, cond.rollout_of(deployment(0, 0)))
     assert values["Ready"] == ConditionValue(
-        "True", cond.SCALED_TO_ZERO, "the agent is scaled to zero replicas"
+        "True", vocab.SCALED_TO_ZERO, "the agent is scaled to zero replicas"
     )
 
 
@@ -128,29 +129,29 @@ def test_progress_deadline_exceeded_is_degraded() -> None:
     )
     values = cond.desired_conditions(None, cond.rollout_of(failing))
     assert values["Degraded"].status == "True"
-    assert values["Degraded"].reason == cond.DEADLINE_EXCEEDED
+    assert values["Degraded"].reason == vocab.DEADLINE_EXCEEDED
 
 
 def test_a_missing_reference_blocks_every_condition() -> None:
-    blocker = Blocker(cond.POLICY_NOT_FOUND, "GovernancePolicy ns/p not found")
+    blocker = Blocker(vocab.POLICY_NOT_FOUND, "GovernancePolicy ns/p not found")
     values = cond.desired_conditions(blocker, cond.rollout_of(deployment()))
-    assert values["Ready"] == ConditionValue("False", cond.POLICY_NOT_FOUND, blocker.message)
+    assert values["Ready"] == ConditionValue("False", vocab.POLICY_NOT_FOUND, blocker.message)
     assert values["Progressing"].status == "False"
-    assert values["Degraded"] == ConditionValue("True", cond.POLICY_NOT_FOUND, blocker.message)
+    assert values["Degraded"] == ConditionValue("True", vocab.POLICY_NOT_FOUND, blocker.message)
 
 
 def test_suspend_is_not_degraded() -> None:
-    blocker = Blocker(cond.SUSPENDED, "suspended", degraded=False)
+    blocker = Blocker(vocab.SUSPENDED, "suspended", degraded=False)
     values = cond.desired_conditions(blocker, cond.rollout_of(deployment()))
-    assert values["Ready"].status == "False" and values["Ready"].reason == cond.SUSPENDED
-    assert values["Degraded"] == ConditionValue("False", cond.AS_EXPECTED, "")
+    assert values["Ready"].status == "False" and values["Ready"].reason == vocab.SUSPENDED
+    assert values["Degraded"] == ConditionValue("False", vocab.AS_EXPECTED, "")
 
 
 def test_format_time_is_rfc3339_utc() -> None:
     from datetime import datetime, timedelta, timezone
 
     moment = datetime(2025, 1, 1, 13, 0, 0, tzinfo=timezone(timedelta(hours=1)))
-    assert cond.format_time(moment) == "2025-01-01T12:00:00Z"
+    assert vocab.format_time(moment) == "2025-01-01T12:00:00Z"
 
 
 def test_transition_time_moves_only_when_the_status_changes() -> None:

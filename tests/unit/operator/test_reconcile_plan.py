@@ -13,10 +13,11 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from promethios.api import conditions as vocab
+from promethios.api.agent import Agent
+from promethios.api.metadata import ANNOTATION_CONFIG_HASH
 from promethios.api.policy import BlockedPattern, GovernancePolicySpec
 from promethios.builders import BuildSettings
-from promethios.builders.meta import ANNOTATION_CONFIG_HASH, Agent
-from promethios.controller import conditions as cond
 from promethios.controller.plan import (
     Observed,
     Plan,
@@ -114,7 +115,7 @@ def apply_status(current: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any
     """Server-side apply of the operator's status: list-map merge of conditions."""
     merged = {k: v for k, v in current.items() if k not in ("replicas", "readyReplicas")}
     merged.pop("apiKey", None)
-    others = [c for c in current.get("conditions", []) if c["type"] not in cond.OWNED_TYPES]
+    others = [c for c in current.get("conditions", []) if c["type"] not in vocab.OPERATOR_TYPES]
     merged.update(copy.deepcopy(mine))
     merged["conditions"] = others + mine["conditions"]
     return merged
@@ -250,7 +251,7 @@ def test_suspend_scales_to_zero_and_resume_restores(
     plan = world.reconcile(now, keys)
     assert kinds(plan) == ["Deployment"] and plan.apply[0]["spec"]["replicas"] == 0
     assert plan.status is not None
-    assert ready(plan.status)["reason"] == cond.SUSPENDED
+    assert ready(plan.status)["reason"] == vocab.SUSPENDED
     world.agent = agent_factory(replicas=2, generation=3)
     plan = world.reconcile(now, keys)
     assert plan.apply[0]["spec"]["replicas"] == 2
@@ -266,10 +267,10 @@ def test_missing_policy_blocks_the_workload_and_warns_once(
     world.policy = None  # type: ignore[assignment]
     plan = world.reconcile(now, keys)
     assert kinds(plan) == ["Secret"]  # the key exists early; no pods without a policy
-    assert plan.blocker is not None and plan.blocker.reason == cond.POLICY_NOT_FOUND
+    assert plan.blocker is not None and plan.blocker.reason == vocab.POLICY_NOT_FOUND
     assert "GovernancePolicy team-a/default-policy not found" in plan.blocker.message
-    assert [(e.type, e.reason) for e in plan.events] == [("Warning", cond.POLICY_NOT_FOUND)]
-    assert world.status["conditions"][0]["reason"] == cond.POLICY_NOT_FOUND
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", vocab.POLICY_NOT_FOUND)]
+    assert world.status["conditions"][0]["reason"] == vocab.POLICY_NOT_FOUND
     again = world.reconcile(now + timedelta(seconds=10), keys)
     assert again.events == [] and again.status is None and again.blocker is not None
 
@@ -291,7 +292,7 @@ def test_missing_provider_secret(agent_factory: Any, now: datetime, keys: Any) -
     world = World(agent_factory(), provider_keys=None)
     plan = world.reconcile(now, keys)
     assert plan.blocker is not None
-    assert plan.blocker.reason == cond.PROVIDER_SECRET_NOT_FOUND
+    assert plan.blocker.reason == vocab.PROVIDER_SECRET_NOT_FOUND
     assert plan.blocker.message == "Secret team-a/openai-credentials not found"
     assert kinds(plan) == ["Secret"]
 
@@ -308,7 +309,7 @@ def test_missing_alert_sink_reports_but_still_deploys(
     world = World(agent_factory(alertSinks=[{"name": "slack"}]))
     world.missing_sinks = ("slack",)
     plan = world.reconcile(now, keys)
-    assert plan.blocker is not None and plan.blocker.reason == cond.ALERT_SINK_NOT_FOUND
+    assert plan.blocker is not None and plan.blocker.reason == vocab.ALERT_SINK_NOT_FOUND
     assert "AlertSink team-a/slack not found" in plan.blocker.message
     assert kinds(plan) == ["Secret", "ConfigMap", "Deployment", "Service"]
 
@@ -386,7 +387,7 @@ def test_enforcement_suspend_scales_to_zero(agent_factory: Any, now: datetime, k
     enforce(world, "Suspended", 1)
     plan = world.reconcile(now, keys)
     assert kinds(plan) == ["Deployment"] and plan.apply[0]["spec"]["replicas"] == 0
-    assert ready(world.status)["reason"] == cond.ENFORCEMENT_SUSPENDED
+    assert ready(world.status)["reason"] == vocab.ENFORCEMENT_SUSPENDED
     assert "acknowledgedBreach to 1" in ready(world.status)["message"]
     assert world.secret_data()["apiKey"] == "key-1"  # suspension keeps the key
 
@@ -403,7 +404,7 @@ def test_quarantine_denies_traffic_and_revokes_the_key_once(
     data = world.secret_data()
     assert data["apiKey"] == "key-2" and "previousApiKeySha256" not in data
     assert world.status["children"]["networkPolicy"] == "support-bot-quarantine"
-    assert {e.reason for e in plan.events} == {"ApiKeyRevoked", cond.QUARANTINED}
+    assert {e.reason for e in plan.events} == {"ApiKeyRevoked", vocab.QUARANTINED}
     again = world.reconcile(now, keys)
     assert again.apply == [] and keys.count == 2  # revoked once per breach
 

@@ -1,0 +1,210 @@
+"""The one codec between the ingest state and the ingest-owned part of a GovernedAgent's status.
+
+:func:`encode_status` renders what a server-side apply by the ingest API (field manager
+``promethios-ingest``) carries: ``heartbeat``, ``governance``, ``enforcement`` and the
+``HeartbeatFresh`` / ``PolicyCompliant`` conditions. :func:`decode_status` reads a stored
+status back through the same pydantic models the CRD is generated from, into typed,
+structured values (:class:`StoredStatus`); loading after a restart and the replica merge
+both use it, so neither parses the status its own way and no meaning is recovered from
+message text.
+
+Decoding is section by section: a section that does not validate (or a time that cannot
+be represented, e.g. year 1 at +14:00) reads as its default and is logged, and never
+stops the other sections — or any later write — from being read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+
+from ..api.common import SEVERITIES, Condition, parse_or_default
+from ..api.conditions import INGEST_TYPES, format_time
+from ..api.enforcement import EnforcementAction
+from ..api.governedagent import EnforcementStatus, GovernanceStatus, HeartbeatStatus
+from .enforcement import EnforcementState
+from .records import ConditionState, Recorded
+from .state import VIOLATION_KEYS, AgentState
+
+log = logging.getLogger(__name__)
+
+
+def epoch(moment: datetime | None) -> float | None:
+    """Epoch seconds of an aware or naive-UTC datetime; None when absent or out of range."""
+    if moment is None:
+        return None
+    try:
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return aware.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def rfc3339(seconds: float | None) -> str | None:
+    """``2024-01-02T03:04:05Z`` (seconds precision, what metav1.Time stores); None if absent."""
+    if seconds is None:
+        return None
+    return format_time(datetime.fromtimestamp(seconds, UTC))
+
+
+@dataclass(frozen=True)
+class StoredStatus:
+    """The ingest-owned fields of a stored status, typed (times as epoch seconds)."""
+
+    heartbeat_state: str = "unknown"
+    last_heartbeat: float | None = None
+    uptime: float | None = None
+    last_activity: float | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+    interactions: int = 0
+    response_time_ms: float | None = None
+    reported_trust: float | None = None
+    trust_score: float | None = None
+    last_violation_time: float | None = None
+    recent: tuple[Recorded, ...] = ()
+    """Newest first."""
+    keys: tuple[str, ...] = ()
+    """Replay markers, newest first."""
+    enforcement: EnforcementState = field(default_factory=EnforcementState)
+    conditions: dict[str, ConditionState] = field(default_factory=dict)
+    """The ingest's conditions only."""
+
+
+def decode_status(status: Mapping[str, Any], now: float) -> StoredStatus:
+    """The typed ingest-owned fields of ``status`` (see the module docstring)."""
+    heartbeat = parse_or_default(HeartbeatStatus, status.get("heartbeat"))
+    governance = parse_or_default(GovernanceStatus, status.get("governance"))
+    enforcement = parse_or_default(EnforcementStatus, status.get("enforcement"))
+    counts = governance.violations
+    return StoredStatus(
+        heartbeat_state=str(heartbeat.state),
+        last_heartbeat=epoch(heartbeat.last_heartbeat),
+        uptime=heartbeat.uptime_seconds,
+        last_activity=epoch(heartbeat.last_activity),
+        counts={severity: getattr(counts, severity) for severity in SEVERITIES},
+        interactions=governance.interactions,
+        response_time_ms=governance.response_time_ms,
+        reported_trust=governance.reported_trust_score,
+        trust_score=governance.trust_score,
+        last_violation_time=epoch(governance.last_violation_time),
+        recent=tuple(
+            Recorded(item.id, item.type, item.severity, item.description, epoch(item.time) or now)
+            for item in governance.recent_violations
+        ),
+        keys=tuple(governance.recent_violation_keys[:VIOLATION_KEYS]),
+        enforcement=EnforcementState(
+            EnforcementAction(enforcement.action),
+            enforcement.breach,
+            enforcement.reason,
+            epoch(enforcement.since),
+            enforcement.critical_breach,
+        ),
+        conditions=_conditions(status.get("conditions"), now),
+    )
+
+
+def _conditions(raw: Any, now: float) -> dict[str, ConditionState]:
+    found: dict[str, ConditionState] = {}
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, Mapping) or item.get("type") not in INGEST_TYPES:
+            continue
+        try:
+            condition = Condition.model_validate(item)
+        except pydantic.ValidationError:
+            log.warning("stored condition %s does not validate; re-evaluated", item.get("type"))
+            continue
+        since = epoch(condition.last_transition_time) or now
+        found[condition.type] = ConditionState(
+            condition.status, condition.reason, condition.message, since
+        )
+    return found
+
+
+def encode_status(state: AgentState, now: float) -> dict[str, Any]:
+    """The ingest-owned part of ``status`` for a server-side apply."""
+    enforcement = state.enforcement
+    trust = state.trust_score(now)
+    return {
+        "heartbeat": _drop_none(
+            {
+                "state": state.heartbeat_state,
+                "lastHeartbeat": rfc3339(state.last_heartbeat),
+                "uptimeSeconds": state.uptime,
+                "lastActivity": rfc3339(state.last_activity),
+            }
+        ),
+        "governance": _drop_none(
+            {
+                "trustScore": trust,
+                "trustScoreDisplay": f"{trust:.2f}",
+                "reportedTrustScore": state.reported_trust,
+                "interactions": state.interactions,
+                "responseTimeMs": state.response_time_ms,
+                "violations": {**state.counts, "total": sum(state.counts.values())},
+                "recentViolations": [_recent(item) for item in state.recent],
+                "lastViolationTime": rfc3339(state.last_violation_time),
+                "recentViolationKeys": list(state.keys),
+            }
+        ),
+        "enforcement": _drop_none(
+            {
+                "action": str(enforcement.action),
+                "breach": enforcement.breach,
+                "criticalBreach": enforcement.critical_breach,
+                "reason": enforcement.reason[:1024],
+                "since": rfc3339(enforcement.since),
+            }
+        ),
+        "conditions": [
+            {
+                "type": ctype,
+                "status": cond.status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": rfc3339(cond.since),
+            }
+            for ctype, cond in sorted(state.conditions.items())
+        ],
+    }
+
+
+def _recent(item: Recorded) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "type": item.type,
+        "severity": item.severity,
+        "description": item.description,
+        "time": rfc3339(item.time),
+    }
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def fingerprint(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ingest-owned values that tell whose write a status is (see :func:`.merge.foreign`).
+
+    Read from the raw status on purpose: it is compared on every watch event, and two
+    statuses with equal fingerprints are the same write whatever their other fields.
+    """
+    governance = status.get("governance") or {}
+    enforcement = status.get("enforcement") or {}
+    heartbeat = status.get("heartbeat") or {}
+    counts = governance.get("violations") or {}
+    return (
+        tuple(counts.get(severity, 0) for severity in SEVERITIES),
+        tuple(str(item.get("id")) for item in governance.get("recentViolations") or []),
+        tuple(governance.get("recentViolationKeys") or ()),
+        governance.get("trustScore"),
+        governance.get("interactions", 0),
+        enforcement.get("action", "None"),
+        enforcement.get("breach", 0),
+        heartbeat.get("state"),
+        heartbeat.get("lastHeartbeat"),
+    )
