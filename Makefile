@@ -35,10 +35,11 @@ test-unit: venv  ## unit tests only (no cluster)
 test-integration: venv testenv  ## integration tests only
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
-lint: venv  ## ruff and mypy (strict on the package)
+lint: venv  ## ruff, mypy (strict on the packages) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check operator localdev tests benchmarks hack
 	$(BIN)/ruff format --check operator localdev tests benchmarks hack
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: venv  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix operator localdev tests benchmarks hack

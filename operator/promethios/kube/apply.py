@@ -1,8 +1,9 @@
 """Writes: server-side apply of any object, merge patches, deletes, and raw requests.
 
 Every write carries the field manager ``promethios-operator`` unless the caller names its
-own. Objects are plain dicts; the typed models are serialised by the caller. Requests go through the process-wide
-:func:`~promethios.kube.client.shared_client`, so every thread shares one pool.
+own. Objects are plain dicts; the typed models are serialised by the caller. Requests go
+through the process-wide :func:`~promethios.kube.client.shared_client`, so every thread
+shares one pool.
 """
 
 from __future__ import annotations
