@@ -17,7 +17,6 @@ from ..api.common import parse_or_default
 from ..api.conditions import (
     ALERT_SINK_NOT_FOUND,
     ENFORCEMENT_SUSPENDED,
-    OPERATOR_TYPES,
     POLICY_NOT_FOUND,
     PROVIDER_SECRET_NOT_FOUND,
     QUARANTINED,
@@ -43,6 +42,7 @@ from ..builders import (
 from ..builders.apikey import generate_api_key
 from ..builders.meta import Manifest
 from . import conditions as cond
+from .compare import needs_apply, progress_only_status, status_differs
 
 WARNING = "Warning"
 NORMAL = "Normal"
@@ -157,31 +157,6 @@ def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.B
     if agent.spec.suspend:
         return cond.Blocker(SUSPENDED, "spec.suspend is true: scaled to zero", degraded=False)
     return None
-
-
-def is_subset(desired: Any, live: Any) -> bool:
-    """Whether every field of ``desired`` has the same value in ``live``.
-
-    Server defaults add fields, so the live object is compared as a superset; lists
-    must match element by element. Removed fields are caught by the applied-hash
-    annotation, which is part of ``desired``.
-    """
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            key in live and is_subset(value, live[key]) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(desired) == len(live)
-            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
-        )
-    return bool(desired == live)
-
-
-def needs_apply(desired: Manifest, live: Mapping[str, Any] | None) -> bool:
-    """Apply only when the child is missing or differs: unchanged agents cost no writes."""
-    return live is None or not is_subset(desired, live)
 
 
 def desired_replicas(agent: Agent, enforcement: EnforcementInForce) -> int | None:
@@ -351,65 +326,11 @@ def desired_status(
     return status
 
 
-def status_differs(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """Whether applying ``desired`` would change anything the operator owns."""
-    for key, value in desired.items():
-        if key == "conditions":
-            mine = [c for c in current.get("conditions") or [] if c.get("type") in OPERATOR_TYPES]
-            if sorted(mine, key=_type) != sorted(value, key=_type):
-                return True
-        elif current.get(key) != value:
-            return True
-    # A field the operator stopped setting (e.g. the previous key's expiry) must be removed.
-    return _dropped(desired, current)
-
-
-def _type(condition: Mapping[str, Any]) -> str:
-    return str(condition.get("type"))
-
-
-def _dropped(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    return any(key in current and key not in desired for key in ("replicas", "readyReplicas"))
-
-
-#: Status fields that follow the pods' progress (counts), not the agent's state.
-PROGRESS_FIELDS = ("replicas", "readyReplicas")
-
-
 def progress_only(plan: Plan, current: Mapping[str, Any]) -> bool:
-    """Whether the plan's only write is status and it changes rollout progress only.
-
-    That is: pod counts (``replicas``, ``readyReplicas``, the conditions' messages)
-    differ, while every condition keeps its status, reason and observedGeneration and
-    every other field is unchanged. Such a write may wait to coalesce with the next
-    one; a transition (e.g. Ready becoming True) never does.
-    """
+    """Whether the plan's only write is status and it changes rollout progress only
+    (:func:`.compare.progress_only_status`). Such a write may wait to coalesce with the
+    next one; a transition (e.g. Ready becoming True) never does."""
     status = plan.status
     if status is None or plan.apply or plan.delete or plan.release is not None or plan.events:
         return False
-    if plan.blocker is not None:
-        return False
-    for key, value in status.items():
-        if key == "conditions":
-            if not _same_transitions(value, current.get("conditions") or []):
-                return False
-        elif key not in PROGRESS_FIELDS and current.get(key) != value:
-            return False
-    return all(key in current for key in PROGRESS_FIELDS if key in status) and not _dropped(
-        status, current
-    )
-
-
-def _same_transitions(desired: list[dict[str, Any]], current: list[Mapping[str, Any]]) -> bool:
-    """Each desired condition exists with the same status, reason and observedGeneration."""
-    live = {c.get("type"): c for c in current}
-
-    def facts(condition: Mapping[str, Any]) -> tuple[Any, ...]:
-        return (
-            condition.get("status"),
-            condition.get("reason"),
-            condition.get("observedGeneration"),
-            condition.get("lastTransitionTime"),
-        )
-
-    return all(c["type"] in live and facts(c) == facts(live[c["type"]]) for c in desired)
+    return plan.blocker is None and progress_only_status(status, current)

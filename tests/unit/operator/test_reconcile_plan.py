@@ -18,13 +18,8 @@ from promethios.api.agent import Agent
 from promethios.api.metadata import ANNOTATION_CONFIG_HASH
 from promethios.api.policy import BlockedPattern, GovernancePolicySpec
 from promethios.builders import BuildSettings
-from promethios.controller.plan import (
-    Observed,
-    Plan,
-    is_subset,
-    needs_apply,
-    plan_agent,
-)
+from promethios.controller.compare import is_subset, needs_apply
+from promethios.controller.plan import Observed, Plan, plan_agent
 
 SETTINGS = BuildSettings()
 
