@@ -287,7 +287,12 @@ def test_kubectl_get_ga_shows_printer_columns(
                  "lastTransitionTime": now}  # fmt: skip
     status = {
         "conditions": [condition],
-        "governance": {"trustScore": 0.85, "violations": {"total": 2}},
+        # What the ingest API writes: the score, and beside it the score with two decimals.
+        "governance": {
+            "trustScore": 0.8533333,
+            "trustScoreDisplay": "0.85",
+            "violations": {"total": 2},
+        },
         "heartbeat": {"state": "active", "lastHeartbeat": now},
     }
     objects.patch_namespaced_custom_object_status(

@@ -265,7 +265,11 @@ def test_maps_and_datetimes() -> None:
     assert labels == {
         "description": "Extra pod labels.",
         "type": "object",
-        "additionalProperties": {"type": "string"},
+        "additionalProperties": {
+            "description": "The label's value.",
+            "type": "string",
+            "maxLength": 63,
+        },
     }
     beat = node_at("GovernedAgent", "status.heartbeat.lastHeartbeat")
     assert (beat["type"], beat["format"]) == ("string", "date-time")
@@ -439,3 +443,24 @@ def test_cli_check_names_the_drifted_file(
 
 def test_cli_dispatches_crds() -> None:
     assert cli.resolve("crds") is crdgen.main
+
+
+def _nodes_without_description(node: Any, path: str) -> list[str]:
+    """Every schema node under ``node`` (properties, list items, map values) lacking one."""
+    if not isinstance(node, dict):
+        return []
+    missing = [] if node.get("description") else [path]
+    for name, child in (node.get("properties") or {}).items():
+        missing += _nodes_without_description(child, f"{path}.{name}")
+    missing += _nodes_without_description(node.get("items"), f"{path}[]")
+    missing += _nodes_without_description(node.get("additionalProperties"), f"{path}{{}}")
+    return missing
+
+
+@pytest.mark.parametrize("crd", crdgen.all_crds(), ids=lambda crd: crd["spec"]["names"]["kind"])
+def test_every_schema_node_has_a_description(crd: dict[str, Any]) -> None:
+    """``kubectl explain`` shows a description at every level of every kind."""
+    kind = crd["spec"]["names"]["kind"]
+    for version in crd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        assert _nodes_without_description(schema, kind) == []

@@ -71,9 +71,12 @@ class AlertSinkSpec(Model):
 class AlertSinkStatus(Model):
     """Observed state of an AlertSink."""
 
-    observed_generation: int | None = Field(None, ge=0)
+    observed_generation: int | None = Field(
+        None, ge=0, description="The metadata.generation last acted on."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Current state, as Kubernetes API conventions define conditions.",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],

@@ -197,7 +197,10 @@ def object_schema(info: CustomResourceInfo) -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "Versioned schema of this object."},
             "kind": {"type": "string", "description": "The REST resource this object represents."},
-            "metadata": {"type": "object"},
+            "metadata": {
+                "type": "object",
+                "description": "Standard object metadata (name, namespace, labels, ...).",
+            },
             "spec": spec,
             "status": structural_schema(info.status_model),
         },

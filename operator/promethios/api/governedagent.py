@@ -27,14 +27,29 @@ from .common import (
 from .enforcement import BreachAction, EnforcementAction
 from .resource import CustomResourceInfo, PrinterColumn
 
-Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMGTPE]i?|[mun])?$")]
+Quantity = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMGTPE]i?|[mun])?$",
+        description="A resource quantity, e.g. 250m, 1 or 512Mi (a string).",
+    ),
+]
+LabelValue = Annotated[str, Field(max_length=63, description="The label's value.")]
+AnnotationValue = Annotated[str, Field(description="The annotation's value.")]
+Argument = Annotated[str, Field(description="One argument.")]
+ModelName = Annotated[str, Field(min_length=1, max_length=256, description="A model name.")]
 
 
 class EnvVar(Model):
     """An environment variable for the agent container (literal value only)."""
 
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str = Field("", max_length=32768)
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Variable name; names the operator sets itself are dropped.",
+    )
+    value: str = Field("", max_length=32768, description="Literal value.")
 
 
 class ResourceRequirements(Model):
@@ -71,7 +86,7 @@ class ModelProvider(Model):
         None,
         description="Secret holding the provider credential; mounted into the sidecar only.",
     )
-    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    allowed_models: list[ModelName] = Field(
         default_factory=list,
         max_length=64,
         description="Models the agent may call; empty allows any the policy allows.",
@@ -143,8 +158,8 @@ class GovernedAgentSpec(Model):
     image_pull_policy: str | None = Field(
         None, pattern=r"^(Always|IfNotPresent|Never)$", description="Always, IfNotPresent, Never."
     )
-    command: list[str] | None = Field(None, max_length=64, description="Entrypoint override.")
-    args: list[str] | None = Field(None, max_length=256, description="Arguments override.")
+    command: list[Argument] | None = Field(None, max_length=64, description="Entrypoint override.")
+    args: list[Argument] | None = Field(None, max_length=256, description="Arguments override.")
     env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Agent env vars.")
     port: int = Field(
         8080, ge=1, le=65535, description="Port the agent serves on (not 15001 or 15090)."
@@ -159,8 +174,8 @@ class GovernedAgentSpec(Model):
     automount_service_account_token: bool = Field(
         False, description="Mount a service-account token into the agent pod (off by default)."
     )
-    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
-    pod_annotations: dict[str, str] = Field(
+    pod_labels: dict[str, LabelValue] = Field(default_factory=dict, description="Extra pod labels.")
+    pod_annotations: dict[str, AnnotationValue] = Field(
         default_factory=dict, description="Extra pod annotations."
     )
     model_provider: ModelProvider = Field(description="Model provider behind the sidecar.")
@@ -202,24 +217,34 @@ class HeartbeatStatus(Model):
 class ViolationCounts(Model):
     """Violations received since the agent was created, by severity."""
 
-    low: int = Field(0, ge=0)
-    medium: int = Field(0, ge=0)
-    high: int = Field(0, ge=0)
-    critical: int = Field(0, ge=0)
-    total: int = Field(0, ge=0)
+    low: int = Field(0, ge=0, description="Violations of severity low.")
+    medium: int = Field(0, ge=0, description="Violations of severity medium.")
+    high: int = Field(0, ge=0, description="Violations of severity high.")
+    critical: int = Field(0, ge=0, description="Violations of severity critical.")
+    total: int = Field(0, ge=0, description="All violations.")
 
 
 class RecentViolation(Model):
     """One recorded violation (the newest are kept, bounded)."""
 
     id: str = Field(max_length=128, description="Idempotency key or server-assigned id.")
-    type: str = Field(max_length=128)
-    severity: str = Field(pattern=r"^(low|medium|high|critical)$")
-    description: str = Field("", max_length=1024)
-    time: datetime
+    type: str = Field(max_length=128, description="Violation type, e.g. pii.email.")
+    severity: str = Field(
+        pattern=r"^(low|medium|high|critical)$", description="low, medium, high or critical."
+    )
+    description: str = Field("", max_length=1024, description="What happened (no content).")
+    time: datetime = Field(description="When the ingest API recorded it.")
 
 
-ViolationKey = Annotated[str, Field(min_length=12, max_length=12, pattern=r"^[A-Za-z0-9_-]{12}$")]
+ViolationKey = Annotated[
+    str,
+    Field(
+        min_length=12,
+        max_length=12,
+        pattern=r"^[A-Za-z0-9_-]{12}$",
+        description="One replay marker (12 base64url characters).",
+    ),
+]
 """A violation id's replay marker (see :func:`promethios.ingest.aggregate.violation_key`)."""
 
 
@@ -241,7 +266,9 @@ class GovernanceStatus(Model):
     recent_violations: list[RecentViolation] = Field(
         default_factory=list, max_length=20, description="The newest violations, newest first."
     )
-    last_violation_time: datetime | None = None
+    last_violation_time: datetime | None = Field(
+        None, description="When the newest violation was recorded."
+    )
     recent_violation_keys: list[ViolationKey] = Field(
         default_factory=list,
         max_length=128,
@@ -274,11 +301,11 @@ class EnforcementStatus(Model):
 class ChildNames(Model):
     """Names of the objects the operator created for this agent."""
 
-    secret: str | None = None
-    config_map: str | None = None
-    deployment: str | None = None
-    service: str | None = None
-    network_policy: str | None = None
+    secret: str | None = Field(None, description="The API-key Secret.")
+    config_map: str | None = Field(None, description="The sidecar's ConfigMap.")
+    deployment: str | None = Field(None, description="The agent's Deployment.")
+    service: str | None = Field(None, description="The agent's Service.")
+    network_policy: str | None = Field(None, description="The quarantine NetworkPolicy.")
 
 
 class ApiKeyStatus(Model):
@@ -295,17 +322,20 @@ class GovernedAgentStatus(Model):
 
     model_config = api_config(extra="allow")
 
-    observed_generation: int | None = Field(None, ge=0)
+    observed_generation: int | None = Field(
+        None, ge=0, description="The metadata.generation the operator last acted on."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Current state, as Kubernetes API conventions define conditions.",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
         },
     )
-    replicas: int | None = Field(None, ge=0)
-    ready_replicas: int | None = Field(None, ge=0)
-    children: ChildNames | None = None
+    replicas: int | None = Field(None, ge=0, description="Agent pods (the Deployment's).")
+    ready_replicas: int | None = Field(None, ge=0, description="Agent pods ready.")
+    children: ChildNames | None = Field(None, description="Objects the operator made.")
     governance_identity: str | None = Field(None, description="Stable for the resource's life.")
     api_key: ApiKeyStatus | None = None
     heartbeat: HeartbeatStatus | None = None

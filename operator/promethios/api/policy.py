@@ -80,8 +80,12 @@ class PiiDetection(Model):
 class RateLimits(Model):
     """Per-agent rate limits, enforced by the sidecar over a sliding minute."""
 
-    requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
-    tokens_per_minute: int | None = Field(None, ge=1, le=100_000_000)
+    requests_per_minute: int | None = Field(
+        None, ge=1, le=1_000_000, description="Model calls per minute; unset: no limit."
+    )
+    tokens_per_minute: int | None = Field(
+        None, ge=1, le=100_000_000, description="Tokens per minute; unset: no limit."
+    )
 
 
 class TokenBudget(Model):
@@ -96,10 +100,10 @@ class TokenBudget(Model):
 class SeverityWeights(Model):
     """Trust lost per violation of each severity."""
 
-    low: float = Field(0.01, ge=0, le=1)
-    medium: float = Field(0.05, ge=0, le=1)
-    high: float = Field(0.15, ge=0, le=1)
-    critical: float = Field(0.4, ge=0, le=1)
+    low: float = Field(0.01, ge=0, le=1, description="Trust lost per low violation.")
+    medium: float = Field(0.05, ge=0, le=1, description="Trust lost per medium violation.")
+    high: float = Field(0.15, ge=0, le=1, description="Trust lost per high violation.")
+    critical: float = Field(0.4, ge=0, le=1, description="Trust lost per critical violation.")
 
 
 class TrustScoring(Model):
@@ -117,15 +121,16 @@ class GovernancePolicySpec(Model):
     blocked_patterns: list[BlockedPattern] = Field(
         default_factory=list,
         max_length=128,
+        description="Regular expressions that must not appear in prompts or completions.",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
     )
     pii_detection: PiiDetection = Field(default_factory=PiiDetection)
-    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=64, description="Models allowed; empty allows any."
-    )
+    allowed_models: list[
+        Annotated[str, Field(min_length=1, max_length=256, description="A model name.")]
+    ] = Field(default_factory=list, max_length=64, description="Models allowed; empty allows any.")
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     budget: TokenBudget | None = Field(None, description="Token budget per window.")
     trust_scoring: TrustScoring = Field(default_factory=TrustScoring)
@@ -134,9 +139,12 @@ class GovernancePolicySpec(Model):
 class GovernancePolicyStatus(Model):
     """Observed state of a GovernancePolicy."""
 
-    observed_generation: int | None = Field(None, ge=0)
+    observed_generation: int | None = Field(
+        None, ge=0, description="The metadata.generation last acted on."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Current state, as Kubernetes API conventions define conditions.",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
