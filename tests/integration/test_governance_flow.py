@@ -97,6 +97,16 @@ def http(
         return 0, None
 
 
+def metric_sample(url: str, sample: str) -> float:
+    """The value of one Prometheus sample (``name{labels}`` as exposed) at ``url``; 0 if absent."""
+    status, text = http("GET", url)
+    assert status == 200, text
+    for line in str(text).splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def write_secret_file(path: Path, value: str) -> None:
     """Replace a mounted-secret file atomically (a new inode, as the kubelet's swap)."""
     tmp = path.with_name(path.name + ".new")
@@ -244,14 +254,13 @@ class Sidecar:
         for process in self.processes:
             process.stop(timeout=10)
 
+    def counter(self, sample: str) -> float:
+        """One sample of the running instance's metrics, e.g. ``name_total{label="x"}``."""
+        return metric_sample(f"http://127.0.0.1:{self.metrics_port}/metrics", sample)
+
     def reloads(self) -> float:
         """``promethios_sidecar_config_reloads_total{result="ok"}`` of the running instance."""
-        status, text = http("GET", f"http://127.0.0.1:{self.metrics_port}/metrics")
-        assert status == 200, text
-        for line in str(text).splitlines():
-            if line.startswith('promethios_sidecar_config_reloads_total{result="ok"}'):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return self.counter('promethios_sidecar_config_reloads_total{result="ok"}')
 
 
 class Kube:
@@ -543,7 +552,12 @@ def test_ingest_outage_and_sidecar_restart_lose_nothing(outage: Flow) -> None:
 
     keys = spool_keys(sidecar.spool)
     assert len(keys) == expected, sorted(keys)
-    time.sleep(1.5)  # the sender keeps retrying against the dead ingest
+    unreachable = 'promethios_sidecar_deliveries_total{kind="violations",result="unreachable"}'
+    attempts = sidecar.counter(unreachable)
+    wait_for(
+        lambda: sidecar.counter(unreachable) >= attempts + 2,
+        "two more delivery attempts against the dead ingest",
+    )
     assert spool_keys(sidecar.spool) == keys
 
     sidecar.stop()
@@ -566,7 +580,12 @@ def test_ingest_outage_and_sidecar_restart_lose_nothing(outage: Flow) -> None:
     flow.operator.start()
     sidecar.start()
     wait_for(lambda: not spool_keys(sidecar.spool), "the replayed spool to drain")
-    time.sleep(3)  # heartbeats, metrics and any further redelivery would have landed by now
+    # A violation leaves the spool only once the ingest acknowledged it, after the status
+    # write that holds it: nothing can add to the counts now. A further heartbeat shows the
+    # agent reporting on, without changing them.
+    beats = 'promethios_sidecar_deliveries_total{kind="heartbeat",result="ok"}'
+    seen = sidecar.counter(beats)
+    wait_for(lambda: sidecar.counter(beats) > seen, "another heartbeat delivered")
     counts = kube.violations()
     assert counts["total"] == expected, counts
     assert (counts["medium"], counts["high"]) == (len(emails), 1), counts
@@ -668,7 +687,11 @@ def test_critical_violation_suspends_until_acknowledged(suspend: Flow) -> None:
     status = kube.status()
     assert status["enforcement"]["action"] == "None" and status["enforcement"]["breach"] == 1
     assert kube.condition()["reason"] == "AgentAvailable"
-    time.sleep(2)  # nothing re-suspends the released agent
+    # Nothing re-suspends the released agent: a later report (a medium PII violation) is
+    # recorded, with the enforcement left released.
+    email = f"after.release.{uuid.uuid4().hex[:6]}@example.com"
+    assert http("POST", sidecar.url + "/v1/chat/completions", chat(email))[0] == 200
+    flow.wait_total(2)
     assert kube.deployment_replicas() == 2
     assert kube.status()["enforcement"]["action"] == "None"
 

@@ -187,11 +187,11 @@ async def test_ingest_end_to_end(
         assert conditions["HeartbeatFresh"]["status"] == "True"
 
         # many heartbeats, few writes (flush interval 30 s, nothing significant changes)
-        await asyncio.sleep(0.5)
+        await ingest.service.idle()
         writes_before = ingest.service.metrics.status_write_count()
         for _ in range(20):
             assert (await post("/api/v1/agents/heartbeat", heartbeat))[0] == 202
-        await asyncio.sleep(0.5)
+        await ingest.service.idle()
         assert ingest.service.metrics.status_write_count() - writes_before <= 1
 
         # a violation is acknowledged only once the API server has it; a repeat counts once

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -316,12 +315,26 @@ def resource_versions(kube: Kube) -> dict[str, str]:
     return versions
 
 
+def rollout_settled(kube: Kube, name: str = "bot") -> bool:
+    """The Deployment's controller has finished with it (its status stops changing)."""
+    deployment = kube.get("deployment", name) or {}
+    status = deployment.get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    return (
+        status.get("observedGeneration") == deployment["metadata"]["generation"]
+        and conditions.get("Progressing", {}).get("reason") == "NewReplicaSetAvailable"
+        and conditions.get("Available", {}).get("status") == "True"
+    )
+
+
 def test_restart_writes_nothing_for_unchanged_agents(kube: Kube, operator: Operator) -> None:
     ready_agent(kube)
-    time.sleep(2)  # let the last rollout events settle
+    wait_for(lambda: rollout_settled(kube), what="the Deployment's rollout to settle")
     before = resource_versions(kube)
+    marker = f"{kube.ns}/bot: in sync at start-up; nothing written"
     operator.restart()
-    time.sleep(6)  # startup, resume handlers, the first watch events
+    wait_for(lambda: marker in operator.log_path.read_text(), what="the restarted operator's "
+             "reconcile of the agent")  # fmt: skip
     assert resource_versions(kube) == before
 
 

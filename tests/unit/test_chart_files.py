@@ -297,3 +297,17 @@ def test_dockerfile_runs_one_non_root_image() -> None:
     )
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[ignored.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!operator/"]
+
+
+def test_notes_point_at_files_that_exist() -> None:
+    """Every repository path NOTES.txt tells a user to apply exists in the checkout."""
+    import re
+
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    paths = re.findall(r"-f ((?:manifests|crds|charts)/[\w./-]*)", notes)
+    assert paths, "NOTES.txt names no file to apply"
+    for path in paths:
+        target = ROOT / path
+        assert target.exists(), f"NOTES.txt points at {path}, which does not exist"
+        if target.is_dir():
+            assert list(target.glob("*.yaml")), f"{path} holds no manifests"

@@ -463,4 +463,7 @@ def test_every_schema_node_has_a_description(crd: dict[str, Any]) -> None:
     kind = crd["spec"]["names"]["kind"]
     for version in crd["spec"]["versions"]:
         schema = version["schema"]["openAPIV3Schema"]
-        assert _nodes_without_description(schema, kind) == []
+        # The API server forbids anything but the type on the root metadata; kubectl explain
+        # shows ObjectMeta's own documentation there.
+        missing = _nodes_without_description(schema, kind)
+        assert missing == [f"{kind}.metadata"]

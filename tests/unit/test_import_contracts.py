@@ -21,7 +21,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint_imports(source_root: Path) -> subprocess.CompletedProcess[str]:
-    """``lint-imports`` with the project's contracts, resolving ``promethios`` under ``source_root``."""
+    """``lint-imports`` with the project's contracts; ``promethios`` is found in ``source_root``."""
     env = {**os.environ, "PYTHONPATH": str(source_root)}
     return subprocess.run(
         [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],

@@ -197,10 +197,7 @@ def object_schema(info: CustomResourceInfo) -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "Versioned schema of this object."},
             "kind": {"type": "string", "description": "The REST resource this object represents."},
-            "metadata": {
-                "type": "object",
-                "description": "Standard object metadata (name, namespace, labels, ...).",
-            },
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": structural_schema(info.status_model),
         },

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .common import Severity
+
 AGENT_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_CONTEXT_BYTES = 4096
@@ -30,7 +32,6 @@ PATH_SUMMARY = "/api/v1/governance/summary"
 
 AgentId = Annotated[str, Field(min_length=3, max_length=317, pattern=AGENT_ID_PATTERN)]
 IdempotencyKey = Annotated[str, Field(pattern=IDEMPOTENCY_KEY_PATTERN)]
-Severity = Literal["low", "medium", "high", "critical"]
 
 
 class WireModel(BaseModel):

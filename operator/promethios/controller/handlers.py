@@ -244,7 +244,10 @@ def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
         previous = seen_enforcement.get(uid)
         seen_enforcement[uid] = enforcement_key(body.get("status") or {})
         if needs_reconcile(seen.type, body, previous):
-            _reconcile_or_retry(ctx, body, kwargs)
+            plan = _reconcile_or_retry(ctx, body, kwargs)
+            if seen.type is None and plan is not None and plan.writes_nothing:
+                # Once per agent per start: what an operator restart found (and left alone).
+                log.info("%s/%s: in sync at start-up; nothing written", seen.namespace, seen.name)
 
     @kopf.index(*AGENTS, registry=registry, id=INDEX)
     def agents_by_reference(*, spec: kopf.Spec, **kwargs: Any) -> dict[IndexKey, str]:

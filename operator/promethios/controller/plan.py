@@ -89,6 +89,13 @@ class Plan:
     #: When the previous API key expires (the next reconcile after it drops the hash).
     next_key_expiry: datetime | None = None
 
+    @property
+    def writes_nothing(self) -> bool:
+        """No child, status, release or Event to write: the agent is in sync."""
+        return not (self.apply or self.delete or self.events) and (
+            self.status is None and self.release is None
+        )
+
 
 @dataclass(frozen=True)
 class EnforcementInForce:

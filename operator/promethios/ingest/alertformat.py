@@ -21,10 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.alertsink import PAGERDUTY_EVENTS_URL
-from ..api.common import severity_rank
+from ..api.common import Severity, severity_rank
+from ..api.metadata import INGEST_FIELD_MANAGER
 
 SIGNATURE_HEADER = "X-Promethios-Signature"
-PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
+PAGERDUTY_SEVERITY: dict[str, str] = {
+    Severity.CRITICAL: "critical",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "info",
+}
 MAX_DESCRIPTION = 500
 
 
@@ -152,7 +158,7 @@ def pagerduty_body(alert: Alert, routing_key: str) -> bytes:
 
 def build_request(sink: ResolvedSink, alert: Alert) -> tuple[str, dict[str, str], bytes]:
     """URL, headers and body for delivering ``alert`` to ``sink``."""
-    headers = {"Content-Type": "application/json", "User-Agent": "promethios-ingest"}
+    headers = {"Content-Type": "application/json", "User-Agent": INGEST_FIELD_MANAGER}
     if sink.type == "slack":
         return sink.url, headers, slack_body(alert)
     if sink.type == "pagerduty":

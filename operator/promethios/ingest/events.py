@@ -13,9 +13,10 @@ import secrets
 from dataclasses import dataclass
 
 from ..api.common import API_VERSION, Severity, severity_rank
+from ..api.metadata import INGEST_FIELD_MANAGER
 from .codec import rfc3339
 
-COMPONENT = "promethios-ingest"
+COMPONENT = INGEST_FIELD_MANAGER
 MAX_MESSAGE_DESCRIPTION = 256
 MIN_SEVERITY = Severity.MEDIUM
 

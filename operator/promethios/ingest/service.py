@@ -108,6 +108,14 @@ class IngestService:
             loop.create_task(self.alerts.run()),
         ]
 
+    async def idle(self) -> None:
+        """Return once no status write and no Event request is in flight (tests, shutdown)."""
+        while True:
+            await self.writer.idle()
+            if not self._background:
+                return
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     async def stop(self) -> None:
         """Stop background work."""
         for task in [*self._runners, *self._background]:

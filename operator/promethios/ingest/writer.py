@@ -204,6 +204,11 @@ class StatusWriter:
             except Exception:  # a bug here must not stop status writes for good
                 log.exception("status writer tick failed")
 
+    async def idle(self) -> None:
+        """Return once no write is in flight (each finished write may start the next one)."""
+        while tasks := [t.task for t in self._tracks.values() if t.task is not None]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel in-flight writes (shutdown)."""
         tasks = [t.task for t in self._tracks.values() if t.task is not None]

@@ -299,21 +299,20 @@ async def test_violation_not_acknowledged_when_write_fails(clock: Clock, sink: M
 async def test_heartbeats_do_not_map_to_writes(clock: Clock, sink: MemorySink) -> None:
     service = make_service(clock, sink, flush_interval_seconds=30.0)
     async with TestClient(TestServer(build_app(service))) as client:
-        await asyncio.sleep(0.05)
+        await service.idle()
         start = sink.writes
         for _i in range(60):  # one heartbeat a second for a minute
             clock.now += 1
             service.writer.tick()
             assert (await post(client, "/api/v1/agents/heartbeat", HEARTBEAT))[0] == 202
-            await asyncio.sleep(0)
-        await asyncio.sleep(0.05)
+            await service.idle()
         writes = sink.writes - start
         # the first heartbeat (a state change) only: timestamps alone wait 120 s
         assert writes == 1, writes
         # a state change is written at once
         before = sink.writes
         await post(client, "/api/v1/agents/heartbeat", {**HEARTBEAT, "status": "error"})
-        await asyncio.sleep(0.05)
+        await service.idle()
         assert sink.writes == before + 1
     await service.stop()
 
@@ -357,7 +356,7 @@ async def test_events_aggregated_and_context_free(clock: Clock, sink: MemorySink
     async with TestClient(TestServer(build_app(service))) as client:
         for _ in range(3):
             await post(client, "/api/v1/governance/violations", VIOLATION)
-        await asyncio.sleep(0.05)
+        await service.idle()
     events = service._event_sink  # the MemoryEvents fake
     created = [e for e in events.created if e["reason"] == "PolicyViolation"]  # type: ignore[union-attr]
     assert len(created) == 1 and len(events.patched) == 2  # type: ignore[union-attr]

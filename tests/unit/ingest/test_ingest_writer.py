@@ -71,7 +71,7 @@ async def test_periodic_pass_yields_to_the_loop_between_slices(
 
 async def test_pass_marks_stale_agents_like_tick(clock: Clock, sink: MemorySink) -> None:
     service = fleet(clock, sink, 5)
-    await asyncio.sleep(0.01)
+    await service.idle()
     clock.now += 3600  # nobody heartbeats: every agent goes stale
     await one_pass(service, chunk=2)
     conditions = [s.conditions["HeartbeatFresh"] for s in service.aggregator.agents.values()]
@@ -81,18 +81,24 @@ async def test_pass_marks_stale_agents_like_tick(clock: Clock, sink: MemorySink)
 
 async def test_agents_removed_mid_pass_are_skipped(clock: Clock, sink: MemorySink) -> None:
     service = fleet(clock, sink, 6)
-    await asyncio.sleep(0.01)
+    await service.idle()
     removed = "team-b/agent-3"
     original = service.writer.tick_agents
+    slices = 0
+    passed = asyncio.Event()
 
     def removing(agents: list[tuple[str, AgentState]]) -> None:
+        nonlocal slices
         original(agents)
         if removed in service.aggregator.agents:  # deleted while the pass is under way
             service.remove_agent(removed)
+        slices += 1
+        if slices >= 6:  # two whole passes of three slices
+            passed.set()
 
     service.writer.tick_agents = removing  # type: ignore[method-assign]
     task = asyncio.create_task(service.writer.run(0.001, chunk=2))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(passed.wait(), 5)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
