@@ -35,7 +35,7 @@ from promethios_local.localcluster import (
 
 CLUSTER_MODES = ("local", "existing", "kind")
 TESTS_DIR = Path(__file__).parent
-DIRECTORY_MARKERS = {"integration": "cluster", "unit": "unit"}
+DIRECTORY_MARKERS = {"integration": "cluster", "unit": "unit", "adversarial": "adversarial"}
 
 
 class ClusterHandle(Protocol):

@@ -9,10 +9,10 @@ agent built against a newer contract is not refused.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .common import Severity
 
@@ -30,6 +30,26 @@ PATH_METRICS = "/api/v1/governance/metrics"
 PATH_VIOLATIONS = "/api/v1/governance/violations"
 PATH_SUMMARY = "/api/v1/governance/summary"
 
+#: Reported times must fall in this range (UTC): anything else is a client bug or an attack,
+#: and some of it cannot even be represented once converted to UTC (year 0, year 10000).
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _in_range(moment: datetime) -> datetime:
+    """A reported time in UTC (naive means UTC), within [2000-01-01, 2100-01-01)."""
+    try:
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            "time out of range: must be within 2000-01-01 and 2100-01-01 UTC"
+        ) from None
+    if not EARLIEST_TIME <= utc < LATEST_TIME:
+        raise ValueError("time out of range: must be within 2000-01-01 and 2100-01-01 UTC")
+    return utc
+
+
+WireTime = Annotated[datetime, AfterValidator(_in_range)]
 AgentId = Annotated[str, Field(min_length=3, max_length=317, pattern=AGENT_ID_PATTERN)]
 IdempotencyKey = Annotated[str, Field(pattern=IDEMPOTENCY_KEY_PATTERN)]
 
@@ -48,7 +68,7 @@ class PolicyViolation(WireModel):
     description: str = Field("", max_length=1024)
     context: Any = None
     idempotency_key: IdempotencyKey | None = Field(None, alias="idempotencyKey")
-    timestamp: datetime | None = None
+    timestamp: WireTime | None = None
 
     @field_validator("context")
     @classmethod
@@ -65,7 +85,7 @@ class HeartbeatReport(WireModel):
     agent_id: AgentId = Field(alias="agentId")
     status: Literal["active", "inactive", "error"]
     uptime: float = Field(ge=0, le=10**10, allow_inf_nan=False)
-    last_activity: datetime = Field(alias="lastActivity")
+    last_activity: WireTime = Field(alias="lastActivity")
     idempotency_key: IdempotencyKey | None = Field(None, alias="idempotencyKey")
 
 
@@ -84,7 +104,7 @@ class MetricsReport(WireModel):
     agent_id: AgentId = Field(alias="agentId")
     governance_identity: str = Field(alias="governanceIdentity", min_length=1, max_length=128)
     metrics: GovernanceMetrics
-    timestamp: datetime
+    timestamp: WireTime
     idempotency_key: IdempotencyKey | None = Field(None, alias="idempotencyKey")
 
 

@@ -36,7 +36,9 @@ from .writer import StatusWriteError
 
 log = logging.getLogger(__name__)
 SERVICE_KEY = web.AppKey("service", IngestService)
-LIMITER_KEY = web.AppKey("limiter", RateLimiter)
+LIMITERS_KEY = web.AppKey("limiters", dict[str, RateLimiter])
+#: Rate-limit budgets by endpoint: violations never share one with the chattier reports.
+BUDGET_OF = {"heartbeat": "reports", "metrics": "reports", "violations": "violations"}
 Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _RANGE = re.compile(r"^([0-9]{1,7})([smhd]?)$")
@@ -124,7 +126,7 @@ def _authenticate(request: web.Request, service: IngestService) -> AgentState:
 
 
 def _check_rate(request: web.Request, agent_id: str) -> None:
-    limiter = request.app[LIMITER_KEY]
+    limiter = request.app[LIMITERS_KEY][BUDGET_OF.get(_endpoint(request), "reports")]
     wait = limiter.take(agent_id, time.monotonic())
     if wait is not None:
         raise ApiError(
@@ -136,14 +138,21 @@ def _check_rate(request: web.Request, agent_id: str) -> None:
 
 
 async def _body(request: web.Request, limit: int) -> bytes:
+    """The whole body, however its bytes arrive (one read returns only what is buffered);
+    413 as soon as it passes ``limit``, before the rest is read."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    too_large = ApiError(413, "payload_too_large", f"body larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "payload_too_large", f"body larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise ApiError(413, "payload_too_large", f"body larger than {limit} bytes")
-    return body
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -318,7 +327,12 @@ def build_app(service: IngestService) -> web.Application:
         middlewares=[error_middleware], client_max_size=settings.max_body_bytes + 1024
     )
     app[SERVICE_KEY] = service
-    app[LIMITER_KEY] = RateLimiter(settings.rate_per_second, settings.rate_burst)
+    app[LIMITERS_KEY] = {
+        "reports": RateLimiter(settings.rate_per_second, settings.rate_burst),
+        "violations": RateLimiter(
+            settings.violation_rate_per_second, settings.violation_rate_burst
+        ),
+    }
     app.router.add_post(wire.PATH_HEARTBEAT, heartbeat, name="heartbeat")
     app.router.add_post(wire.PATH_METRICS, metrics, name="metrics")
     app.router.add_post(wire.PATH_VIOLATIONS, violations, name="violations")

@@ -11,11 +11,19 @@ message text.
 Decoding is section by section: a section that does not validate (or a time that cannot
 be represented, e.g. year 1 at +14:00) reads as its default and is logged, and never
 stops the other sections — or any later write — from being read.
+
+Encoding conforms: before a body leaves, it is validated against the status model (the
+CRD schema is generated from it) and whatever the API server would refuse — a non-finite
+number, a time it cannot hold, a value out of bounds — is dropped and logged by path (never
+by value). One bad value therefore costs that value, never the write: a report that got
+past the wire validation can never block later reports (the heartbeat-poison escape).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +34,12 @@ import pydantic
 from ..api.common import SEVERITIES, Condition, parse_or_default
 from ..api.conditions import INGEST_TYPES, format_time
 from ..api.enforcement import EnforcementAction
-from ..api.governedagent import EnforcementStatus, GovernanceStatus, HeartbeatStatus
+from ..api.governedagent import (
+    EnforcementStatus,
+    GovernanceStatus,
+    GovernedAgentStatus,
+    HeartbeatStatus,
+)
 from .enforcement import EnforcementState
 from .records import ConditionState, Recorded
 from .state import VIOLATION_KEYS, AgentState
@@ -46,10 +59,14 @@ def epoch(moment: datetime | None) -> float | None:
 
 
 def rfc3339(seconds: float | None) -> str | None:
-    """``2024-01-02T03:04:05Z`` (seconds precision, what metav1.Time stores); None if absent."""
+    """``2024-01-02T03:04:05Z`` (seconds precision, what metav1.Time stores); None if absent
+    or not representable (out of datetime's range, not finite)."""
     if seconds is None:
         return None
-    return format_time(datetime.fromtimestamp(seconds, UTC))
+    try:
+        return format_time(datetime.fromtimestamp(seconds, UTC))
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,18 @@ def _conditions(raw: Any, now: float) -> dict[str, ConditionState]:
 
 
 def encode_status(state: AgentState, now: float) -> dict[str, Any]:
-    """The ingest-owned part of ``status`` for a server-side apply."""
+    """The ingest-owned part of ``status`` for a server-side apply (conformed: see above)."""
+    body, dropped = conform(_render(state, now))
+    if dropped:
+        log.warning(
+            "status of %s: dropped values the API server would refuse: %s",
+            state.config.agent_id,
+            ", ".join(dropped),
+        )
+    return body
+
+
+def _render(state: AgentState, now: float) -> dict[str, Any]:
     enforcement = state.enforcement
     trust = state.trust_score(now)
     return {
@@ -171,6 +199,68 @@ def encode_status(state: AgentState, now: float) -> dict[str, Any]:
             for ctype, cond in sorted(state.conditions.items())
         ],
     }
+
+
+#: Conforming stops after this many rounds (each drops every value one validation names).
+CONFORM_ROUNDS = 8
+
+
+def conform(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``body`` without what the status schema refuses, and the dropped paths."""
+    dropped: list[str] = []
+    body = _finite(body, "", dropped)
+    for _ in range(CONFORM_ROUNDS):
+        try:
+            GovernedAgentStatus.model_validate_json(json.dumps(body, allow_nan=False))
+            return body, dropped
+        except pydantic.ValidationError as error:
+            for location in sorted({err["loc"] for err in error.errors()}, key=len, reverse=True):
+                # A value that is wrong goes; a required value that is missing takes the
+                # object holding it along (e.g. one recent violation, not the whole list).
+                for cut in (location, location[:-1]):
+                    if cut and _remove(body, cut):
+                        dropped.append(".".join(str(part) for part in cut))
+                        break
+    return {}, [*dropped, "<everything: the body never validated>"]
+
+
+def _finite(node: Any, path: str, dropped: list[str]) -> Any:
+    """``node`` without non-finite floats (JSON has no NaN or Infinity)."""
+    if isinstance(node, dict):
+        kept = {}
+        for key, value in node.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                dropped.append(f"{path}{key}")
+                continue
+            kept[key] = _finite(value, f"{path}{key}.", dropped)
+        return kept
+    if isinstance(node, list):
+        return [
+            _finite(item, f"{path}{index}.", dropped)
+            for index, item in enumerate(node)
+            if not (isinstance(item, float) and not math.isfinite(item))
+        ]
+    return node
+
+
+def _remove(body: Any, location: tuple[int | str, ...]) -> bool:
+    """Delete the value at ``location`` (a model's error location, by alias); True if found."""
+    node = body
+    for part in location[:-1]:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        else:
+            return False
+    last = location[-1]
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        del node[last]
+        return True
+    return False
 
 
 def _recent(item: Recorded) -> dict[str, Any]:

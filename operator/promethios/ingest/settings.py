@@ -26,9 +26,14 @@ class IngestSettings:
     max_body_bytes: int = 64 * 1024
     """Largest request body accepted; larger bodies get 413."""
     rate_per_second: float = 20.0
-    """Sustained reports per second per agent (token bucket refill rate)."""
+    """Sustained heartbeats and metrics reports per second per agent (token bucket refill)."""
     rate_burst: int = 100
-    """Reports an agent may send at once before the bucket throttles it (429)."""
+    """Heartbeats and metrics reports an agent may send at once before it gets 429."""
+    violation_rate_per_second: float = 20.0
+    """Sustained violation reports per second per agent: a budget of their own, so an agent
+    flooding heartbeats or metrics never defers its own violations."""
+    violation_rate_burst: int = 200
+    """Violation reports an agent may send at once (a sidecar draining its spool)."""
     idempotency_ttl_seconds: float = 3600.0
     """How long a report's idempotency key is remembered per agent."""
     idempotency_max_keys: int = 4096
