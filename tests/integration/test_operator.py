@@ -230,6 +230,17 @@ def test_suspend_and_resume(kube: Kube) -> None:
     assert (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 1
 
 
+def test_suspend_after_the_policy_is_deleted_still_scales_to_zero(kube: Kube) -> None:
+    """Deleting a reference blocks the workload; it must not also dodge suspend."""
+    ready_agent(kube)
+    kube.run("delete", "governancepolicy", "policy")
+    wait_for(lambda: kube.condition("bot").get("reason") == "PolicyNotFound", what="blocked")
+    kube.patch("ga", "bot", {"spec": {"suspend": True}})
+    wait_for(
+        lambda: (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 0, what="replicas 0"
+    )
+
+
 def test_deleted_child_is_repaired_and_children_follow_the_agent(kube: Kube) -> None:
     ready_agent(kube)
     old_uid = (kube.get("configmap", "bot-governance") or {})["metadata"]["uid"]

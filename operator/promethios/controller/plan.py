@@ -79,6 +79,9 @@ class Plan:
 
     apply: list[Manifest] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)
+    #: Scale the live Deployment to this many replicas without re-applying it (the workload
+    #: cannot be built, e.g. its policy is gone, but enforcement or suspend needs zero).
+    scale_to: int | None = None
     #: The operator-owned status to server-side-apply; None when unchanged.
     status: dict[str, Any] | None = None
     #: A merge patch for status.enforcement (release only); None otherwise.
@@ -93,7 +96,7 @@ class Plan:
     def writes_nothing(self) -> bool:
         """No child, status, release or Event to write: the agent is in sync."""
         return not (self.apply or self.delete or self.events) and (
-            self.status is None and self.release is None
+            self.status is None and self.release is None and self.scale_to is None
         )
 
 
@@ -205,8 +208,11 @@ def plan_agent(
 
     blocker = missing_reference(observed)
     plan.blocker = blocker
+    replicas = desired_replicas(agent, enforcement)
     if observed.policy is not None and not _workload_blocked(blocker):
-        _plan_workload(plan, observed, settings, desired_replicas(agent, enforcement))
+        _plan_workload(plan, observed, settings, replicas)
+    else:
+        plan.scale_to = _scale_down(observed.live.get("Deployment"), replicas)
 
     rollout = cond.rollout_of(deployment_after(plan, observed))
     conditions = cond.desired_conditions(
@@ -233,6 +239,17 @@ def deployment_after(plan: Plan, observed: Observed) -> Mapping[str, Any] | None
     if created is None:
         return None
     return {**created, "metadata": {**created["metadata"], "generation": 1}}
+
+
+def _scale_down(live: Mapping[str, Any] | None, replicas: int | None) -> int | None:
+    """0 when a live Deployment must stop although it cannot be rebuilt, else None.
+
+    Deleting the policy or the provider Secret blocks the workload, and must not also
+    dodge ``Suspend``, ``Quarantine`` or ``spec.suspend``: the pods still go to zero.
+    """
+    if replicas != 0 or live is None:
+        return None
+    return 0 if (live.get("spec") or {}).get("replicas", 1) != 0 else None
 
 
 def _workload_blocked(blocker: cond.Blocker | None) -> bool:
@@ -339,5 +356,7 @@ def progress_only(plan: Plan, current: Mapping[str, Any]) -> bool:
     next one; a transition (e.g. Ready becoming True) never does."""
     status = plan.status
     if status is None or plan.apply or plan.delete or plan.release is not None or plan.events:
+        return False
+    if plan.scale_to is not None:
         return False
     return plan.blocker is None and progress_only_status(status, current)

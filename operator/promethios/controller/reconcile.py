@@ -327,6 +327,10 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
     for kind, name in plan.delete:
         kapply.delete(client, kind, ns, name)
         log.info("deleted %s %s/%s", kind, ns, name)
+    if plan.scale_to is not None:
+        name = ChildNames.of(agent.name).deployment
+        kapply.scale(client, "Deployment", ns, name, plan.scale_to)
+        log.info("scaled Deployment %s/%s to %d", ns, name, plan.scale_to)
     if plan.release is not None:
         # A merge patch with a resourceVersion precondition: a breach recorded by the
         # ingest API after our read makes this fail (409) instead of being overwritten.

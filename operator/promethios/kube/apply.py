@@ -158,6 +158,13 @@ def merge_patch(
     )
 
 
+def scale(client: Client, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+    """Set ``replicas`` through the scale subresource (nothing else of the object changes)."""
+    return merge_patch(
+        client, kind, namespace, name, {"spec": {"replicas": replicas}}, subresource="scale"
+    )
+
+
 def delete(client: Client, kind: str, namespace: str, name: str) -> bool:
     """Delete an object; False when it was already gone."""
     try:

@@ -1,119 +1,19 @@
-"""The reconcile's decisions, without a cluster: what is applied, deleted, reported.
-
-``World`` plays the API server: it stores what a plan applies (with server-side
-defaults added, as a real server does) and the status the plan writes, so a test can
-run reconcile after reconcile and check that a converged agent costs no writes.
-"""
+"""The reconcile's decisions, without a cluster: what is applied, deleted, reported
+(against ``World``, the tiny API server in :mod:`operator_fakes`)."""
 
 from __future__ import annotations
 
-import base64
-import copy
 import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from operator_fakes import World, with_server_defaults
+
 from promethios.api import conditions as vocab
-from promethios.api.agent import Agent
 from promethios.api.metadata import ANNOTATION_CONFIG_HASH
 from promethios.api.policy import BlockedPattern, GovernancePolicySpec
-from promethios.builders import BuildSettings
 from promethios.controller.compare import is_subset, needs_apply
-from promethios.controller.plan import Observed, Plan, plan_agent
-
-SETTINGS = BuildSettings()
-
-
-def with_server_defaults(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What a GET returns after an apply: the manifest plus fields the server adds."""
-    live = copy.deepcopy(manifest)
-    live["metadata"].update({"uid": "child-uid", "resourceVersion": "1", "generation": 1})
-    if live["kind"] == "Deployment":
-        live["spec"].setdefault("replicas", 1)
-        live["spec"]["strategy"] = {"type": "RollingUpdate"}
-        pod = live["spec"]["template"]["spec"]
-        for container in pod["containers"] + pod.get("initContainers", []):
-            container["terminationMessagePath"] = "/dev/termination-log"
-        pod["dnsPolicy"] = "ClusterFirst"
-    if live["kind"] == "Service":
-        live["spec"]["clusterIP"] = "10.96.0.10"
-    return live
-
-
-class World:
-    """A tiny in-memory API server for one agent."""
-
-    def __init__(
-        self,
-        agent: Agent,
-        policy: GovernancePolicySpec | None = None,
-        provider_keys: frozenset[str] | None = frozenset({"apiKey"}),
-    ) -> None:
-        self.agent = agent
-        self.policy = policy if policy is not None else GovernancePolicySpec()
-        self.provider_keys = provider_keys
-        self.missing_sinks: tuple[str, ...] = ()
-        self.live: dict[str, dict[str, Any] | None] = {}
-        self.status: dict[str, Any] = {}
-        self.writes = 0
-
-    def observe(self) -> Observed:
-        return Observed(
-            self.agent,
-            self.policy,
-            self.provider_keys,
-            self.missing_sinks,
-            dict(self.live),
-            copy.deepcopy(self.status),
-        )
-
-    def reconcile(self, now: datetime, keys: Any) -> Plan:
-        plan = plan_agent(self.observe(), SETTINGS, now, keys)
-        for manifest in plan.apply:
-            self.live[manifest["kind"]] = with_server_defaults(manifest)
-            self.writes += 1
-        for kind, _ in plan.delete:
-            self.live[kind] = None
-            self.writes += 1
-        if plan.release is not None:
-            self.status["enforcement"] = plan.release["status"]["enforcement"]
-            self.writes += 1
-        if plan.status is not None:
-            self.status = apply_status(self.status, plan.status)
-            self.writes += 1
-        return plan
-
-    def deployment_becomes_ready(self) -> None:
-        deployment = self.live["Deployment"]
-        assert deployment is not None
-        replicas = deployment["spec"]["replicas"]
-        deployment["status"] = {
-            "observedGeneration": 1,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        }
-
-    def secret_data(self) -> dict[str, str]:
-        secret = self.live["Secret"]
-        assert secret is not None
-        return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-
-    def secret_annotations(self) -> dict[str, str]:
-        secret = self.live["Secret"]
-        assert secret is not None
-        return dict(secret["metadata"]["annotations"])
-
-
-def apply_status(current: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply of the operator's status: list-map merge of conditions."""
-    merged = {k: v for k, v in current.items() if k not in ("replicas", "readyReplicas")}
-    merged.pop("apiKey", None)
-    others = [c for c in current.get("conditions", []) if c["type"] not in vocab.OPERATOR_TYPES]
-    merged.update(copy.deepcopy(mine))
-    merged["conditions"] = others + mine["conditions"]
-    return merged
+from promethios.controller.plan import Plan
 
 
 def ready(status: dict[str, Any]) -> dict[str, Any]:
