@@ -285,3 +285,79 @@ async def test_a_body_arriving_in_pieces_is_read_whole() -> None:
     finally:
         await server.close()
         await service.stop()
+
+
+# -- 14. keys from any labelled Secret --------------------------------------------------------
+
+
+def key_secret(
+    name: str = "support-bot-api-key",
+    owner: dict[str, Any] | None = None,
+    key: str = "forged-key",
+) -> dict[str, Any]:
+    """An api-key Secret as a namespace user could write it."""
+    import base64
+    import hashlib
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": "team-a",
+        "uid": f"secret-{name}",
+        "labels": {
+            "app.kubernetes.io/managed-by": "promethios-operator",
+            "promethios.ai/component": "api-key",
+            "promethios.ai/agent": "support-bot",
+        },
+        "annotations": {"promethios.ai/governance-identity": IDENTITY},
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    return {
+        "metadata": metadata,
+        "data": {"apiKey": b64(key), "apiKeySha256": b64(hashlib.sha256(key.encode()).hexdigest())},
+    }
+
+
+OWNER = {
+    "apiVersion": "governance.promethios.ai/v1alpha1",
+    "kind": "GovernedAgent",
+    "name": "support-bot",
+    "uid": "uid-support-bot",
+    "controller": True,
+}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        key_secret(name="my-own-secret", owner=OWNER),  # labelled, but not the agent's name
+        key_secret(owner=None),  # the agent's name, but nobody owns it
+        key_secret(owner={**OWNER, "uid": "uid-of-a-deleted-agent"}),  # another agent's
+        key_secret(owner={**OWNER, "controller": False}),
+        key_secret(owner={**OWNER, "kind": "ConfigMap"}),
+    ],
+    ids=["other-name", "no-owner", "other-uid", "not-controller", "other-kind"],
+)
+async def test_a_labelled_secret_the_operator_does_not_own_grants_nothing(
+    secret: dict[str, Any],
+) -> None:
+    service, _ = service_and_sink()
+    service.keystore.put_secret(secret)
+    async with TestClient(TestServer(build_app(service))) as client:
+        hdrs = {**headers(key="forged-key"), "Content-Type": "application/json"}
+        response = await client.post(PATHS["heartbeat"], data=json.dumps(HEARTBEAT), headers=hdrs)
+        assert response.status in (401, 403), await response.text()
+    await service.stop()
+
+
+async def test_the_operators_own_secret_is_accepted() -> None:
+    service, _ = service_and_sink()
+    service.keystore.put_secret(key_secret(owner=OWNER))
+    async with TestClient(TestServer(build_app(service))) as client:
+        hdrs = {**headers(key="forged-key"), "Content-Type": "application/json"}
+        response = await client.post(PATHS["heartbeat"], data=json.dumps(HEARTBEAT), headers=hdrs)
+        assert response.status == 202, await response.text()
+    await service.stop()

@@ -111,14 +111,24 @@ def b64(value: str | bytes) -> str:
     return base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
 
 
-def api_key_secret(agent: str, identity: str, key: str) -> dict[str, Any]:
+def api_key_secret(agent: str, identity: str, key: str, owner_uid: str) -> dict[str, Any]:
     """The api-key Secret of ``agent`` exactly as :mod:`promethios.ingest.keystore` reads it
-    (what the operator would create), holding ``key`` for governance identity ``identity``."""
+    (what the operator would create: owned by the GovernedAgent with uid ``owner_uid``),
+    holding ``key`` for governance identity ``identity``."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
             "name": f"{agent}-api-key",
+            "ownerReferences": [
+                {
+                    "apiVersion": "governance.promethios.ai/v1alpha1",
+                    "kind": "GovernedAgent",
+                    "name": agent,
+                    "uid": owner_uid,
+                    "controller": True,
+                }
+            ],
             "labels": {
                 "app.kubernetes.io/managed-by": "promethios-operator",
                 "promethios.ai/component": "api-key",

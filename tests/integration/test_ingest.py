@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("crds_installed")
 def create_objects(api: Any, namespace: str, hook_url: str) -> None:
     core = kubernetes.client.CoreV1Api(api)
     custom = kubernetes.client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(
+    agent = custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
         namespace,
@@ -54,7 +54,8 @@ def create_objects(api: Any, namespace: str, hook_url: str) -> None:
             },
         },
     )
-    core.create_namespaced_secret(namespace, api_key_secret(NAME, IDENTITY, KEY))
+    uid = agent["metadata"]["uid"]
+    core.create_namespaced_secret(namespace, api_key_secret(NAME, IDENTITY, KEY, uid))
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "hook-signing"}, "data": {"key": b64(SIGNING)}}
     )

@@ -101,7 +101,6 @@ def create_objects(cluster: Any, namespace: str, hook_url: str) -> None:
          "spec": {"image": "example.com/agent:1", "modelProvider": {"type": "openai"},
                   "governance": {"policyRef": {"name": "baseline"}},
                   "alertSinks": [{"name": "hook"}]}},
-        api_key_secret(AGENT, IDENTITY, KEY),
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook-signing"},
          "data": {"key": b64(SIGNING)}},
         {"apiVersion": f"{GROUP}/v1alpha1", "kind": "AlertSink", "metadata": {"name": "hook"},
@@ -109,6 +108,11 @@ def create_objects(cluster: Any, namespace: str, hook_url: str) -> None:
                   "signingSecretRef": {"name": "hook-signing", "key": "key"}}},
     ]  # fmt: skip
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(documents))
+    uid = cluster.kubectl(
+        "get", "-n", namespace, "governedagent", AGENT, "-o", "jsonpath={.metadata.uid}"
+    ).stdout.strip()
+    secret = api_key_secret(AGENT, IDENTITY, KEY, uid)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(secret))
 
 
 def ingest_argv(

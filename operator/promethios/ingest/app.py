@@ -122,6 +122,10 @@ def _authenticate(request: web.Request, service: IngestService) -> AgentState:
         raise ApiError(
             503, "agent_unknown", "agent not known yet; retry", headers={"Retry-After": "2"}
         )
+    owner = result.entry.owner_uid
+    if owner is not None and state.config.uid and owner != state.config.uid:
+        # The Secret belongs to an earlier agent of the same name (or claims to).
+        raise ApiError(403, "forbidden", "API key does not belong to this GovernedAgent")
     return state
 
 

@@ -2,7 +2,11 @@
 
 The Secrets it is fed from follow the contract in :mod:`promethios.api.apikey` (the
 operator writes them): only ``apiKeySha256`` and ``previousApiKeySha256`` are read, never
-``apiKey``.
+``apiKey``. A labelled Secret grants a key only if it is the one the operator owns for
+that agent: named ``<agent>-api-key`` and controlled (ownerReference ``controller: true``)
+by the GovernedAgent ``<agent>``; the owner's uid is kept with the key, and a request
+authenticates only if it matches the agent the ingest knows (a Secret left behind by a
+deleted agent of the same name grants nothing).
 
 Authentication is one SHA-256 of the presented key and one dict lookup; the stored
 digest comes from the index itself, and ``hmac.compare_digest`` re-checks it so the
@@ -24,8 +28,11 @@ from ..api.apikey import (
     DATA_PREVIOUS_SHA256,
     DATA_SHA256,
     decode_data,
+    secret_name,
     sha256_hex,
 )
+from ..api.common import GROUP
+from ..api.governedagent import GOVERNED_AGENT
 from ..api.conditions import parse_time
 from ..api.metadata import ANNOTATION_IDENTITY, LABEL_AGENT
 
@@ -40,6 +47,8 @@ class KeyEntry:
     governance_identity: str
     expires_at: float | None
     digest: str
+    owner_uid: str | None = None
+    """uid of the GovernedAgent owning the Secret; None only for keys added directly."""
 
 
 class AuthOutcome(Enum):
@@ -73,19 +82,37 @@ def entries_from_secret(secret: Mapping[str, Any]) -> list[KeyEntry]:
     annotations = metadata.get("annotations") or {}
     name, namespace = labels.get(LABEL_AGENT), metadata.get("namespace")
     identity = annotations.get(ANNOTATION_IDENTITY)
-    if not (name and namespace and identity):
+    if not (name and namespace and identity) or metadata.get("name") != secret_name(name):
+        return []
+    owner = controlling_agent(metadata.get("ownerReferences"), name)
+    if owner is None:
         return []
     agent_id = f"{namespace}/{name}"
     data = secret.get("data") or {}
     entries = []
     current = _digest(data, DATA_SHA256)
     if current:
-        entries.append(KeyEntry(agent_id, identity, None, current))
+        entries.append(KeyEntry(agent_id, identity, None, current, owner))
     previous = _digest(data, DATA_PREVIOUS_SHA256)
     expires = parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES))
     if previous and expires is not None and previous != current:
-        entries.append(KeyEntry(agent_id, identity, expires.timestamp(), previous))
+        entries.append(KeyEntry(agent_id, identity, expires.timestamp(), previous, owner))
     return entries
+
+
+def controlling_agent(owners: Any, agent_name: str) -> str | None:
+    """The uid of the GovernedAgent ``agent_name`` controlling an object, if it is one."""
+    for owner in owners if isinstance(owners, list) else []:
+        if (
+            isinstance(owner, Mapping)
+            and owner.get("controller") is True
+            and owner.get("kind") == GOVERNED_AGENT.kind
+            and str(owner.get("apiVersion", "")).split("/")[0] == GROUP
+            and owner.get("name") == agent_name
+            and isinstance(owner.get("uid"), str)
+        ):
+            return str(owner["uid"])
+    return None
 
 
 class KeyStore:

@@ -55,6 +55,15 @@ def secret(current: str, previous: str | None = None, expires: str | None = None
             "uid": "u1",
             "labels": {"promethios.ai/agent": "bot"},
             "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": "governance.promethios.ai/v1alpha1",
+                    "kind": "GovernedAgent",
+                    "name": "bot",
+                    "uid": "uid-bot",
+                    "controller": True,
+                }
+            ],
         },
         "data": data,
     }
