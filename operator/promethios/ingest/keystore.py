@@ -32,8 +32,8 @@ from ..api.apikey import (
     sha256_hex,
 )
 from ..api.common import GROUP
-from ..api.governedagent import GOVERNED_AGENT
 from ..api.conditions import parse_time
+from ..api.governedagent import GOVERNED_AGENT
 from ..api.metadata import ANNOTATION_IDENTITY, LABEL_AGENT
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
