@@ -361,3 +361,24 @@ async def test_the_operators_own_secret_is_accepted() -> None:
         response = await client.post(PATHS["heartbeat"], data=json.dumps(HEARTBEAT), headers=hdrs)
         assert response.status == 202, await response.text()
     await service.stop()
+
+
+# -- 13. labels -------------------------------------------------------------------------------
+
+
+def test_one_agent_cannot_use_up_the_violation_type_labels_of_others() -> None:
+    from promethios.ingest.aggregator import Aggregator
+    from promethios.ingest.metrics import IngestMetrics
+
+    metrics = IngestMetrics(Aggregator(), Clock(), max_types_per_agent=10)
+    for i in range(60):  # a hostile agent invents a new type for every violation
+        metrics.count_violation("team-a", "hostile", "low", f"made-up-{i}")
+    metrics.count_violation("team-b", "honest", "high", "pii.email")
+    text = metrics.render().decode()
+    assert 'name="honest",namespace="team-b",severity="high",type="pii.email"' in text
+    hostile_types = {
+        line.split('type="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("promethios_violations_total{") and 'name="hostile"' in line
+    }
+    assert len(hostile_types) == 11 and "other" in hostile_types  # its own 10, then "other"

@@ -64,3 +64,18 @@ def test_suspend_with_a_missing_reference_scales_to_zero_too() -> None:
     world.agent = make_agent(replicas=2, suspend=True)
     world.reconcile(NOW, Keys())
     assert world.live["Deployment"]["spec"]["replicas"] == 0
+
+
+# -- 13. names that can never reconcile -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a" * 64, "9lives", "has.dot", "UPPER"])
+def test_a_name_children_cannot_carry_is_reported_not_retried_forever(name: str) -> None:
+    from dataclasses import replace
+
+    world = World(replace(make_agent(), name=name))
+    plan = world.reconcile(NOW, Keys())
+    assert plan.apply == []  # no child is attempted: each would be refused
+    ready = next(c for c in world.status["conditions"] if c["type"] == vocab.READY)
+    assert (ready["status"], ready["reason"]) == ("False", vocab.INVALID_NAME)
+    assert "metadata.name" in ready["message"]

@@ -193,6 +193,17 @@ def test_invalid_spec_is_refused_naming_the_field(
     assert case.message in status["message"]
 
 
+@pytest.mark.parametrize("name", ["a" * 64, "9lives", "has.dots"])
+def test_agent_name_its_children_cannot_carry_is_refused(
+    name: str, objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    """Valid object names that no Service could take are refused, naming metadata.name."""
+    body = manifest("GovernedAgent", name, VALID_SPECS["GovernedAgent"])
+    code, status = refusal(lambda: create(objects, namespace, body))
+    assert code == 422, status
+    assert "metadata.name must be a DNS-1035 label" in status["message"]
+
+
 @pytest.mark.parametrize("kind", sorted(VALID_SPECS))
 def test_valid_spec_is_defaulted_like_the_model(
     kind: str, objects: client.CustomObjectsApi, namespace: str

@@ -6,13 +6,21 @@ The controller, the builders and the ingest API all parse a GovernedAgent body w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 
-from .governedagent import GovernedAgentSpec
+from .governedagent import NAME_MAX, NAME_PATTERN, NAME_RULE, GovernedAgentSpec
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a GovernedAgent's children, or None when it can."""
+    if len(name) > NAME_MAX or not re.fullmatch(NAME_PATTERN, name):
+        return f"{NAME_RULE}; got {name[:80]!r}"
+    return None
 
 
 class InvalidSpec(ValueError):

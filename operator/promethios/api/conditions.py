@@ -44,6 +44,7 @@ ROLLING_OUT = "RollingOut"
 ROLLOUT_COMPLETE = "RolloutComplete"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 AS_EXPECTED = "AsExpected"
+INVALID_NAME = "InvalidName"
 
 # -- the ingest API's reasons ---------------------------------------------------------------
 HEARTBEAT_RECEIVED = "HeartbeatReceived"

@@ -27,6 +27,16 @@ from .common import (
 from .enforcement import BreachAction, EnforcementAction
 from .resource import CustomResourceInfo, PrinterColumn
 
+#: A GovernedAgent's name must be a DNS-1035 label: its Service carries the same name.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX = 63
+NAME_RULE = (
+    f"metadata.name must be a DNS-1035 label (at most {NAME_MAX} characters: lowercase "
+    "letters, digits and '-', starting with a letter, ending with a letter or digit), "
+    "because the agent's Service takes the same name"
+)
+
+
 Quantity = Annotated[
     str,
     Field(
@@ -351,6 +361,16 @@ GOVERNED_AGENT = CustomResourceInfo(
     spec_model=GovernedAgentSpec,
     status_model=GovernedAgentStatus,
     description="An AI agent deployed with a governance sidecar that enforces a policy.",
+    root_validations=(
+        {
+            "rule": (
+                f"self.metadata.name.size() <= {NAME_MAX} && "
+                f"self.metadata.name.matches('{NAME_PATTERN}')"
+            ),
+            "message": NAME_RULE,
+            "reason": "FieldValueInvalid",
+        },
+    ),
     printer_columns=(
         PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         PrinterColumn("Trust", "string", ".status.governance.trustScoreDisplay"),

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..api.agent import Agent
+from ..api.agent import Agent, name_problem
 from ..api.common import parse_or_default
 from ..api.conditions import (
     ALERT_SINK_NOT_FOUND,
     ENFORCEMENT_SUSPENDED,
+    INVALID_NAME,
     POLICY_NOT_FOUND,
     PROVIDER_SECRET_NOT_FOUND,
     QUARANTINED,
@@ -184,6 +185,9 @@ def plan_agent(
 ) -> Plan:
     """The writes that bring the agent's children and status to the desired state."""
     agent = observed.agent
+    problem = name_problem(agent.name)
+    if problem is not None:
+        return _plan_invalid_name(observed, problem, now)
     names = ChildNames.of(agent.name)
     plan = Plan()
     enforcement = enforcement_of(observed)
@@ -220,6 +224,25 @@ def plan_agent(
     )
     _warn_on_new_blocker(plan, observed, blocker)
     status = desired_status(observed, conditions, key, quarantined, now, rollout)
+    if status_differs(status, observed.status):
+        plan.status = status
+    return plan
+
+
+def _plan_invalid_name(observed: Observed, problem: str, now: datetime) -> Plan:
+    """A name no child can carry: no child is attempted (each would be refused), the status
+    says why, once (a retry cannot help: only a new agent with a valid name can)."""
+    plan = Plan(blocker=cond.Blocker(INVALID_NAME, problem))
+    agent = observed.agent
+    values = cond.desired_conditions(plan.blocker, cond.rollout_of(None))
+    status = {
+        "observedGeneration": agent.generation,
+        "conditions": cond.owned_conditions(
+            observed.status.get("conditions") or [], values, format_time(now), agent.generation
+        ),
+        "governanceIdentity": agent.governance_identity,
+    }
+    _warn_on_new_blocker(plan, observed, plan.blocker)
     if status_differs(status, observed.status):
         plan.status = status
     return plan

@@ -4,8 +4,9 @@ Names:
 - ``promethios_agent_trust_score{namespace,name}``             server trust score (0-1)
 - ``promethios_agent_reported_trust_score{namespace,name}``    agent-reported trust (0-1)
 - ``promethios_agent_heartbeat_age_seconds{namespace,name}``   seconds since the last heartbeat
-- ``promethios_violations_total{namespace,name,severity,type}`` violations recorded; ``type``
-  is capped to ``max_types`` distinct values, the rest count as ``other``
+- ``promethios_violations_total{namespace,name,severity,type}`` violations recorded; each
+  agent gets its own ``max_types_per_agent`` distinct ``type`` values, its later ones count
+  as ``other`` (one agent inventing types cannot take label values from another)
 - ``promethios_ingest_requests_total{endpoint,code}``          requests by route template and code
 - ``promethios_ingest_request_duration_seconds{endpoint}``     request latency histogram
 - ``promethios_status_writes_total{result}``                   status writes (ok | error | conflict:
@@ -80,11 +81,11 @@ class IngestMetrics:
     """The ingest API's metric objects; one instance per app, one registry each."""
 
     def __init__(
-        self, aggregator: Aggregator, clock: Callable[[], float], max_types: int = 50
+        self, aggregator: Aggregator, clock: Callable[[], float], max_types_per_agent: int = 10
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._max_types = max_types
-        self._types: set[str] = set()
+        self._max_types = max_types_per_agent
+        self._types: dict[tuple[str, str], set[str]] = {}
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "promethios_ingest_requests",
@@ -137,18 +138,24 @@ class IngestMetrics:
         )
         self.registry.register(_AgentCollector(aggregator, clock))
 
-    def violation_type_label(self, vtype: str) -> str:
-        """``vtype`` while fewer than ``max_types`` types were seen, else ``other``."""
-        if vtype in self._types:
+    def violation_type_label(self, namespace: str, name: str, vtype: str) -> str:
+        """``vtype`` while the agent has used fewer than its quota of types, else ``other``."""
+        seen = self._types.setdefault((namespace, name), set())
+        if vtype in seen:
             return vtype
-        if len(self._types) < self._max_types:
-            self._types.add(vtype)
+        if len(seen) < self._max_types:
+            seen.add(vtype)
             return vtype
         return "other"
 
+    def forget_agent(self, namespace: str, name: str) -> None:
+        """A deleted agent's type quota is freed."""
+        self._types.pop((namespace, name), None)
+
     def count_violation(self, namespace: str, name: str, severity: str, vtype: str) -> None:
         """Count one recorded violation."""
-        self.violations.labels(namespace, name, severity, self.violation_type_label(vtype)).inc()
+        label = self.violation_type_label(namespace, name, vtype)
+        self.violations.labels(namespace, name, severity, label).inc()
 
     def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
         """Count and time one request (endpoint is a fixed route name, never a raw path)."""

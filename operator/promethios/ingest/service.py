@@ -69,7 +69,7 @@ class IngestService:
             settings.history_seconds,
             settings.history_max_events,
         )
-        self.metrics = IngestMetrics(self.aggregator, clock, settings.max_violation_types)
+        self.metrics = IngestMetrics(self.aggregator, clock, settings.max_violation_types_per_agent)
         self.writer = StatusWriter(
             self.aggregator,
             status_sink,
@@ -139,6 +139,8 @@ class IngestService:
         """An agent was deleted."""
         self.aggregator.remove_agent(agent_id)
         self.writer.forget(agent_id)
+        namespace, _, name = agent_id.partition("/")
+        self.metrics.forget_agent(namespace, name)
 
     def agent(self, agent_id: str) -> AgentState | None:
         """The state of a known agent."""

@@ -51,8 +51,9 @@ class IngestSettings:
     """How far back ``/summary`` can look; older history is dropped."""
     history_max_events: int = 10_000
     """Violations kept per agent for the summary (bounded memory)."""
-    max_violation_types: int = 50
-    """Distinct violation types given their own metric label; the rest are ``other``."""
+    max_violation_types_per_agent: int = 10
+    """Distinct violation types each agent gets its own metric label for; later ones count as
+    ``other``. Per agent, so one agent inventing types never takes label values from another."""
     event_aggregation_seconds: float = 600.0
     """Repeats of one violation type+severity within this window patch one Event."""
     alert_dedup_seconds: float = 300.0
