@@ -382,3 +382,32 @@ def test_one_agent_cannot_use_up_the_violation_type_labels_of_others() -> None:
         if line.startswith("promethios_violations_total{") and 'name="hostile"' in line
     }
     assert len(hostile_types) == 11 and "other" in hostile_types  # its own 10, then "other"
+
+
+# -- 7. losses the sidecar reports are not ignored --------------------------------------------
+
+
+async def test_violations_the_sidecar_dropped_show_in_status_metrics_and_events() -> None:
+    from ingest_fakes import MemoryEvents
+
+    service, sink = service_and_sink()
+    events = service._event_sink
+    assert isinstance(events, MemoryEvents)
+    dropped = {"low": 3, "high": 1}
+    report = with_value(METRICS, ("metrics", "droppedViolations"), 4)
+    report = with_value(report, ("metrics", "droppedViolationsBySeverity"), dropped)
+    async with TestClient(TestServer(build_app(service))) as client:
+        code, answer = await send(client, PATHS["metrics"], json.dumps(report))
+        assert code in (200, 202), answer
+        # the same losses reported again under the same key count once
+        again = {**report, "idempotencyKey": "m-1"}
+        await send(client, PATHS["metrics"], json.dumps(again))
+        await send(client, PATHS["metrics"], json.dumps(again))
+        await service.idle()
+        metrics = await (await client.get("/metrics")).text()
+    lost = sink.last[AGENT]["governance"]["lostViolations"]
+    assert lost == {"low": 6, "medium": 0, "high": 2, "critical": 0, "total": 8}
+    assert 'promethios_violations_lost_total{name="support-bot",namespace="team-a",' in metrics
+    reasons = [event["reason"] for event in events.created]
+    assert "ViolationsLost" in reasons
+    await service.stop()

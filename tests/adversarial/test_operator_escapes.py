@@ -79,3 +79,71 @@ def test_a_name_children_cannot_carry_is_reported_not_retried_forever(name: str)
     ready = next(c for c in world.status["conditions"] if c["type"] == vocab.READY)
     assert (ready["status"], ready["reason"]) == ("False", vocab.INVALID_NAME)
     assert "metadata.name" in ready["message"]
+
+
+# -- 7. quarantine must not cut the delivery of the violations that caused it ---------------
+
+
+def test_quarantine_still_lets_the_sidecar_reach_the_ingest_and_dns() -> None:
+    from dataclasses import replace
+
+    from promethios.builders import BuildSettings
+    from promethios.builders.sidecar import IngestPeer
+    from promethios.builders.workload import build_network_policy
+
+    peer = IngestPeer(
+        namespace="promethios-system",
+        pod_labels={"app.kubernetes.io/name": "promethios-operator"},
+        port=8443,
+    )
+    policy = build_network_policy(make_agent(), replace(BuildSettings(), ingest_peer=peer))
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in spec  # no way in
+    egress = spec["egress"]
+    ingest = next(rule for rule in egress if rule["ports"] == [{"port": 8443, "protocol": "TCP"}])
+    assert ingest["to"] == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "promethios-system"}
+            },
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "promethios-operator"}},
+        }
+    ]
+    dns = [rule for rule in egress if {"port": 53, "protocol": "UDP"} in rule["ports"]]
+    assert len(dns) == 1 and len(egress) == 2  # nothing else leaves the pod
+
+
+def test_quarantine_without_a_known_ingest_denies_everything() -> None:
+    from promethios.builders import BuildSettings
+    from promethios.builders.workload import build_network_policy
+
+    spec = build_network_policy(make_agent(), BuildSettings())["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert "egress" not in spec and "ingress" not in spec
+
+
+def test_a_quarantine_revokes_the_key_except_for_delivering_violations() -> None:
+    """The key a quarantine revokes still delivers violations for the grace period (the
+    sidecar may hold some, including the one that caused the quarantine), nothing else."""
+    from promethios.ingest.keystore import AuthOutcome, KeyStore
+
+    world = World(make_agent(apiKey={"gracePeriodSeconds": 600}))
+    keys = Keys()
+    world.reconcile(NOW, keys)
+    breach(world, "Quarantined")
+    world.reconcile(NOW, keys)
+    secret = world.live["Secret"]
+    assert secret is not None
+    secret["metadata"]["namespace"] = "team-a"
+    store = KeyStore()
+    store.put_secret(secret)
+    agent, identity = "team-a/support-bot", world.agent.governance_identity
+    now = NOW.timestamp()
+
+    def outcome(key: str, purpose: str, at: float = now) -> AuthOutcome:
+        return store.authenticate(f"Bearer {key}", agent, identity, at, purpose).outcome
+
+    assert outcome("key-1", "violations") is AuthOutcome.OK
+    assert outcome("key-1", "reports") is AuthOutcome.UNAUTHENTICATED
+    assert outcome("key-1", "violations", now + 601) is AuthOutcome.UNAUTHENTICATED
+    assert outcome("key-2", "reports") is AuthOutcome.OK

@@ -465,6 +465,20 @@ class Flow:
         }
         return http("POST", self.operator.ingest_url + PATH_HEARTBEAT, body, headers)[0]
 
+    def violation(self, key: str, idempotency_key: str) -> int:
+        """A raw low-severity violation report with ``key``; the HTTP status."""
+        body = {
+            "agentId": self.agent_id,
+            "violation": {"type": "test.revoked", "severity": "low", "description": "test"},
+            "idempotencyKey": idempotency_key,
+        }
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "X-Agent-ID": self.agent_id,
+            "X-Governance-ID": self.identity(),
+        }
+        return http("POST", self.operator.ingest_url + PATH_VIOLATIONS, body, headers)[0]
+
     def wait_total(self, total: int, timeout: float = 30) -> None:
         wait_for(
             lambda: self.kube.violations().get("total") == total,
@@ -719,12 +733,14 @@ def test_critical_violation_quarantines_until_acknowledged(quarantine: Flow) -> 
     wait_for(lambda: kube.condition().get("reason") == "Quarantined", "Ready=False/Quarantined")
     assert kube.status()["enforcement"]["action"] == "Quarantined"
 
-    # The key is revoked: a new one, no grace for the old one.
+    # The key is revoked: a new one; the old one only delivers violations, for the grace.
     secret = kube.get("secret", f"{AGENT}-api-key") or {}
-    assert "previousApiKeySha256" not in secret["data"]
+    assert secret["metadata"]["annotations"]["promethios.ai/previous-key-scope"] == "violations"
     new_key = base64.b64decode(secret["data"]["apiKey"]).decode()
     assert new_key != old_key
     wait_for(lambda: flow.heartbeat(old_key) == 401, "the ingest API to refuse the revoked key")
+    assert flow.violation(old_key, "after-revocation") == 200  # still delivers what it holds
+    flow.wait_total(2)
 
     kube.patch("governedagent", AGENT, {"spec": {"governance": {"acknowledgedBreach": 1}}})
     wait_for(
@@ -745,7 +761,7 @@ def test_critical_violation_quarantines_until_acknowledged(quarantine: Flow) -> 
     email = f"after.release.{uuid.uuid4().hex[:6]}@example.com"
     status_code, answer = http("POST", sidecar.url + "/v1/chat/completions", chat(email))
     assert status_code == 200, answer
-    flow.wait_total(2)
+    flow.wait_total(3)
     assert spool_keys(sidecar.spool) == set()
 
 

@@ -370,7 +370,10 @@ def test_quarantine_and_release(kube: Kube) -> None:
     )
     secret = kube.get("secret", "bot-api-key") or {}
     assert secret["data"]["apiKey"] != key_before
-    assert "previousApiKeySha256" not in secret["data"]
+    # The revoked key may only deliver violations, until its grace period ends.
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["promethios.ai/previous-key-scope"] == "violations"
+    assert "promethios.ai/previous-key-expires-at" in annotations
     assert kube.condition("bot")["reason"] == "Quarantined"
 
     kube.patch("ga", "bot", {"spec": {"governance": {"acknowledgedBreach": 1}}})

@@ -80,6 +80,20 @@ Labels that select the standalone ingest pods. The name label differs from the o
 so that neither the operator Deployment's (immutable) selector nor the ingest Deployment's
 overlaps the other's pods.
 */}}
+{{/* --ingest-pods: the pods serving the ingest API, as NAMESPACE/key=value,key=value (a
+quarantine NetworkPolicy still lets sidecars reach them). */}}
+{{- define "promethios-operator.ingestPods" -}}
+{{- $labels := include "promethios-operator.selectorLabels" . | fromYaml -}}
+{{- if include "promethios-operator.ingestStandalone" . -}}
+{{- $labels = include "promethios-operator.ingestSelectorLabels" . | fromYaml -}}
+{{- end -}}
+{{- $pairs := list -}}
+{{- range $key, $value := $labels -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- printf "%s/%s" .Release.Namespace (join "," $pairs) -}}
+{{- end }}
+
 {{- define "promethios-operator.ingestSelectorLabels" -}}
 app.kubernetes.io/name: {{ printf "%s-ingest" (include "promethios-operator.name" . | trunc 56 | trimSuffix "-") }}
 app.kubernetes.io/instance: {{ .Release.Name }}

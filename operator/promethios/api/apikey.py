@@ -12,7 +12,12 @@ agent's namespace, owned by the GovernedAgent (a controller owner reference), wi
 - during a rotation, data key ``previousApiKeySha256`` (hex SHA-256 of the previous key)
   and annotation ``promethios.ai/previous-key-expires-at=<RFC 3339>``; the previous key is
   accepted until then. Without the annotation the previous key is not accepted;
-- after a quarantine revoked the key, annotation ``promethios.ai/revoked-for-breach=<n>``.
+- after a quarantine revoked the key, annotation ``promethios.ai/revoked-for-breach=<n>``;
+  the revoked key's digest stays in ``previousApiKeySha256`` until the expiry annotation
+  (``spec.apiKey.gracePeriodSeconds`` later), with annotation
+  ``promethios.ai/previous-key-scope=violations``: until then it delivers violations only
+  (the sidecar may hold some — among them the one that caused the quarantine), never
+  heartbeats or metrics.
 
 The ingest API lists and watches Secrets with :data:`SECRET_SELECTOR` and reads only the
 two digests (never ``apiKey``). Standard library only.
@@ -42,6 +47,10 @@ ANNOTATION_PREVIOUS_EXPIRES = f"{PREFIX}/previous-key-expires-at"
 ANNOTATION_ROTATION = f"{PREFIX}/api-key-rotation"
 #: The enforcement breach whose quarantine already revoked the key (revoke once per breach).
 ANNOTATION_REVOKED_BREACH = f"{PREFIX}/revoked-for-breach"
+#: What the previous key may still be used for; absent: everything (a rotation's grace).
+ANNOTATION_PREVIOUS_SCOPE = f"{PREFIX}/previous-key-scope"
+#: The previous key of a quarantine: violation reports only.
+SCOPE_VIOLATIONS = "violations"
 
 
 def secret_name(agent_name: str) -> str:

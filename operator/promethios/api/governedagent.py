@@ -276,6 +276,13 @@ class GovernanceStatus(Model):
     recent_violations: list[RecentViolation] = Field(
         default_factory=list, max_length=20, description="The newest violations, newest first."
     )
+    lost_violations: ViolationCounts = Field(
+        default_factory=ViolationCounts,
+        description=(
+            "Violations the sidecar reported it had to drop (its spool full): they happened "
+            "but are not in the counts above."
+        ),
+    )
     last_violation_time: datetime | None = Field(
         None, description="When the newest violation was recorded."
     )

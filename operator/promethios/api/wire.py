@@ -96,6 +96,21 @@ class GovernanceMetrics(WireModel):
     violations: list[PolicyViolation] = Field(default_factory=list, max_length=MAX_BATCH)
     interactions: int = Field(ge=0, le=10**12)
     response_time: float = Field(alias="responseTime", ge=0, le=10**7, allow_inf_nan=False)
+    dropped_violations: int | None = Field(
+        None,
+        alias="droppedViolations",
+        ge=0,
+        le=10**9,
+        description="Extension: violations the sidecar had to drop since its last report.",
+    )
+    dropped_violations_by_severity: dict[Severity, Annotated[int, Field(ge=0, le=10**9)]] | None = (
+        Field(
+            None,
+            alias="droppedViolationsBySeverity",
+            description="Extension: the same, by severity (without it, all count as low: "
+            "the sidecar drops the least severe first).",
+        )
+    )
 
 
 class MetricsReport(WireModel):

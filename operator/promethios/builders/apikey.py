@@ -19,12 +19,14 @@ from typing import Any
 from ..api.agent import Agent
 from ..api.apikey import (
     ANNOTATION_PREVIOUS_EXPIRES,
+    ANNOTATION_PREVIOUS_SCOPE,
     ANNOTATION_REVOKED_BREACH,
     ANNOTATION_ROTATION,
     COMPONENT,
     DATA_KEY,
     DATA_PREVIOUS_SHA256,
     DATA_SHA256,
+    SCOPE_VIOLATIONS,
     decode_data,
     sha256_hex,
 )
@@ -47,6 +49,8 @@ class KeyState:
     previous_sha256: str | None = None
     previous_expires_at: datetime | None = None
     revoked_breach: int | None = None
+    #: What the previous key may still do (None: everything; see the api.apikey contract).
+    previous_scope: str | None = None
     #: (reason, message) for a Normal Event; never contains the key.
     event: tuple[str, str] | None = None
 
@@ -65,6 +69,7 @@ class _LiveKey:
     previous_sha256: str | None
     previous_expires_at: datetime | None
     revoked_breach: int | None
+    previous_scope: str | None = None
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -87,6 +92,7 @@ def read_live_key(secret: Mapping[str, Any] | None) -> _LiveKey:
         previous_sha256=decode_data(data, DATA_PREVIOUS_SHA256),
         previous_expires_at=parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES)),
         revoked_breach=_int_or_none(annotations.get(ANNOTATION_REVOKED_BREACH)),
+        previous_scope=annotations.get(ANNOTATION_PREVIOUS_SCOPE),
     )
 
 
@@ -113,18 +119,38 @@ def plan_api_key(
         return KeyState(new_key(), wanted, revoked_breach=revoke_for_breach)
     applied = live.rotation if live.rotation is not None else wanted
     if revoke_for_breach is not None and live.revoked_breach != revoke_for_breach:
-        return KeyState(
-            new_key(),
-            max(applied, wanted),
-            revoked_breach=revoke_for_breach,
-            event=("ApiKeyRevoked", f"quarantine of breach {revoke_for_breach} revoked the key"),
+        return _revoked(
+            agent, live.api_key, max(applied, wanted), revoke_for_breach, now, new_key()
         )
     if wanted > applied:
         return _rotated(agent, live, wanted, now, new_key())
     previous, expires = live.previous_sha256, live.previous_expires_at
+    scope = live.previous_scope
     if previous is None or expires is None or expires <= now:
-        previous, expires = None, None
-    return KeyState(live.api_key, applied, previous, expires, live.revoked_breach)
+        previous, expires, scope = None, None, None
+    return KeyState(
+        live.api_key, applied, previous, expires, live.revoked_breach, previous_scope=scope
+    )
+
+
+def _revoked(
+    agent: Agent, old_key: str, rotation: int, breach: int, now: datetime, key: str
+) -> KeyState:
+    """A quarantine: a new key now; the old one delivers violations only, for the grace."""
+    grace = agent.spec.api_key.grace_period_seconds
+    event = ("ApiKeyRevoked", f"quarantine of breach {breach} revoked the key")
+    if grace == 0:
+        return KeyState(key, rotation, revoked_breach=breach, event=event)
+    expires = now.replace(microsecond=0) + timedelta(seconds=grace)
+    return KeyState(
+        key,
+        rotation,
+        sha256_hex(old_key),
+        expires,
+        revoked_breach=breach,
+        previous_scope=SCOPE_VIOLATIONS,
+        event=event,
+    )
 
 
 def _rotated(agent: Agent, live: _LiveKey, rotation: int, now: datetime, key: str) -> KeyState:
@@ -133,7 +159,9 @@ def _rotated(agent: Agent, live: _LiveKey, rotation: int, now: datetime, key: st
     grace = agent.spec.api_key.grace_period_seconds
     message = f"rotation {rotation}: new key issued; previous key valid for {grace}s"
     if grace == 0:
-        return KeyState(key, rotation, None, None, live.revoked_breach, ("ApiKeyRotated", message))
+        return KeyState(
+            key, rotation, revoked_breach=live.revoked_breach, event=("ApiKeyRotated", message)
+        )
     # Whole seconds, because the annotation has second precision.
     expires = now.replace(microsecond=0) + timedelta(seconds=grace)
     return KeyState(
@@ -141,8 +169,8 @@ def _rotated(agent: Agent, live: _LiveKey, rotation: int, now: datetime, key: st
         rotation,
         sha256_hex(live.api_key),
         expires,
-        live.revoked_breach,
-        ("ApiKeyRotated", message),
+        revoked_breach=live.revoked_breach,
+        event=("ApiKeyRotated", message),
     )
 
 
@@ -160,6 +188,8 @@ def build_api_key_secret(agent: Agent, state: KeyState) -> Manifest:
     if state.previous_sha256 and state.previous_expires_at:
         data[DATA_PREVIOUS_SHA256] = _b64(state.previous_sha256)
         annotations[ANNOTATION_PREVIOUS_EXPIRES] = format_time(state.previous_expires_at)
+        if state.previous_scope is not None:
+            annotations[ANNOTATION_PREVIOUS_SCOPE] = state.previous_scope
     if state.revoked_breach is not None:
         annotations[ANNOTATION_REVOKED_BREACH] = str(state.revoked_breach)
     manifest: Manifest = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .. import __version__
 from ..api.agent import Agent
@@ -45,6 +46,20 @@ PROVIDER_BASE_URLS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class IngestPeer:
+    """Where the ingest API's pods run, for the egress a quarantine still allows."""
+
+    namespace: str | None = None
+    """Namespace of the ingest pods (with ``pod_labels``)."""
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels selecting the ingest pods in ``namespace``."""
+    cidr: str | None = None
+    """Or: the ingest's address range (an ingest outside the cluster)."""
+    port: int = 8443
+    """The ingest container's port (NetworkPolicies see pod ports, not Service ports)."""
+
+
+@dataclass(frozen=True)
 class BuildSettings:
     """Operator-wide inputs to the builders (from the command line, not from any spec)."""
 
@@ -53,6 +68,9 @@ class BuildSettings:
     #: Server minor version ≥ 29: run the sidecar as a native sidecar (restartable init).
     native_sidecar: bool = True
     metrics_interval_seconds: int = 60
+    #: Where the ingest runs; None: a quarantine denies all egress (violations then wait in
+    #: the sidecar's spool until the release).
+    ingest_peer: IngestPeer | None = None
 
 
 def default_base_url(provider: str) -> str:

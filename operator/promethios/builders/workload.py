@@ -32,7 +32,7 @@ from .meta import (
     selector_labels,
     stamp_applied_hash,
 )
-from .sidecar import API_KEY_FILE, PROVIDER_CREDENTIAL_FILE, BuildSettings
+from .sidecar import API_KEY_FILE, PROVIDER_CREDENTIAL_FILE, BuildSettings, IngestPeer
 
 AGENT_CONTAINER = "agent"
 SIDECAR_CONTAINER = "governance-sidecar"
@@ -304,15 +304,48 @@ def build_service(agent: Agent) -> Manifest:
     return stamp_applied_hash(manifest)
 
 
-def build_network_policy(agent: Agent) -> Manifest:
-    """Deny all ingress and egress of the agent's pods (quarantine)."""
+#: Cluster DNS as most distributions label it (CoreDNS keeps kube-dns's label).
+DNS_POD_LABELS = {"k8s-app": "kube-dns"}
+
+
+def build_network_policy(agent: Agent, settings: BuildSettings) -> Manifest:
+    """Quarantine: no ingress, and no egress but the sidecar's way to the ingest API.
+
+    The sidecar must still deliver the violations spooled before (and while) the pods stop
+    — among them the one that caused the quarantine. A NetworkPolicy selects pods, not
+    containers, so the agent can reach the ingest too; it holds no key there.
+    """
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector_labels(agent)},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    peer = settings.ingest_peer
+    if peer is not None:
+        spec["egress"] = [_ingest_egress(peer), _dns_egress()]
     manifest: Manifest = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": object_meta(agent, ChildNames.of(agent.name).network_policy, "quarantine"),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(agent)},
-            "policyTypes": ["Ingress", "Egress"],
-        },
+        "spec": spec,
     }
     return stamp_applied_hash(manifest)
+
+
+def _ingest_egress(peer: IngestPeer) -> dict[str, Any]:
+    if peer.cidr is not None:
+        destination: dict[str, Any] = {"ipBlock": {"cidr": peer.cidr}}
+    else:
+        destination = {"podSelector": {"matchLabels": dict(peer.pod_labels)}}
+        if peer.namespace is not None:
+            destination["namespaceSelector"] = {
+                "matchLabels": {"kubernetes.io/metadata.name": peer.namespace}
+            }
+    return {"to": [destination], "ports": [{"port": peer.port, "protocol": "TCP"}]}
+
+
+def _dns_egress() -> dict[str, Any]:
+    """The ingest is reached by its Service name."""
+    return {
+        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(DNS_POD_LABELS)}}],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    }

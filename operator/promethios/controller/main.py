@@ -20,7 +20,7 @@ import kopf
 
 from .. import __version__
 from ..builders import BuildSettings
-from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE
+from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE, IngestPeer
 from ..kube import objects
 from ..kube.client import Client, ClientSettings, shared_client
 from . import handlers
@@ -44,6 +44,7 @@ class OperatorOptions:
     liveness_port: int | None
     sidecar_image: str
     ingest_url: str
+    ingest_peer: IngestPeer | None
     standalone: bool
     resync_seconds: float
     verbose: bool
@@ -82,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--ingest-url", default=DEFAULT_INGEST_URL, help="the ingest API URL the sidecars report to"
     )
     parser.add_argument(
+        "--ingest-pods",
+        metavar="NAMESPACE/SELECTOR",
+        help="the ingest API's pods, e.g. promethios-system/app.kubernetes.io/name=x: "
+        "a quarantine still lets a sidecar reach them (default: quarantine denies all egress)",
+    )
+    parser.add_argument(
+        "--ingest-cidr", help="or the ingest's address range, when it runs outside the cluster"
+    )
+    parser.add_argument(
+        "--ingest-pod-port", type=int, default=8443, help="the ingest container's port"
+    )
+    parser.add_argument(
         "--standalone",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -92,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def ingest_peer(pods: str | None, cidr: str | None, port: int) -> IngestPeer | None:
+    """The ingest's location for the quarantine NetworkPolicy, from the command line."""
+    if cidr:
+        return IngestPeer(cidr=cidr, port=port)
+    if not pods:
+        return None
+    namespace, separator, selector = pods.partition("/")
+    labels = dict(pair.split("=", 1) for pair in selector.split(",") if "=" in pair)
+    if not separator or not namespace or not labels:
+        raise SystemExit(f"--ingest-pods: expected NAMESPACE/key=value[,key=value], got {pods!r}")
+    return IngestPeer(namespace=namespace, pod_labels=labels, port=port)
 
 
 def parse_options(argv: Sequence[str]) -> OperatorOptions:
@@ -105,6 +131,7 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         liveness_port=args.liveness_port or None,
         sidecar_image=args.sidecar_image,
         ingest_url=args.ingest_url,
+        ingest_peer=ingest_peer(args.ingest_pods, args.ingest_cidr, args.ingest_pod_port),
         standalone=args.standalone,
         resync_seconds=args.resync_seconds,
         verbose=args.verbose,
@@ -120,6 +147,7 @@ def make_context(options: OperatorOptions) -> ReconcileContext:
         sidecar_image=options.sidecar_image,
         ingest_url=options.ingest_url,
         native_sidecar=minor >= NATIVE_SIDECAR_MINOR,
+        ingest_peer=options.ingest_peer,
     )
     log.info("API server minor version %d; native sidecar: %s", minor, settings.native_sidecar)
     return ReconcileContext(client=client, settings=settings)

@@ -208,7 +208,7 @@ def plan_agent(
     if key.event:
         plan.events.append(Event(NORMAL, *key.event))
     plan.next_key_expiry = key.previous_expires_at
-    _plan_quarantine(plan, observed, quarantined, names.network_policy)
+    _plan_quarantine(plan, observed, settings, quarantined, names.network_policy)
 
     blocker = missing_reference(observed)
     plan.blocker = blocker
@@ -285,10 +285,12 @@ def _add(plan: Plan, desired: Manifest, live: Mapping[str, Any] | None) -> None:
         plan.apply.append(desired)
 
 
-def _plan_quarantine(plan: Plan, observed: Observed, quarantined: bool, name: str) -> None:
+def _plan_quarantine(
+    plan: Plan, observed: Observed, settings: BuildSettings, quarantined: bool, name: str
+) -> None:
     live = observed.live.get("NetworkPolicy")
     if quarantined:
-        _add(plan, build_network_policy(observed.agent), live)
+        _add(plan, build_network_policy(observed.agent, settings), live)
         if live is None:
             message = "quarantined: pods scaled to zero, traffic denied, API key revoked"
             plan.events.append(Event(WARNING, QUARANTINED, message))

@@ -57,6 +57,7 @@ def load_status(state: AgentState, status: dict[str, Any], now: float) -> None:
     state.uptime = stored.uptime
     state.last_activity = stored.last_activity
     state.counts.update(stored.counts)
+    state.lost.update(stored.lost)
     state.interactions = stored.interactions
     state.response_time_ms = stored.response_time_ms
     state.reported_trust = stored.reported_trust
@@ -66,6 +67,20 @@ def load_status(state: AgentState, status: dict[str, Any], now: float) -> None:
     state.keys = deque(stored.keys, maxlen=VIOLATION_KEYS)
     state.enforcement = stored.enforcement
     state.conditions.update(stored.conditions)
+
+
+def _record_lost(
+    state: AgentState, total: int | None, by_severity: dict[Severity, int] | None
+) -> tuple[tuple[str, int], ...]:
+    """Add the drops a sidecar reported; without a breakdown they count as low (the
+    sidecar drops the least severe first). The (severity, count) pairs recorded."""
+    counts = {str(severity): count for severity, count in (by_severity or {}).items() if count}
+    if total and not counts:
+        counts = {str(Severity.LOW): total}
+    for severity, count in counts.items():
+        state.lost[severity] += count
+        state.pending.lost[severity] += count
+    return tuple(sorted(counts.items()))
 
 
 class Aggregator:
@@ -203,11 +218,14 @@ class Aggregator:
         state.response_time_ms = metrics.response_time
         state.pending.metrics += 1
         state.version += 1
+        lost = _record_lost(
+            state, metrics.dropped_violations, metrics.dropped_violations_by_severity
+        )
         recorded = (
             self.violations(state, metrics.violations, key, now) if metrics.violations else None
         )
         refresh(state, now)
-        return Outcome(1, 0, recorded.violations if recorded else ())
+        return Outcome(1, 0, recorded.violations if recorded else (), lost)
 
     def violations(
         self, state: AgentState, violations: list[PolicyViolation], key: str | None, now: float

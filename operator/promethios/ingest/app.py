@@ -110,6 +110,7 @@ def _authenticate(request: web.Request, service: IngestService) -> AgentState:
         headers.get(wire.HEADER_AGENT_ID),
         headers.get(wire.HEADER_GOVERNANCE_ID),
         service.clock(),
+        BUDGET_OF.get(_endpoint(request), "reports"),
     )
     if result.outcome is AuthOutcome.UNAUTHENTICATED:
         raise ApiError(
@@ -244,7 +245,7 @@ async def metrics(request: web.Request) -> web.Response:
         )
     key = _idempotency_key(request, report.idempotency_key)
     outcome = await _guard(service.metrics_report(state, report, key))
-    return _accepted(outcome, 200 if outcome.violations else 202)
+    return _accepted(outcome, 200 if outcome.violations or outcome.lost else 202)
 
 
 async def violations(request: web.Request) -> web.Response:

@@ -78,6 +78,7 @@ class StoredStatus:
     uptime: float | None = None
     last_activity: float | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+    lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
     interactions: int = 0
     response_time_ms: float | None = None
     reported_trust: float | None = None
@@ -104,6 +105,7 @@ def decode_status(status: Mapping[str, Any], now: float) -> StoredStatus:
         uptime=heartbeat.uptime_seconds,
         last_activity=epoch(heartbeat.last_activity),
         counts={severity: getattr(counts, severity) for severity in SEVERITIES},
+        lost={severity: getattr(governance.lost_violations, severity) for severity in SEVERITIES},
         interactions=governance.interactions,
         response_time_ms=governance.response_time_ms,
         reported_trust=governance.reported_trust_score,
@@ -174,6 +176,7 @@ def _render(state: AgentState, now: float) -> dict[str, Any]:
                 "interactions": state.interactions,
                 "responseTimeMs": state.response_time_ms,
                 "violations": {**state.counts, "total": sum(state.counts.values())},
+                "lostViolations": {**state.lost, "total": sum(state.lost.values())},
                 "recentViolations": [_recent(item) for item in state.recent],
                 "lastViolationTime": rfc3339(state.last_violation_time),
                 "recentViolationKeys": list(state.keys),
@@ -287,8 +290,10 @@ def fingerprint(status: Mapping[str, Any]) -> tuple[Any, ...]:
     enforcement = status.get("enforcement") or {}
     heartbeat = status.get("heartbeat") or {}
     counts = governance.get("violations") or {}
+    lost = governance.get("lostViolations") or {}
     return (
         tuple(counts.get(severity, 0) for severity in SEVERITIES),
+        tuple(lost.get(severity, 0) for severity in SEVERITIES),
         tuple(str(item.get("id")) for item in governance.get("recentViolations") or []),
         tuple(governance.get("recentViolationKeys") or ()),
         governance.get("trustScore"),

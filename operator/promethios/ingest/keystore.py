@@ -25,8 +25,10 @@ from typing import Any
 
 from ..api.apikey import (
     ANNOTATION_PREVIOUS_EXPIRES,
+    ANNOTATION_PREVIOUS_SCOPE,
     DATA_PREVIOUS_SHA256,
     DATA_SHA256,
+    SCOPE_VIOLATIONS,
     decode_data,
     secret_name,
     sha256_hex,
@@ -49,6 +51,8 @@ class KeyEntry:
     digest: str
     owner_uid: str | None = None
     """uid of the GovernedAgent owning the Secret; None only for keys added directly."""
+    scope: str | None = None
+    """``violations``: this key may only deliver violations (a quarantine's revoked key)."""
 
 
 class AuthOutcome(Enum):
@@ -96,7 +100,8 @@ def entries_from_secret(secret: Mapping[str, Any]) -> list[KeyEntry]:
     previous = _digest(data, DATA_PREVIOUS_SHA256)
     expires = parse_time(annotations.get(ANNOTATION_PREVIOUS_EXPIRES))
     if previous and expires is not None and previous != current:
-        entries.append(KeyEntry(agent_id, identity, expires.timestamp(), previous, owner))
+        scope = annotations.get(ANNOTATION_PREVIOUS_SCOPE)
+        entries.append(KeyEntry(agent_id, identity, expires.timestamp(), previous, owner, scope))
     return entries
 
 
@@ -175,9 +180,18 @@ class KeyStore:
             self.put_secret(secret)
 
     def authenticate(
-        self, authorization: str | None, agent_id: str | None, identity: str | None, now: float
+        self,
+        authorization: str | None,
+        agent_id: str | None,
+        identity: str | None,
+        now: float,
+        purpose: str = "reports",
     ) -> AuthResult:
-        """Check ``Authorization: Bearer <key>`` plus the agent and identity headers."""
+        """Check ``Authorization: Bearer <key>`` plus the agent and identity headers.
+
+        ``purpose`` is ``violations`` for violation reports, which a quarantine's revoked
+        key may still deliver; anything else needs a key without a narrower scope.
+        """
         key = _bearer(authorization)
         if key is None:
             return AuthResult(AuthOutcome.UNAUTHENTICATED, "missing bearer API key")
@@ -187,6 +201,11 @@ class KeyStore:
             return AuthResult(AuthOutcome.UNAUTHENTICATED, "unknown API key")
         if entry.expires_at is not None and now >= entry.expires_at:
             return AuthResult(AuthOutcome.UNAUTHENTICATED, "API key expired (rotated out)")
+        if entry.scope == SCOPE_VIOLATIONS and purpose != SCOPE_VIOLATIONS:
+            return AuthResult(
+                AuthOutcome.UNAUTHENTICATED,
+                "API key revoked by a quarantine: it may only deliver violations",
+            )
         if agent_id != entry.agent_id:
             return AuthResult(AuthOutcome.FORBIDDEN, "API key does not belong to X-Agent-ID")
         if identity != entry.governance_identity:

@@ -10,7 +10,9 @@ what wins, field by field:
   whose marker is in ``recentViolationKeys`` was stored by another replica (or by a
   write whose answer was lost) and is taken out of the deltas, never counted twice;
 - ``violations`` counts: stored + pending, per severity (``total`` is their sum;
-  per-type counts are not in the status and stay per replica, like the metrics);
+  per-type counts are not in the status and stay per replica, like the metrics); the
+  same for ``lostViolations`` (drops a sidecar reported, each report counted once by its
+  idempotency key);
 - ``recentViolations``: union by id of pending and stored, newest first, 20;
   ``recentViolationKeys``: pending markers, then stored ones, distinct, 128;
 - trust: the stored debt (1 - ``trustScore``) brought forward by recovery from when
@@ -70,6 +72,8 @@ def rebase(state: AgentState, now: float) -> None:
     pending.drop_stored({item.id for item in stored.recent}, set(stored.keys))
     for severity, count in stored.counts.items():
         state.counts[severity] = count + pending.counts[severity]
+    for severity, count in stored.lost.items():
+        state.lost[severity] = count + pending.lost[severity]
     _merge_violations(state, stored)
     debt = TrustDebt.from_score(
         stored.trust_score,

@@ -7,6 +7,7 @@ Names:
 - ``promethios_violations_total{namespace,name,severity,type}`` violations recorded; each
   agent gets its own ``max_types_per_agent`` distinct ``type`` values, its later ones count
   as ``other`` (one agent inventing types cannot take label values from another)
+- ``promethios_violations_lost_total{namespace,name,severity}``  violations a sidecar dropped
 - ``promethios_ingest_requests_total{endpoint,code}``          requests by route template and code
 - ``promethios_ingest_request_duration_seconds{endpoint}``     request latency histogram
 - ``promethios_status_writes_total{result}``                   status writes (ok | error | conflict:
@@ -119,6 +120,12 @@ class IngestMetrics:
             "promethios_violations",
             "Violations recorded.",
             ["namespace", "name", "severity", "type"],
+            registry=self.registry,
+        )
+        self.lost_violations = Counter(
+            "promethios_violations_lost",
+            "Violations a sidecar reported it had to drop (its spool full).",
+            ["namespace", "name", "severity"],
             registry=self.registry,
         )
         self.status_writes = Counter(

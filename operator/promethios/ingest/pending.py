@@ -46,6 +46,7 @@ class PendingSnapshot:
     counts: tuple[int, ...]
     weight: float
     metrics: int
+    lost: tuple[int, ...] = ()
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Pending:
     items: deque[PendingItem] = field(default_factory=lambda: deque(maxlen=PENDING_ITEMS))
     metrics: int = 0
     """Metrics reports received since the last write (their values are this replica's)."""
+    lost: dict[str, int] = field(default_factory=_zero_counts)
+    """Dropped violations the sidecar reported since the last write, by severity."""
     seq: int = 0
 
     def add(self, recorded: Recorded, marker: str, weight: float) -> None:
@@ -69,7 +72,8 @@ class Pending:
     def snapshot(self) -> PendingSnapshot:
         """What a write rendered now carries."""
         counts = tuple(self.counts[s] for s in SEVERITIES)
-        return PendingSnapshot(self.seq, counts, self.weight, self.metrics)
+        lost = tuple(self.lost[s] for s in SEVERITIES)
+        return PendingSnapshot(self.seq, counts, self.weight, self.metrics, lost)
 
     def settle(self, snapshot: PendingSnapshot) -> None:
         """A write carrying ``snapshot`` succeeded: only later deltas remain."""
@@ -77,6 +81,8 @@ class Pending:
             self.counts[severity] = max(0, self.counts[severity] - count)
         self.weight = _tidy(self.weight - snapshot.weight)
         self.metrics = max(0, self.metrics - snapshot.metrics)
+        for severity, count in zip(SEVERITIES, snapshot.lost, strict=False):
+            self.lost[severity] = max(0, self.lost[severity] - count)
         while self.items and self.items[0].seq <= snapshot.seq:
             self.items.popleft()
 
@@ -103,4 +109,6 @@ class Pending:
     @property
     def empty(self) -> bool:
         """No unflushed violation or metrics report."""
-        return not self.items and not self.metrics and not any(self.counts.values())
+        return not (
+            self.items or self.metrics or any(self.counts.values()) or any(self.lost.values())
+        )

@@ -32,8 +32,10 @@ class ConditionState:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one report did: newly recorded, duplicates, and the violations it added."""
+    """What one report did: newly recorded, duplicates, the violations it added, and the
+    violations the sidecar said it dropped (by severity)."""
 
     accepted: int
     duplicates: int
     violations: tuple[Recorded, ...] = ()
+    lost: tuple[tuple[str, int], ...] = ()

@@ -157,11 +157,15 @@ class IngestService:
     async def metrics_report(
         self, state: AgentState, report: MetricsReport, key: str | None
     ) -> Outcome:
-        """Record a metrics report; waits for the status write only if it carried violations."""
+        """Record a metrics report; waits for the status write only if it carried violations
+        or drops (both are acknowledged only once the API server has them)."""
         before = state.enforcement.breach
         outcome = self.aggregator.metrics(state, report, key, self.clock())
+        if outcome.lost:
+            self._after_losses(state, outcome.lost)
         if outcome.violations:
             self._after_violations(state, outcome.violations, before)
+        if outcome.violations or outcome.lost:
             await self.writer.flush(
                 state.config.agent_id, self.settings.status_write_timeout_seconds
             )
@@ -209,6 +213,14 @@ class IngestService:
             enforced = state.enforcement
             text = f"breach {enforced.breach}: {enforced.reason}; action {enforced.action}"
             self._event(state, "PolicyBreach", text, aggregate_key=None)
+
+    def _after_losses(self, state: AgentState, lost: tuple[tuple[str, int], ...]) -> None:
+        config = state.config
+        for severity, count in lost:
+            self.metrics.lost_violations.labels(config.namespace, config.name, severity).inc(count)
+        detail = ", ".join(f"{count} {severity}" for severity, count in lost)
+        text = f"the sidecar dropped violations ({detail}): its spool was full"
+        self._event(state, "ViolationsLost", text, aggregate_key=("lost", "any"))
 
     # -- events -------------------------------------------------------------------------
 

@@ -75,6 +75,8 @@ class AgentState:
     interactions: int = 0
     response_time_ms: float | None = None
     counts: dict[str, int] = field(default_factory=_zero_counts)
+    lost: dict[str, int] = field(default_factory=_zero_counts)
+    """Violations the sidecar reported dropping, by severity (``lostViolations``)."""
     by_type: dict[str, int] = field(default_factory=dict)
     recent: deque[Recorded] = field(default_factory=lambda: deque(maxlen=RECENT_VIOLATIONS))
     last_violation_time: float | None = None

@@ -56,7 +56,7 @@ def all_children(agent: Any) -> list[dict[str, Any]]:
         config_map,
         build_deployment(agent, SETTINGS, digest, None),
         build_service(agent),
-        build_network_policy(agent),
+        build_network_policy(agent, SETTINGS),
     ]
 
 
@@ -395,7 +395,7 @@ def test_service_exposes_agent_and_metrics_ports(agent_factory: Any) -> None:
 
 
 def test_network_policy_denies_everything(agent_factory: Any) -> None:
-    policy = build_network_policy(agent_factory())
+    policy = build_network_policy(agent_factory(), SETTINGS)
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in policy["spec"] and "egress" not in policy["spec"]
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == (

@@ -297,7 +297,10 @@ def test_quarantine_denies_traffic_and_revokes_the_key_once(
     assert sorted(kinds(plan)) == ["Deployment", "NetworkPolicy", "Secret"]
     assert world.live["Deployment"]["spec"]["replicas"] == 0  # type: ignore[index]
     data = world.secret_data()
-    assert data["apiKey"] == "key-2" and "previousApiKeySha256" not in data
+    assert data["apiKey"] == "key-2"
+    # The revoked key may still deliver violations for the grace period, nothing else.
+    assert data["previousApiKeySha256"] == hashlib.sha256(b"key-1").hexdigest()
+    assert world.secret_annotations()["promethios.ai/previous-key-scope"] == "violations"
     assert world.status["children"]["networkPolicy"] == "support-bot-quarantine"
     assert {e.reason for e in plan.events} == {"ApiKeyRevoked", vocab.QUARANTINED}
     again = world.reconcile(now, keys)
