@@ -21,6 +21,7 @@ from ..api.conditions import (
     PROVIDER_SECRET_NOT_FOUND,
     QUARANTINED,
     READY,
+    SIDECAR_IMAGE_NOT_ALLOWED,
     SUSPENDED,
     format_time,
 )
@@ -150,6 +151,25 @@ def missing_reference(observed: Observed) -> cond.Blocker | None:
     return None
 
 
+def refused_sidecar_image(agent: Agent, settings: BuildSettings) -> cond.Blocker | None:
+    """A ``spec.sidecar.image`` the operator may not run, or None.
+
+    The sidecar receives the provider credential and the ingest API key, so an image that
+    is neither the operator's own nor on its allowlist never reaches a pod template: the
+    agent gets no workload (an existing Deployment is left as it is) until the spec or
+    the allowlist changes.
+    """
+    image = agent.spec.sidecar.image
+    if image is None or settings.sidecar_image_allowed(image):
+        return None
+    allowed = ", ".join([settings.sidecar_image, *settings.allowed_sidecar_images])
+    return cond.Blocker(
+        SIDECAR_IMAGE_NOT_ALLOWED,
+        f"spec.sidecar.image {image!r} is not an allowed sidecar image (allowed: {allowed}); "
+        "an operator administrator may allow it with --allowed-sidecar-image",
+    )
+
+
 def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.Blocker | None:
     """Why the agent is scaled to zero on purpose (enforcement or spec.suspend)."""
     release = f"set spec.governance.acknowledgedBreach to {enforcement.breach} to release"
@@ -203,7 +223,7 @@ def plan_agent(
     plan.next_key_expiry = key.previous_expires_at
     _plan_quarantine(plan, observed, quarantined, names.network_policy)
 
-    blocker = missing_reference(observed)
+    blocker = refused_sidecar_image(agent, settings) or missing_reference(observed)
     plan.blocker = blocker
     if observed.policy is not None and not _workload_blocked(blocker):
         _plan_workload(plan, observed, settings, desired_replicas(agent, enforcement))
@@ -236,7 +256,8 @@ def deployment_after(plan: Plan, observed: Observed) -> Mapping[str, Any] | None
 
 
 def _workload_blocked(blocker: cond.Blocker | None) -> bool:
-    """A missing policy or provider Secret keeps the pods from starting; an AlertSink does not."""
+    """A refused sidecar image, a missing policy or provider Secret keep the pods from
+    starting; a missing AlertSink does not."""
     return blocker is not None and blocker.reason != ALERT_SINK_NOT_FOUND
 
 
