@@ -7,7 +7,10 @@ the operator administrator did not allow must never reach a pod template.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,3 +206,37 @@ def test_allowing_the_image_later_deploys_the_agent(
     assert plan.blocker is None
     assert kinds(plan) == ["ConfigMap", "Deployment", "Service"]
     assert sidecar_images(world) == [EVIL]
+
+
+# ---- the chart's values.schema.json agrees with the operator -----------------------------------
+
+SCHEMA = Path(__file__).resolve().parents[3] / "charts/promethios-operator/values.schema.json"
+EXAMPLES = [
+    "ghcr.io/promethios/sidecar:1.2.3",
+    "ghcr.io/promethios/*",
+    "ghcr.io/promethios/sidecar:*",
+    "ghcr.io/promethios/sidecar:1.2.*",
+    "ghcr.io/promethios/sidecar@*",
+    "registry.local:5000/team/*",
+    "registry.local:5*",
+    "*",
+    "ghcr.io/*/x",
+    "ghcr.io/**",
+    "ghcr.io*",
+    "ghcr.io/promethios*",
+    "ghcr.io/a b",
+    "/*",
+]
+
+
+@pytest.mark.parametrize("pattern", EXAMPLES)
+def test_chart_schema_accepts_exactly_what_the_operator_accepts(pattern: str) -> None:
+    """So a bad sidecar.allowedImages fails `helm install`, not the operator's start."""
+    schema = json.loads(SCHEMA.read_text())
+    regex = schema["properties"]["sidecar"]["properties"]["allowedImages"]["items"]["pattern"]
+    try:
+        parse_image_pattern(pattern)
+        operator_accepts = True
+    except ValueError:
+        operator_accepts = False
+    assert (re.fullmatch(regex, pattern) is not None) is operator_accepts
