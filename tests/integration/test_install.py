@@ -11,8 +11,11 @@
   selects the ingest pods, the operator runs with ``--no-ingest``, and the ingest
   ServiceAccount can do what ``promethios ingest`` needs and nothing more (what it needs
   is exercised for real in ``test_ingest_rbac.py``);
-- the kustomize base's RBAC equals the chart's; ``kubectl apply -k manifests/`` installs;
-  the samples are accepted by the server's schema.
+- the admission policy (no confused deputy; its behaviour is ``test_admission.py``'s):
+  rendered for the main resource only, scoped, exempting and switched off as the values
+  say; the chart binds nobody to its sidecar-image ClusterRole;
+- the kustomize base's RBAC and admission policy equal the chart's; ``kubectl apply -k
+  manifests/`` installs; the samples are accepted by the server's schema.
 
 Pods land on kwok nodes, which never pull images: the operator is not running here, so
 these tests check what the API server accepts and grants, not the operator's behaviour.
@@ -326,6 +329,13 @@ REFUSALS = [
         "/ingest/readTokenSecret",
     ),
     ("ingest.readTokenSecret.name=t", "ingest.readTokenSecret needs ingest.mode=standalone", ""),
+    ("sidecar.allowedImages={ghcr.io/prom*}", "/sidecar/allowedImages/0", "does not match pattern"),
+    (
+        "admissionPolicy.validationActions={Block}",
+        "/admissionPolicy/validationActions/0",
+        "value must be one of",
+    ),
+    ("admissionPolicy.validationActions={Deny,Warn}", "Deny and Warn are mutually exclusive", ""),
 ]
 
 
@@ -370,14 +380,68 @@ def test_rbac_has_no_wildcards_or_escalation_verbs(helm: Helm) -> None:
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
+def manifest_objects(*files: str) -> list[dict[str, Any]]:
+    """The objects of some files of the kustomize base."""
+    return [obj for name in files
+            for obj in yaml.safe_load_all((MANIFESTS / name).read_text()) if obj]  # fmt: skip
+
+
 def test_kustomize_rbac_equals_the_charts_clusterwide_rbac(helm: Helm) -> None:
     chart = {obj["metadata"]["name"]: obj["rules"] for obj in helm.template()
              if obj["kind"] == "ClusterRole"}  # fmt: skip
     manifests = {obj["metadata"]["name"]: obj["rules"]
-                 for obj in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text())
-                 if obj and obj["kind"] == "ClusterRole"}  # fmt: skip
-    assert set(chart) == {"promethios-operator", "promethios-operator-cluster"}
+                 for obj in manifest_objects("rbac.yaml", "admissionpolicy.yaml")
+                 if obj["kind"] == "ClusterRole"}  # fmt: skip
+    assert set(chart) == {"promethios-operator", "promethios-operator-cluster",
+                          "promethios-operator-sidecar-image"}  # fmt: skip
     assert manifests == chart
+
+
+ADMISSION = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def test_kustomize_admission_policy_equals_the_charts(helm: Helm) -> None:
+    chart = {obj["kind"]: obj for obj in helm.template() if obj["kind"] in ADMISSION}
+    manifests = {obj["kind"]: obj for obj in manifest_objects("admissionpolicy.yaml")
+                 if obj["kind"] in ADMISSION}  # fmt: skip
+    assert set(chart) == set(manifests) == set(ADMISSION)
+    for kind in ADMISSION:
+        assert manifests[kind]["metadata"]["name"] == chart[kind]["metadata"]["name"]
+        assert manifests[kind]["spec"] == chart[kind]["spec"], kind
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    assert "admissionpolicy.yaml" in kustomization["resources"]
+
+
+def test_admission_policy_values(helm: Helm) -> None:
+    """On by default for the main resource only; off, scoped, exempting and allowlisting
+    as the values say."""
+    default = {obj["kind"]: obj for obj in helm.template() if obj["kind"] in ADMISSION}
+    policy, binding = default["ValidatingAdmissionPolicy"], default[ADMISSION[1]]
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["governedagents"]  # not governedagents/status
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"]  # every namespace, as the operator watches
+    (exempt,) = policy["spec"]["matchConditions"]
+    assert exempt["expression"] == ('!(request.userInfo.username in '
+        '["system:serviceaccount:promethios-system:promethios-operator"])')  # fmt: skip
+    off = helm.template("--set", "admissionPolicy.enabled=false")
+    assert not [obj for obj in off if obj["kind"] in ADMISSION]
+    assert "promethios-operator-sidecar-image" not in {o["metadata"]["name"] for o in off}
+    scoped = helm.template("--set", f"watchNamespaces={{a,b}},{STANDALONE}",
+                           "--set", "sidecar.allowedImages={ghcr.io/promethios/*,x.io/y:1}",
+                           "--set", "admissionPolicy.validationActions={Warn,Audit}")  # fmt: skip
+    binding = next(obj for obj in scoped if obj["kind"] == ADMISSION[1])
+    assert binding["spec"]["validationActions"] == ["Warn", "Audit"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]  # fmt: skip
+    policy = next(obj for obj in scoped if obj["kind"] == ADMISSION[0])
+    ingest_sa = "system:serviceaccount:promethios-system:promethios-operator-ingest"
+    assert ingest_sa in policy["spec"]["matchConditions"][0]["expression"]
+    args = deployment(scoped, "operator")["spec"]["template"]["spec"]["containers"][0]["args"]
+    allowed = [a.split("=", 1)[1] for a in args if a.startswith("--allowed-sidecar-image=")]
+    assert allowed == ["ghcr.io/promethios/*", "x.io/y:1"]
 
 
 def test_install_with_watch_namespaces_grants_only_those_namespaces(
@@ -520,7 +584,18 @@ def test_clusterwide_install_cannot_escalate(helm: Helm, cluster: Any, namespace
         assert sorted(objects) == [
             f"clusterrole.rbac.authorization.k8s.io/{release}-promethios-operator",
             f"clusterrole.rbac.authorization.k8s.io/{release}-promethios-operator-cluster",
+            f"clusterrole.rbac.authorization.k8s.io/{release}-promethios-operator-sidecar-image",
         ]
+        # The sidecar-image ClusterRole is for an administrator to bind; the chart binds none.
+        role_refs = "jsonpath={.items[*].roleRef.name}"
+        bindings = cluster.kubectl("get", "clusterrolebinding", "-l", selector,
+                                   "-o", role_refs).stdout.split()  # fmt: skip
+        assert f"{release}-promethios-operator-sidecar-image" not in bindings
+        assert not can_i(cluster, sa, "create", "governedagents.governance.promethios.ai",
+                         "--subresource=sidecarimage", "-n", other)  # fmt: skip
+        policy = f"{release}-promethios-operator-requester-permissions"
+        cluster.kubectl("get", "validatingadmissionpolicy,validatingadmissionpolicybinding",
+                        policy)  # fmt: skip
         assert can_i(cluster, sa, "list", "secrets", "--all-namespaces")
         assert can_i(cluster, sa, "update", "governedagents.governance.promethios.ai",
                      "--subresource=finalizers", "-n", other)  # fmt: skip
@@ -539,7 +614,9 @@ def test_clusterwide_install_cannot_escalate(helm: Helm, cluster: Any, namespace
         assert not can_i(cluster, sa, "*", "*", "--all-namespaces")
     finally:
         helm("uninstall", release, "-n", release_ns, "--wait=false")
-    left = cluster.kubectl("get", "clusterrole", "-o", "name", "-l", selector).stdout.strip()
+    left = cluster.kubectl("get", "clusterrole,validatingadmissionpolicy,"
+                           "validatingadmissionpolicybinding", "-o", "name",
+                           "-l", selector).stdout.strip()  # fmt: skip
     assert left == ""
 
 
@@ -552,6 +629,8 @@ def test_kustomize_base_installs_and_samples_are_accepted(cluster: Any, namespac
         for crd in CRD_NAMES:
             assert f"customresourcedefinition.apiextensions.k8s.io/{crd}" in applied.stdout
         assert "deployment.apps/promethios-operator" in applied.stdout
+        policy = "promethios-operator-requester-permissions"
+        assert f"validatingadmissionpolicy.admissionregistration.k8s.io/{policy}" in applied.stdout
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
                         *[f"crd/{name}" for name in CRD_NAMES])  # fmt: skip
         cluster.kubectl("get", "deployment,service,serviceaccount", "promethios-operator",
@@ -568,5 +647,5 @@ def test_kustomize_base_installs_and_samples_are_accepted(cluster: Any, namespac
         # Everything but the CRDs, which other tests of the session use.
         cluster.kubectl("delete", "--ignore-not-found", "--wait=false",
                         *[f"-f={MANIFESTS / name}" for name in
-                          ("deployment.yaml", "service.yaml", "rbac.yaml",
+                          ("deployment.yaml", "service.yaml", "rbac.yaml", "admissionpolicy.yaml",
                            "serviceaccount.yaml", "namespace.yaml")])  # fmt: skip

@@ -129,6 +129,9 @@ app.kubernetes.io/component: ingest
 {{- if and .Values.ingest.readTokenSecret.name (not (include "promethios-operator.ingestStandalone" .)) }}
 {{- fail "ingest.readTokenSecret needs ingest.mode=standalone (the operator's in-process ingest API takes no read token)" }}
 {{- end }}
+{{- if and (has "Deny" .Values.admissionPolicy.validationActions) (has "Warn" .Values.admissionPolicy.validationActions) }}
+{{- fail "admissionPolicy.validationActions: Deny and Warn are mutually exclusive (Kubernetes refuses the binding)" }}
+{{- end }}
 {{- if eq (int .Values.service.port) (int .Values.service.metricsPort) }}
 {{- fail (printf "service.port and service.metricsPort must differ (both are %d)" (int .Values.service.port)) }}
 {{- end }}

@@ -34,6 +34,9 @@ INGEST_TYPES = (HEARTBEAT_FRESH, POLICY_COMPLIANT)
 POLICY_NOT_FOUND = "PolicyNotFound"
 PROVIDER_SECRET_NOT_FOUND = "ProviderSecretNotFound"
 ALERT_SINK_NOT_FOUND = "AlertSinkNotFound"
+#: ``spec.sidecar.image`` is neither the operator's sidecar image nor on its allowlist
+#: (``--allowed-sidecar-image``): no workload is created or changed.
+SIDECAR_IMAGE_NOT_ALLOWED = "SidecarImageNotAllowed"
 SUSPENDED = "Suspended"
 ENFORCEMENT_SUSPENDED = "EnforcementSuspended"
 QUARANTINED = "Quarantined"

@@ -3,6 +3,7 @@
 - :mod:`.meta`      names, labels, owner references, manifest hashes
 - :mod:`.apikey`    the API-key Secret and the key rotation state machine
 - :mod:`.sidecar`   the sidecar's configuration and its ConfigMap
+- :mod:`.images`    the allowlist of sidecar images an agent may name
 - :mod:`.workload`  the Deployment, Service and quarantine NetworkPolicy
 """
 

@@ -20,6 +20,7 @@ from ..api.sidecarconfig import (
     ProviderConfig,
     SidecarConfig,
 )
+from .images import image_allowed, parse_image_pattern
 from .meta import (
     ChildNames,
     Manifest,
@@ -71,6 +72,17 @@ class BuildSettings:
     #: Where the ingest runs; None: a quarantine denies all egress (violations then wait in
     #: the sidecar's spool until the release).
     ingest_peer: IngestPeer | None = None
+    #: Patterns of the other sidecar images a ``spec.sidecar.image`` may name
+    #: (:mod:`.images`); ``sidecar_image`` itself is always allowed.
+    allowed_sidecar_images: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for pattern in self.allowed_sidecar_images:
+            parse_image_pattern(pattern)
+
+    def sidecar_image_allowed(self, image: str) -> bool:
+        """Whether the operator may run ``image`` as an agent's governance sidecar."""
+        return image == self.sidecar_image or image_allowed(image, self.allowed_sidecar_images)
 
 
 def default_base_url(provider: str) -> str:

@@ -20,6 +20,7 @@ import kopf
 
 from .. import __version__
 from ..builders import BuildSettings
+from ..builders.images import parse_image_pattern
 from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE, IngestPeer
 from ..kube import objects
 from ..kube.client import Client, ClientSettings, shared_client
@@ -48,6 +49,8 @@ class OperatorOptions:
     standalone: bool
     resync_seconds: float
     verbose: bool
+    #: Patterns of the sidecar images a GovernedAgent may name besides ``sidecar_image``.
+    allowed_sidecar_images: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sidecar-image",
         default=DEFAULT_SIDECAR_IMAGE,
-        help="governance sidecar image (a GovernedAgent may override it)",
+        help="governance sidecar image (always allowed; a GovernedAgent may name another "
+        "only if --allowed-sidecar-image allows it)",
+    )
+    parser.add_argument(
+        "--allowed-sidecar-image",
+        action="append",
+        default=[],
+        dest="allowed_sidecar_images",
+        type=_image_pattern,
+        metavar="PATTERN",
+        help="a spec.sidecar.image the operator may run besides --sidecar-image (repeatable): "
+        "an exact image, or a prefix ending in '*' after '/', ':' or '@', e.g. "
+        "'ghcr.io/promethios/*'; an agent naming any other image gets no workload",
     )
     parser.add_argument(
         "--ingest-url", default=DEFAULT_INGEST_URL, help="the ingest API URL the sidecars report to"
@@ -135,7 +150,16 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         standalone=args.standalone,
         resync_seconds=args.resync_seconds,
         verbose=args.verbose,
+        allowed_sidecar_images=tuple(args.allowed_sidecar_images),
     )
+
+
+def _image_pattern(text: str) -> str:
+    """argparse type of --allowed-sidecar-image: the error names the pattern and the rule."""
+    try:
+        return parse_image_pattern(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def make_context(options: OperatorOptions) -> ReconcileContext:
@@ -148,8 +172,13 @@ def make_context(options: OperatorOptions) -> ReconcileContext:
         ingest_url=options.ingest_url,
         native_sidecar=minor >= NATIVE_SIDECAR_MINOR,
         ingest_peer=options.ingest_peer,
+        allowed_sidecar_images=options.allowed_sidecar_images,
     )
     log.info("API server minor version %d; native sidecar: %s", minor, settings.native_sidecar)
+    log.info(
+        "sidecar images allowed: %s",
+        ", ".join([settings.sidecar_image, *settings.allowed_sidecar_images]),
+    )
     return ReconcileContext(client=client, settings=settings)
 
 

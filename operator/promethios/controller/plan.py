@@ -22,6 +22,7 @@ from ..api.conditions import (
     PROVIDER_SECRET_NOT_FOUND,
     QUARANTINED,
     READY,
+    SIDECAR_IMAGE_NOT_ALLOWED,
     SUSPENDED,
     format_time,
 )
@@ -154,6 +155,25 @@ def missing_reference(observed: Observed) -> cond.Blocker | None:
     return None
 
 
+def refused_sidecar_image(agent: Agent, settings: BuildSettings) -> cond.Blocker | None:
+    """A ``spec.sidecar.image`` the operator may not run, or None.
+
+    The sidecar receives the provider credential and the ingest API key, so an image that
+    is neither the operator's own nor on its allowlist never reaches a pod template: the
+    agent gets no workload (an existing Deployment is left as it is) until the spec or
+    the allowlist changes.
+    """
+    image = agent.spec.sidecar.image
+    if image is None or settings.sidecar_image_allowed(image):
+        return None
+    allowed = ", ".join([settings.sidecar_image, *settings.allowed_sidecar_images])
+    return cond.Blocker(
+        SIDECAR_IMAGE_NOT_ALLOWED,
+        f"spec.sidecar.image {image!r} is not an allowed sidecar image (allowed: {allowed}); "
+        "an operator administrator may allow it with --allowed-sidecar-image",
+    )
+
+
 def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.Blocker | None:
     """Why the agent is scaled to zero on purpose (enforcement or spec.suspend)."""
     release = f"set spec.governance.acknowledgedBreach to {enforcement.breach} to release"
@@ -210,7 +230,7 @@ def plan_agent(
     plan.next_key_expiry = key.previous_expires_at
     _plan_quarantine(plan, observed, settings, quarantined, names.network_policy)
 
-    blocker = missing_reference(observed)
+    blocker = refused_sidecar_image(agent, settings) or missing_reference(observed)
     plan.blocker = blocker
     replicas = desired_replicas(agent, enforcement)
     if observed.policy is not None and not _workload_blocked(blocker):
@@ -276,7 +296,8 @@ def _scale_down(live: Mapping[str, Any] | None, replicas: int | None) -> int | N
 
 
 def _workload_blocked(blocker: cond.Blocker | None) -> bool:
-    """A missing policy or provider Secret keeps the pods from starting; an AlertSink does not."""
+    """A refused sidecar image, a missing policy or provider Secret keep the pods from
+    starting; a missing AlertSink does not."""
     return blocker is not None and blocker.reason != ALERT_SINK_NOT_FOUND
 
 
