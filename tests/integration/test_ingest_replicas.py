@@ -16,12 +16,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import kubernetes
 import pytest
 from kube_helpers import start_ingest_ready
 from test_ingest import NAME, agent_headers, create_objects, get_status
 
+from promethios.api.common import GROUP, VERSION
 from promethios.ingest.aggregator import violation_key
 from promethios.ingest.main import IngestRunner
+from promethios.ingest.merge import newer
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -70,6 +73,25 @@ async def violate(runner: IngestRunner, namespace: str, i: int) -> dict[str, Any
     return body
 
 
+async def caught_up(replicas: list[IngestRunner], api_client: Any, namespace: str) -> None:
+    """Wait until every replica's view is the stored object (its watch delivered it)."""
+    stored = await asyncio.to_thread(
+        lambda: kubernetes.client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "governedagents", NAME
+        )
+    )
+    version = stored["metadata"]["resourceVersion"]
+    deadline = asyncio.get_running_loop().time() + 20
+    for runner in replicas:
+        while True:
+            state = runner.service.agent(f"{namespace}/{NAME}")
+            seen = state.stored.resource_version if state and state.stored else ""
+            if seen and not newer(version, seen):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "a replica's watch lags"
+            await asyncio.sleep(0.05)
+
+
 async def test_two_replicas_count_each_violation_once(
     replicas: list[IngestRunner], api_client: Any, namespace: str
 ) -> None:
@@ -109,7 +131,9 @@ async def test_two_replicas_count_each_violation_once(
     assert status["heartbeat"]["state"] == "active"
     conflicts = sum(r.service.writer.conflicts for r in replicas)
 
-    # every key replayed to the replica that did not record it: still N
+    # every key replayed to the replica that did not record it: still N, and answered as
+    # duplicates once each replica's watch has shown it the other's writes
+    await caught_up(replicas, api_client, namespace)
     outcomes = await asyncio.gather(
         *(violate(replicas[(i + 1) % 2], namespace, i) for i in range(N))
     )
