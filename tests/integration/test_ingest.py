@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from ipaddress import ip_network
 from typing import Any
 
 import aiohttp
@@ -124,7 +125,12 @@ async def ingest(
     api_client: Any, namespace: str, hook: tuple[Hook, str]
 ) -> AsyncIterator[IngestRunner]:
     await asyncio.to_thread(create_objects, api_client, namespace, hook[1])
-    runner = await start_ingest_ready(api_client, namespace, alert_backoff_seconds=0.1)
+    runner = await start_ingest_ready(
+        api_client,
+        namespace,
+        alert_backoff_seconds=0.1,
+        alert_sink_allowed_cidrs=(ip_network("127.0.0.1/32"),),  # the local receiver, over http
+    )
     yield runner
     await runner.stop()
 
@@ -213,7 +219,7 @@ async def test_ingest_end_to_end(
     receiver = hook[0]
     await eventually(lambda: bool(receiver.received))
     raw, signature = receiver.received[0]
-    assert verify_signature(raw, SIGNING, signature)
+    assert verify_signature(raw, SIGNING, signature, time.time())
     assert json.loads(raw)["violation"]["type"] == "pii"
 
     # a Warning Event regarding the agent

@@ -14,11 +14,13 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Protocol
 
 import kopf
 
 from .. import __version__
+from ..api.alertsink import allowed_cidr
 from ..builders import BuildSettings
 from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE
 from ..kube import objects
@@ -47,6 +49,8 @@ class OperatorOptions:
     standalone: bool
     resync_seconds: float
     verbose: bool
+    alert_sink_allowed_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    """For the in-process ingest API: where AlertSink deliveries may go beyond the default."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resync-seconds", type=float, default=300.0, help="interval of the periodic drift repair"
     )
+    parser.add_argument(
+        "--alert-sink-allow-cidr",
+        action="append",
+        default=[],
+        type=_cidr,
+        metavar="CIDR",
+        help="in-process ingest API: network alert deliveries may reach although "
+        "loopback/private, and the only ones plain http may reach (repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def _cidr(text: str) -> IPv4Network | IPv6Network:
+    try:
+        return allowed_cidr(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_options(argv: Sequence[str]) -> OperatorOptions:
@@ -108,6 +128,7 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         standalone=args.standalone,
         resync_seconds=args.resync_seconds,
         verbose=args.verbose,
+        alert_sink_allowed_cidrs=tuple(args.alert_sink_allow_cidr),
     )
 
 
