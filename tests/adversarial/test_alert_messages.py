@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +160,28 @@ def test_verification_compares_in_constant_time(monkeypatch: pytest.MonkeyPatch)
     _, headers, body = build_request(sink, ALERT, 1_700_000_000.0)
     assert verify_signature(body, SECRET, headers["X-Promethios-Signature"], 1_700_000_000.0)
     assert len(calls) == 1
+
+
+def readme_verifier() -> Any:
+    """The ``verify`` function of README's "Verifying webhook signatures", as printed there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Verifying webhook signatures", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # the documented copy, verbatim
+    return namespace["verify"]
+
+
+async def test_the_readme_verifier_accepts_a_delivery_and_refuses_its_replay(
+    receiver: tuple[Receiver, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verify = readme_verifier()
+    allowed, port = receiver
+    await deliver(webhook(f"http://127.0.0.1:{port}/hook", signing_secret=SECRET), RECEIVERS)
+    body, headers = allowed.requests[0]
+    header = headers["X-Promethios-Signature"]
+    assert verify(body, SECRET, header)
+    assert not verify(body + b"x", SECRET, header) and not verify(body, b"other", header)
+    later = time.time() + 301
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert not verify(body, SECRET, header)  # the same delivery, replayed later

@@ -21,11 +21,10 @@ from __future__ import annotations
 import errno
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import yarl
-from aiohappyeyeballs import AddrInfoType
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -98,7 +97,7 @@ def _result(host: str, address: str, port: int, version: int) -> ResolveResult:
     }
 
 
-def guarded_socket_factory(policy: DestinationPolicy, plain_http: bool) -> Any:
+def guarded_socket_factory(policy: DestinationPolicy, plain_http: bool) -> SocketFactoryType:
     """A socket factory that refuses to open a socket towards a forbidden address."""
 
     def factory(addr_info: AddrInfoType) -> socket.socket:
@@ -154,7 +153,7 @@ class GuardedClient:
             return Answer(response.status, response.headers.get("Retry-After"))
 
     async def close(self) -> None:
-        """Close the sessions (and their resolvers)."""
+        """Close the sessions."""
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
