@@ -41,6 +41,7 @@ def ingest_settings(options: OperatorOptions) -> IngestSettings:
         port=options.ingest_port,
         namespaces=options.namespaces,
         kubeconfig=options.kubeconfig,
+        alert_sink_allowed_cidrs=options.alert_sink_allowed_cidrs,
     )
 
 

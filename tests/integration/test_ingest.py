@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from ipaddress import ip_network
 from typing import Any
 
 import aiohttp
@@ -125,7 +126,12 @@ async def ingest(
     api_client: Any, namespace: str, hook: tuple[Hook, str]
 ) -> AsyncIterator[IngestRunner]:
     await asyncio.to_thread(create_objects, api_client, namespace, hook[1])
-    runner = await start_ingest_ready(api_client, namespace, alert_backoff_seconds=0.1)
+    runner = await start_ingest_ready(
+        api_client,
+        namespace,
+        alert_backoff_seconds=0.1,
+        alert_sink_allowed_cidrs=(ip_network("127.0.0.1/32"),),  # the local receiver, over http
+    )
     yield runner
     await runner.stop()
 
@@ -214,7 +220,7 @@ async def test_ingest_end_to_end(
     receiver = hook[0]
     await eventually(lambda: bool(receiver.received))
     raw, signature = receiver.received[0]
-    assert verify_signature(raw, SIGNING, signature)
+    assert verify_signature(raw, SIGNING, signature, time.time())
     assert json.loads(raw)["violation"]["type"] == "pii"
 
     # a Warning Event regarding the agent
@@ -269,3 +275,53 @@ async def test_restart_keeps_counters(
             assert (await response.json())["duplicates"] == 2
     finally:
         await again.stop()
+
+
+async def test_a_sink_aimed_inside_the_cluster_is_refused_naming_the_field_not_the_url(
+    api_client: Any, namespace: str, ingest: IngestRunner, hook: tuple[Hook, str]
+) -> None:
+    """The AlertSink's URL comes from a Secret and points at a private address over plain
+    http: the Event names the field and the rule, never the URL (nor its token)."""
+    core = kubernetes.client.CoreV1Api(api_client)
+    custom = kubernetes.client.CustomObjectsApi(api_client)
+    leaky_url = b"http://10.1.2.3:8080/token-abc123"
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "leaky-url"}, "data": {"url": b64(leaky_url)}}
+    )
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "alertsinks", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AlertSink", "metadata": {"name": "leaky"},
+        "spec": {"type": "webhook", "urlSecretRef": {"name": "leaky-url", "key": "url"}},
+    })  # fmt: skip
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "governedagents", NAME, {
+        "spec": {"alertSinks": [{"name": "hook"}, {"name": "leaky"}]},
+    })  # fmt: skip
+    agent_id = f"{namespace}/{NAME}"
+
+    def both_sinks_known() -> bool:
+        state = ingest.service.agent(agent_id)
+        return state is not None and "leaky" in state.config.alert_sinks
+
+    await eventually(both_sinks_known)
+    violation = {"agentId": agent_id, "violation": {"type": "secrets", "severity": "critical"}}
+    async with (
+        aiohttp.ClientSession(f"http://127.0.0.1:{ingest.port}") as http,
+        http.post(
+            "/api/v1/governance/violations",
+            data=json.dumps(violation),
+            headers=agent_headers(namespace),
+        ) as response,
+    ):
+        assert response.status == 200
+
+    def failure_events() -> list[str]:
+        events = core.list_namespaced_event(namespace).items
+        return [e.message for e in events if e.reason == "AlertDeliveryFailed"]
+
+    await eventually(lambda: bool(failure_events()))
+    assert failure_events() == [
+        "alert to webhook sink leaky refused by destination policy: spec.urlSecretRef must use "
+        "https: plain http is allowed only to addresses in the operator's allowlist; "
+        "nothing was sent"
+    ]
+    await eventually(lambda: bool(hook[0].received))  # the allowlisted receiver still gets it
+    assert json.loads(hook[0].received[-1][0])["violation"]["type"] == "secrets"

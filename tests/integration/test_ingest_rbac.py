@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -83,6 +84,7 @@ def installed(cluster: Any, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         cluster.kubectl("create", "namespace", namespace)
     helm("install", release, str(CHART), "-n", release_ns, "--set", "crds.install=false",
          "--set", "replicaCount=0,ingest.mode=standalone,ingest.replicas=1",
+         "--set", "ingest.alertSinkAllowedCIDRs={127.0.0.1/32}",  # the local receiver
          "--set", f"watchNamespaces={{{watched}}}")  # fmt: skip
     try:
         yield release_ns, watched, release
@@ -123,6 +125,7 @@ def ingest_argv(
     out = cluster.kubectl("get", "deployment", name, "-n", release_ns, "-o", "json").stdout
     args = json.loads(out)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[0] == "ingest" and "--port=8443" in args, args
+    assert "--alert-sink-allow-cidr=127.0.0.1/32" in args, args
     args = [arg for arg in args[1:] if not arg.startswith("--port=")]
     return [sys.executable, "-m", "promethios.cli", "ingest", *args, f"--port={port}",
             "--host=127.0.0.1", f"--kubeconfig={kubeconfig}"]  # fmt: skip
@@ -220,7 +223,7 @@ def run_flow(cluster: Any, ns: str, base: str, received: list[tuple[bytes, str]]
 
     # The AlertSink and its signing Secret were read: the alert arrived, signed.
     body, signature = wait_for(lambda: received and received[0], "the webhook alert")
-    assert verify_signature(body, SIGNING, signature)
+    assert verify_signature(body, SIGNING, signature, time.time())
     assert AGENT in body.decode()
 
     scrape = call("/metrics")[1]

@@ -1,15 +1,48 @@
-"""The ``AlertSink`` custom resource: where violations are delivered."""
+"""The ``AlertSink`` custom resource: where violations are delivered.
+
+Also the operator-level vocabulary of where deliveries may go: :func:`allowed_cidr` reads
+one ``--alert-sink-allow-cidr`` value (both ``promethios operator`` and ``promethios
+ingest`` take it).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from .common import Condition, Model, SecretKeyReference, Severity, api_config
 from .resource import CustomResourceInfo, PrinterColumn
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_NEVER_HOSTS = (
+    "169.254.169.254",
+    "169.254.170.2",
+    "fd00:ec2::254",
+    "100.100.100.200",
+    "metadata.google.internal",
+    "metadata.goog",
+)
+
+
+def allowed_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """One allowlist entry: a CIDR (``10.96.0.0/12``) or a single address (``127.0.0.1``).
+
+    Raises ValueError naming the value when it is not a network, or has host bits set
+    (``10.0.0.1/8`` is almost certainly a typo for ``10.0.0.0/8`` or ``10.0.0.1/32``).
+    IPv4-mapped IPv6 networks are read as the IPv4 networks they are.
+    """
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a CIDR such as 10.96.0.0/12: {error}") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
 
 
 class SinkType(StrEnum):
@@ -42,6 +75,24 @@ _RULES = [
 ]
 
 
+_URL_RULES: list[JsonValue] = [
+    {
+        "rule": "isURL(self) && url(self).getHostname() != ''",
+        "message": "must be an absolute http(s) URL with a host",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        # The canonical spellings only: the ingest API refuses every spelling and every
+        # name resolving to these at delivery time; this is early, clear feedback.
+        "rule": "!isURL(self) || !(url(self).getHostname() in "
+        + repr(sorted(_NEVER_HOSTS)).replace('"', "'")
+        + ")",
+        "message": "must not point at a cloud metadata address",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+
 class AlertSinkSpec(Model):
     """Desired state of an AlertSink."""
 
@@ -52,13 +103,27 @@ class AlertSinkSpec(Model):
         None,
         max_length=2048,
         pattern=r"^https?://[^\s]+$",
-        description="Endpoint URL (PagerDuty defaults to the Events API v2).",
+        description=(
+            "Endpoint URL (PagerDuty defaults to the Events API v2). https is required; "
+            "plain http, loopback and private addresses only inside the operator's "
+            "allowlist (--alert-sink-allow-cidr); cloud metadata, link-local, "
+            "unspecified and multicast addresses never. The policy applies to every "
+            "address the host resolves to; redirects are not followed. A refused URL "
+            "gets an AlertDeliveryFailed Warning Event naming the field and the rule."
+        ),
+        json_schema_extra={"x-kubernetes-validations": _URL_RULES},
     )
     url_secret_ref: SecretKeyReference | None = Field(
         None, description="Secret holding the URL, for URLs that embed a token (Slack)."
     )
     signing_secret_ref: SecretKeyReference | None = Field(
-        None, description="Webhook only: HMAC-SHA256 key for X-Promethios-Signature."
+        None,
+        description=(
+            "Webhook only: HMAC-SHA256 key for the X-Promethios-Signature header, "
+            "t=<unix seconds>,v1=<hex HMAC-SHA256(key, '<t>.' + raw body)>. Receivers "
+            "recompute v1 over the raw body, compare in constant time and reject a t more "
+            "than 300 s from their clock (replays); see README 'Verifying webhook signatures'."
+        ),
     )
     routing_key_secret_ref: SecretKeyReference | None = Field(
         None, description="PagerDuty only: the integration routing key."

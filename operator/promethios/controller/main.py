@@ -14,11 +14,13 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Protocol
 
 import kopf
 
 from .. import __version__
+from ..api.alertsink import allowed_cidr
 from ..builders import BuildSettings
 from ..builders.images import parse_image_pattern
 from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE, IngestPeer
@@ -51,6 +53,8 @@ class OperatorOptions:
     verbose: bool
     #: Patterns of the sidecar images a GovernedAgent may name besides ``sidecar_image``.
     allowed_sidecar_images: tuple[str, ...] = ()
+    alert_sink_allowed_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    """For the in-process ingest API: where AlertSink deliveries may go beyond the default."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resync-seconds", type=float, default=300.0, help="interval of the periodic drift repair"
     )
+    parser.add_argument(
+        "--alert-sink-allow-cidr",
+        action="append",
+        default=[],
+        type=_cidr,
+        metavar="CIDR",
+        help="in-process ingest API: network alert deliveries may reach although "
+        "loopback/private, and the only ones plain http may reach (repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -133,6 +146,13 @@ def ingest_peer(pods: str | None, cidr: str | None, port: int) -> IngestPeer | N
     if not separator or not namespace or not labels:
         raise SystemExit(f"--ingest-pods: expected NAMESPACE/key=value[,key=value], got {pods!r}")
     return IngestPeer(namespace=namespace, pod_labels=labels, port=port)
+
+
+def _cidr(text: str) -> IPv4Network | IPv6Network:
+    try:
+        return allowed_cidr(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_options(argv: Sequence[str]) -> OperatorOptions:
@@ -151,6 +171,7 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         resync_seconds=args.resync_seconds,
         verbose=args.verbose,
         allowed_sidecar_images=tuple(args.allowed_sidecar_images),
+        alert_sink_allowed_cidrs=tuple(args.alert_sink_allow_cidr),
     )
 
 

@@ -2,13 +2,37 @@
 
 Delivery: alerts below a sink's ``minSeverity`` are skipped; repeats of one
 agent+type+severity within the dedup window make one alert; each attempt has the sink's
-timeout. Transient failures (connection errors, timeouts, 5xx, 408, 429) retry with
-exponential backoff (``backoff * 2**(retry-1)``, capped; a 429's ``Retry-After`` is
-honoured up to the cap) up to ``maxRetries``; any other answer outside 2xx is permanent
-and not retried. Outcomes are counted in
-``promethios_alert_deliveries_total{sink_type,result}`` (``ok`` once per delivered alert,
-``retried`` per retry, ``failed`` once per alert given up on) and a final failure raises a
-Warning Event on the GovernedAgent.
+timeout and goes through :class:`~.egress.GuardedClient`, which connects only where the
+destination policy (:mod:`.destinations`) allows and never follows a redirect. A URL the
+policy refuses as written is not attempted at all. Every other failure (no answer, any
+status outside 2xx) is retried with exponential backoff (``backoff * 2**(retry-1)``,
+capped; a ``Retry-After`` is honoured up to the cap) up to ``maxRetries``. Outcomes are
+counted in ``promethios_alert_deliveries_total{sink_type,result}``: ``ok`` once per
+delivered alert, ``retried`` per retry, ``refused`` once per alert the destination policy
+stopped (as written, or for every address the name resolved to), ``failed`` once per other
+alert given up on; a final failure raises a Warning Event on the GovernedAgent
+(:func:`failure_message`).
+
+What a failure tells the sink's author (whoever may create AlertSinks in the namespace,
+who reads the Events there) must not make the delivery a port scanner. So:
+
+- no error text reaches an Event or a log: not the status code, not the exception, not the
+  address; only the sink, the number of attempts and one of two categories;
+- "refused by destination policy" (with the field and the rule) is said only for a refusal
+  decided from the URL as written and the operator's allowlist, before any network I/O: it
+  is a function of what the author wrote and of operator configuration, and says nothing
+  about what is at the destination;
+- everything else is "failed": a closed, open or filtered port, a status code, a TLS
+  error, a name that does not resolve and a name that resolves only to forbidden
+  addresses (which would otherwise reveal internal DNS names) all read the same;
+- every failure is retried alike (a 404 as a refused connection), so the number of attempts
+  is always ``maxRetries + 1``; and the Event is not raised before the worst-case schedule
+  (every attempt timing out, every backoff) has passed, so its time does not tell a
+  refused connection from a filtered one. The one exception is a destination answering
+  ``Retry-After``, which only an HTTP server the author can reach anyway can do.
+
+The ``refused``/``failed`` split of the metric is for the operator (resolution-time
+refusals count as ``refused`` there): metrics are operator-facing, not namespace-facing.
 
 AlertSinks and their Secrets are read through :class:`CachingSinkResolver`: each sink (or
 its absence) is remembered for a short TTL, so a burst of alerts reads it once and an
@@ -27,13 +51,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver
 
 from .alertformat import Alert, ResolvedSink, build_request, wanted
+from .destinations import DestinationPolicy
+from .egress import GuardedClient, refused_by_policy
 from .metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
-RETRYABLE_STATUS = frozenset({408, 429})
-"""4xx answers worth retrying; every other 4xx is permanent."""
 
 
 class SinkResolver(Protocol):
@@ -121,18 +147,43 @@ class CachingSinkResolver:
         return entry is not None and entry[0] > now
 
 
-FailureHook = Callable[[Alert, ResolvedSink, str], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class DeliveryFailure:
+    """An alert given up on: attempts made, and whether the destination policy refused it.
+
+    ``rule`` is set only for a refusal of the URL as written (no attempt was made); see the
+    module docstring for why nothing else is told.
+    """
+
+    attempts: int
+    refused: bool = False
+    rule: str | None = None
+
+
+FailureHook = Callable[[Alert, ResolvedSink, DeliveryFailure], Awaitable[None]]
+
+
+def failure_message(sink: ResolvedSink, failure: DeliveryFailure) -> str:
+    """The AlertDeliveryFailed Event's text: the sink, the attempts, a coarse category."""
+    if failure.rule is not None:
+        return (
+            f"alert to {sink.type} sink {sink.name} refused by destination policy: "
+            f"{sink.url_field} {failure.rule}; nothing was sent"
+        )
+    plural = "s" if failure.attempts != 1 else ""
+    return f"alert to {sink.type} sink {sink.name} failed after {failure.attempts} attempt{plural}"
+
+
+@dataclass(frozen=True)
 class AttemptResult:
-    """One delivery attempt: ``ok``, else a short reason and whether a retry may help."""
+    """One delivery attempt: ``ok``, else whether the policy refused it; no error text."""
 
     ok: bool
-    reason: str = ""
-    retryable: bool = True
     retry_after: float | None = None
+    refused: bool = False
 
 
 def retry_delay(backoff: float, retry: int, cap: float, retry_after: float | None = None) -> float:
@@ -144,6 +195,12 @@ def retry_delay(backoff: float, retry: int, cap: float, retry_after: float | Non
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     return min(delay, cap)
+
+
+def worst_case_seconds(sink: ResolvedSink, backoff: float, cap: float) -> float:
+    """How long a delivery to ``sink`` takes when every attempt times out."""
+    waits = sum(retry_delay(backoff, retry, cap) for retry in range(1, sink.max_retries + 1))
+    return (sink.max_retries + 1) * sink.timeout_seconds + waits
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -162,7 +219,8 @@ class AlertDispatcher:
 
     ``sleep`` is the backoff wait (tests pass a fake); at most ``max_in_flight``
     deliveries (each with its retries) run at once, beyond which the worker stops taking
-    alerts off the queue and new ones overflow it (counted ``dropped``).
+    alerts off the queue and new ones overflow it (counted ``dropped``). ``policy`` says
+    where deliveries may connect; ``dns`` replaces the system resolver (tests).
     """
 
     def __init__(
@@ -178,6 +236,8 @@ class AlertDispatcher:
         backoff_cap: float = 60.0,
         max_in_flight: int = 100,
         sleep: Sleep = asyncio.sleep,
+        policy: DestinationPolicy | None = None,
+        dns: AbstractResolver | None = None,
     ) -> None:
         self._resolver = resolver
         self._metrics = metrics
@@ -188,9 +248,14 @@ class AlertDispatcher:
         self._sleep = sleep
         self._queue: asyncio.Queue[tuple[Alert, tuple[str, ...]]] = asyncio.Queue(queue_size)
         self._on_failure = on_failure
-        self._session: aiohttp.ClientSession | None = None
+        self._client = GuardedClient(policy or DestinationPolicy(), dns)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
+
+    @property
+    def policy(self) -> DestinationPolicy:
+        """Where deliveries may connect."""
+        return self._client.policy
 
     def submit(self, alert: Alert, sinks: tuple[str, ...]) -> None:
         """Queue an alert for the named sinks (never blocks a request)."""
@@ -207,7 +272,6 @@ class AlertDispatcher:
 
     async def run(self) -> None:
         """Worker loop: resolve sinks, deliver to each concurrently."""
-        self._session = aiohttp.ClientSession()
         try:
             while True:
                 alert, names = await self._queue.get()
@@ -227,7 +291,7 @@ class AlertDispatcher:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._session.close()
+            await self._client.close()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -239,42 +303,50 @@ class AlertDispatcher:
             await asyncio.sleep(0.01)
 
     async def _deliver(self, sink: ResolvedSink, alert: Alert) -> None:
-        url, headers, body = build_request(sink, alert)
-        result = AttemptResult(False, "not attempted")
+        url, headers, body = build_request(sink, alert, self._clock())
+        rule = self.policy.url_refusal(url)
+        if rule is not None:
+            await self._give_up(sink, alert, DeliveryFailure(0, refused=True, rule=rule))
+            return
+        target = yarl.URL(url)
+        loop = asyncio.get_running_loop()
+        spent = 0.0  # attempts as measured, backoffs as asked for (so a fake sleep counts)
+        result = AttemptResult(False)
         for attempt in range(sink.max_retries + 1):
             if attempt:
                 self._metrics.alert_deliveries.labels(sink.type, "retried").inc()
-                await self._sleep(
-                    retry_delay(self._backoff, attempt, self._backoff_cap, result.retry_after)
-                )
-            result = await self._attempt(url, headers, body, sink.timeout_seconds)
+                delay = retry_delay(self._backoff, attempt, self._backoff_cap, result.retry_after)
+                await self._sleep(delay)
+                spent += delay
+                _, headers, body = build_request(sink, alert, self._clock())  # signed afresh
+            started = loop.time()
+            result = await self._attempt(target, headers, body, sink.timeout_seconds)
+            spent += loop.time() - started
             if result.ok:
                 self._metrics.alert_deliveries.labels(sink.type, "ok").inc()
                 return
-            if not result.retryable:
-                break
-        self._metrics.alert_deliveries.labels(sink.type, "failed").inc()
-        log.warning("alert to sink %s for %s failed: %s", sink.name, alert.agent_id, result.reason)
+        remaining = worst_case_seconds(sink, self._backoff, self._backoff_cap) - spent
+        if remaining > 0:  # fail no sooner than the worst case: see the module docstring
+            await self._sleep(remaining)
+        await self._give_up(sink, alert, DeliveryFailure(sink.max_retries + 1, result.refused))
+
+    async def _give_up(self, sink: ResolvedSink, alert: Alert, failure: DeliveryFailure) -> None:
+        self._metrics.alert_deliveries.labels(
+            sink.type, "refused" if failure.refused else "failed"
+        ).inc()
+        log.warning("%s (agent %s)", failure_message(sink, failure), alert.agent_id)
         if self._on_failure is not None:
             with contextlib.suppress(Exception):
-                await self._on_failure(alert, sink, result.reason)
+                await self._on_failure(alert, sink, failure)
 
     async def _attempt(
-        self, url: str, headers: dict[str, str], body: bytes, seconds: float
+        self, url: yarl.URL, headers: dict[str, str], body: bytes, seconds: float
     ) -> AttemptResult:
-        """One POST (no URL in the reason: it may embed a token)."""
-        assert self._session is not None
+        """One POST; what went wrong is deliberately not kept (see the module docstring)."""
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=seconds)
-            ) as response:
-                code = response.status
-                if 200 <= code < 300:
-                    return AttemptResult(True)
-                retryable = code >= 500 or code in RETRYABLE_STATUS
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                return AttemptResult(False, f"HTTP {code}", retryable, retry_after)
-        except aiohttp.InvalidURL as error:  # the sink is misconfigured: retrying won't help
-            return AttemptResult(False, type(error).__name__, retryable=False)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            return AttemptResult(False, type(error).__name__)
+            answer = await self._client.post(url, body, headers, seconds)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+            return AttemptResult(False, refused=refused_by_policy(error))
+        if 200 <= answer.status < 300:
+            return AttemptResult(True)
+        return AttemptResult(False, parse_retry_after(answer.retry_after))

@@ -101,6 +101,7 @@ class KubeSinkResolver:
                     error.error_count(),
                 )
                 continue
+            url_from_secret = not spec.url and spec.url_secret_ref is not None
             url = spec.url or self._secret_text(namespace, spec.url_secret_ref, secrets) or ""
             resolved.append(
                 ResolvedSink(
@@ -112,6 +113,7 @@ class KubeSinkResolver:
                     spec.max_retries,
                     self._secret(namespace, spec.signing_secret_ref, secrets),
                     self._secret_text(namespace, spec.routing_key_secret_ref, secrets),
+                    url_field="spec.urlSecretRef" if url_from_secret else "spec.url",
                 )
             )
         return resolved

@@ -13,11 +13,13 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..api.alertsink import allowed_cidr
 from .alerts import SinkResolver
 from .app import build_app
 from .keystore import KeyStore
@@ -115,6 +117,7 @@ def parse_args(argv: list[str]) -> IngestSettings:
         "--flush-interval", type=float, default=30.0, help="seconds between routine writes"
     )
     parser.add_argument("--max-body-bytes", type=int, default=64 * 1024, help="request body limit")
+    add_allow_cidr_option(parser)
     args = parser.parse_args(argv)
     token = Path(args.read_token_file).read_text().strip() if args.read_token_file else None
     return IngestSettings(
@@ -125,7 +128,30 @@ def parse_args(argv: list[str]) -> IngestSettings:
         read_token=token or None,
         flush_interval_seconds=args.flush_interval,
         max_body_bytes=args.max_body_bytes,
+        alert_sink_allowed_cidrs=tuple(args.alert_sink_allow_cidr),
     )
+
+
+def add_allow_cidr_option(parser: argparse.ArgumentParser) -> None:
+    """``--alert-sink-allow-cidr CIDR`` (repeatable; ``promethios operator`` has the same)."""
+    parser.add_argument(
+        "--alert-sink-allow-cidr",
+        action="append",
+        default=[],
+        type=cidr_argument,
+        metavar="CIDR",
+        help="network alert deliveries may reach although loopback/private, and the only ones "
+        "plain http may reach (repeatable; e.g. an in-cluster receiver's range). Metadata, "
+        "link-local, unspecified and multicast addresses stay refused.",
+    )
+
+
+def cidr_argument(text: str) -> IPv4Network | IPv6Network:
+    """argparse type for one allowlist entry (a clear message on a bad value)."""
+    try:
+        return allowed_cidr(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 async def _serve(settings: IngestSettings) -> None:

@@ -13,8 +13,8 @@ Names:
 - ``promethios_status_writes_total{result}``                   status writes (ok | error | conflict:
   a 409 from another replica's write, re-read and merged)
 - ``promethios_alert_deliveries_total{sink_type,result}``      alert deliveries: ok (once per
-  delivered alert) | failed (once per alert given up on) | retried (per retry) | dropped |
-  deduplicated
+  delivered alert) | failed (once per alert given up on) | refused (given up on: the
+  destination policy refused every address) | retried (per retry) | dropped | deduplicated
 - ``promethios_events_total{action}``                          Events (create | patch | error)
 """
 

@@ -20,8 +20,15 @@ from . import events as ev
 from .agents import AgentConfig
 from .aggregator import Aggregator
 from .alertformat import Alert, ResolvedSink
-from .alerts import AlertDispatcher, CachingSinkResolver, SinkResolver
+from .alerts import (
+    AlertDispatcher,
+    CachingSinkResolver,
+    DeliveryFailure,
+    SinkResolver,
+    failure_message,
+)
 from .codec import rfc3339
+from .destinations import DestinationPolicy
 from .keystore import KeyStore
 from .metrics import IngestMetrics
 from .records import Outcome, Recorded
@@ -91,6 +98,7 @@ class IngestService:
             settings.alert_queue_size,
             self._alert_failed,
             backoff_cap=settings.alert_backoff_cap_seconds,
+            policy=DestinationPolicy(settings.alert_sink_allowed_cidrs),
         )
         self.events = ev.EventAggregator(settings.event_aggregation_seconds)
         self._event_sink = event_sink
@@ -267,8 +275,10 @@ class IngestService:
             self.metrics.events.labels("error").inc()
             log.warning("event for %s failed: %s", config.agent_id, error)
 
-    async def _alert_failed(self, alert: Alert, sink: ResolvedSink, error: str) -> None:
+    async def _alert_failed(
+        self, alert: Alert, sink: ResolvedSink, failure: DeliveryFailure
+    ) -> None:
         state = self.aggregator.agents.get(alert.agent_id)
-        if state is not None:
-            text = f"alert to {sink.type} sink {sink.name} failed after retries: {error}"
+        if state is not None:  # never the error itself: see promethios.ingest.alerts
+            text = failure_message(sink, failure)
             self._event(state, "AlertDeliveryFailed", text, aggregate_key=None)

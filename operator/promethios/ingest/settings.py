@@ -7,6 +7,7 @@ its command line. Tests shorten the intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,12 @@ class IngestSettings:
     """Longest delay between two attempts of one alert delivery."""
     alert_sink_cache_seconds: float = 30.0
     """How long an AlertSink and its Secrets, once read, serve later alerts (0 disables)."""
+    alert_sink_allowed_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    """Networks alert deliveries may reach although they are loopback, private or not
+    routable, and the only ones plain ``http`` may reach (e.g. an in-cluster receiver's
+    range; 127.0.0.1/32 in tests). Cloud metadata, link-local, unspecified and multicast
+    addresses stay refused whatever this holds. Anyone who may create AlertSinks can make
+    the ingest API post to these networks: keep them narrow."""
     alert_queue_size: int = 1000
     """Alerts waiting for delivery; beyond this new alerts are dropped and counted."""
     resync_seconds: float = 300.0

@@ -1,5 +1,10 @@
 """Alert delivery against a local HTTP receiver: retries, backoff, give-up, dedup, filtering,
-and the AlertSink cache. Backoff waits go through an injected sleep, so nothing really waits."""
+and the AlertSink cache. Backoff waits go through an injected sleep, so nothing really waits.
+
+The receiver listens on 127.0.0.1 over plain http, which the destination policy allows only
+inside the operator's allowlist: these tests allowlist 127.0.0.1/32 (:data:`RECEIVERS`), as
+an operator would allowlist an in-cluster receiver. What the policy refuses is tested in
+tests/adversarial/test_alert_sinks.py."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
@@ -20,14 +26,19 @@ from promethios.ingest.alertformat import Alert, ResolvedSink
 from promethios.ingest.alerts import (
     AlertDispatcher,
     CachingSinkResolver,
+    DeliveryFailure,
     parse_retry_after,
     retry_delay,
+    worst_case_seconds,
 )
+from promethios.ingest.destinations import NOT_HTTP, DestinationPolicy
 from promethios.ingest.metrics import IngestMetrics
 from promethios.ingest.service import IngestService
 from promethios.ingest.settings import IngestSettings
 
 ALERT = Alert("team-a", "support-bot", "v1", "pii", "high", "email", "2024-01-01T00:00:00Z", 0.8)
+RECEIVER_NET = ip_network("127.0.0.1/32")
+RECEIVERS = DestinationPolicy((RECEIVER_NET,))
 
 
 class Receiver:
@@ -109,7 +120,7 @@ def count(metrics: IngestMetrics, result: str, sink_type: str = "webhook") -> fl
     return value or 0.0
 
 
-Failure = tuple[Alert, ResolvedSink, str]
+Failure = tuple[Alert, ResolvedSink, DeliveryFailure]
 
 
 @contextlib.asynccontextmanager
@@ -122,9 +133,9 @@ async def dispatching(
 ) -> AsyncIterator[tuple[AlertDispatcher, IngestMetrics]]:
     metrics = IngestMetrics(Aggregator(), clock)
 
-    async def on_failure(alert: Alert, resolved: ResolvedSink, error: str) -> None:
+    async def on_failure(alert: Alert, resolved: ResolvedSink, failure: DeliveryFailure) -> None:
         if failures is not None:
-            failures.append((alert, resolved, error))
+            failures.append((alert, resolved, failure))
 
     dispatcher = AlertDispatcher(
         resolver,
@@ -132,6 +143,7 @@ async def dispatching(
         clock,
         on_failure=on_failure,
         sleep=sleeps or Sleeps(),
+        policy=RECEIVERS,
         **options,
     )
     worker = asyncio.create_task(dispatcher.run())
@@ -177,9 +189,14 @@ async def test_gives_up_after_max_retries(receiver: tuple[Receiver, str], clock:
         dispatcher.submit(ALERT, ("hook",))
         await delivered(dispatcher)
     assert hook.count() == 4  # the first attempt and three retries, no more
-    assert sleeps.delays == [0.5, 1.0, 2.0]
+    assert sleeps.delays[:3] == [0.5, 1.0, 2.0]
+    # then it waits out the worst case (4 timeouts of 2 s and the backoffs) before giving up
+    worst = worst_case_seconds(sink(base, max_retries=3), 0.5, 60.0)
+    assert len(sleeps.delays) == 4 and worst - 1.0 < sum(sleeps.delays) <= worst
     assert (count(metrics, "ok"), count(metrics, "retried"), count(metrics, "failed")) == (0, 3, 1)
-    assert [(f[0].violation_id, f[1].name, f[2]) for f in failures] == [("v1", "hook", "HTTP 500")]
+    assert [(f[0].violation_id, f[1].name, f[2]) for f in failures] == [
+        ("v1", "hook", DeliveryFailure(4))
+    ]
 
 
 async def test_zero_max_retries_means_one_attempt(
@@ -193,22 +210,24 @@ async def test_zero_max_retries_means_one_attempt(
     assert hook.count() == 1 and count(metrics, "failed") == 1 and count(metrics, "retried") == 0
 
 
-@pytest.mark.parametrize("code", [400, 401, 403, 404, 410, 413, 422])
-async def test_permanent_4xx_is_not_retried(
+@pytest.mark.parametrize("code", [301, 307, 400, 401, 403, 404, 410, 413, 422])
+async def test_every_failure_is_retried_alike(
     receiver: tuple[Receiver, str], clock: Clock, code: int
 ) -> None:
+    """A 4xx (or a redirect, never followed) is retried like a refused connection, so the
+    number of attempts tells a sink's author nothing about what answered."""
     hook, base = receiver
-    hook.fail(code)
+    hook.fail(*[code] * 3, Location="http://127.0.0.1:9/elsewhere")
     sleeps, failures = Sleeps(), list[Failure]()
-    async with dispatching(Resolver(sink(base, max_retries=5)), clock, sleeps, failures) as (
+    async with dispatching(Resolver(sink(base, max_retries=2)), clock, sleeps, failures) as (
         dispatcher,
         metrics,
     ):
         dispatcher.submit(ALERT, ("hook",))
         await delivered(dispatcher)
-    assert hook.count() == 1 and sleeps.delays == []
-    assert (count(metrics, "retried"), count(metrics, "failed")) == (0, 1)
-    assert failures[0][2] == f"HTTP {code}"
+    assert hook.count() == 3 and sleeps.delays[:2] == [1.0, 2.0]
+    assert (count(metrics, "retried"), count(metrics, "failed")) == (2, 1)
+    assert failures[0][2] == DeliveryFailure(3)
 
 
 @pytest.mark.parametrize("code", [408, 429, 500, 502, 503, 504])
@@ -255,17 +274,18 @@ async def test_timeouts_and_refused_connections_are_retried(
         dispatcher.submit(ALERT, ("hook", "gone"))
         await delivered(dispatcher)
     assert hook.count() == 2 and count(metrics, "ok") == 1
-    assert [(f[1].name, f[2]) for f in failures] == [("gone", "ClientConnectorError")]
+    assert [(f[1].name, f[2]) for f in failures] == [("gone", DeliveryFailure(3))]
     assert count(metrics, "retried") == 1 + 2
 
 
-async def test_invalid_url_is_not_retried(clock: Clock) -> None:
+async def test_invalid_url_is_refused_without_an_attempt(clock: Clock) -> None:
     bad = ResolvedSink("bad", "webhook", "not a url", max_retries=5)
-    sleeps = Sleeps()
-    async with dispatching(Resolver(bad), clock, sleeps) as (dispatcher, metrics):
+    sleeps, failures = Sleeps(), list[Failure]()
+    async with dispatching(Resolver(bad), clock, sleeps, failures) as (dispatcher, metrics):
         dispatcher.submit(ALERT, ("bad",))
         await delivered(dispatcher)
-    assert sleeps.delays == [] and count(metrics, "failed") == 1
+    assert sleeps.delays == [] and count(metrics, "refused") == 1
+    assert failures[0][2] == DeliveryFailure(0, refused=True, rule=NOT_HTTP)
 
 
 def test_retry_delay_and_retry_after_parsing() -> None:
@@ -317,7 +337,9 @@ async def test_dropped_alert_does_not_silence_the_next(
 ) -> None:
     hook, base = receiver
     metrics = IngestMetrics(Aggregator(), clock)
-    dispatcher = AlertDispatcher(Resolver(sink(base)), metrics, clock, queue_size=1, sleep=Sleeps())
+    dispatcher = AlertDispatcher(
+        Resolver(sink(base)), metrics, clock, queue_size=1, sleep=Sleeps(), policy=RECEIVERS
+    )
     dispatcher.submit(ALERT, ("hook",))
     other = replace(ALERT, type="secrets")
     dispatcher.submit(other, ("hook",))  # queue full: dropped
@@ -413,7 +435,11 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
 
 
 def service_with(resolver: Resolver, clock: Clock, events: MemoryEvents) -> IngestService:
-    settings = IngestSettings(alert_backoff_seconds=0.0, stale_check_seconds=3600.0)
+    settings = IngestSettings(
+        alert_backoff_seconds=0.0,
+        stale_check_seconds=3600.0,
+        alert_sink_allowed_cidrs=(RECEIVER_NET,),
+    )
     service = IngestService(
         settings, MemorySink(), event_sink=events, sink_resolver=resolver, clock=clock
     )
@@ -445,7 +471,7 @@ async def test_final_failure_raises_a_warning_event(
         await service.stop()
     failed = [e for e in events.created if e["reason"] == "AlertDeliveryFailed"]
     assert len(failed) == 1 and failed[0]["type"] == "Warning"
-    assert "hook" in failed[0]["message"] and "HTTP 500" in failed[0]["message"]
+    assert failed[0]["message"] == "alert to webhook sink hook failed after 3 attempts"
     assert failed[0]["involvedObject"]["name"] == "support-bot"
     assert hook.count() == 3 and count(service.metrics, "failed") == 1
 

@@ -4,6 +4,8 @@ flush policy, aggregation, events and alert formatting."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 
@@ -381,11 +383,19 @@ ALERT = Alert(
 
 def test_webhook_signature_verifies() -> None:
     sink = ResolvedSink("hook", "webhook", "http://x/", signing_secret=b"s3cret")
-    _url, headers, body = build_request(sink, ALERT)
-    assert verify_signature(body, b"s3cret", headers["X-Promethios-Signature"])
-    assert not verify_signature(body + b" ", b"s3cret", headers["X-Promethios-Signature"])
-    assert headers["X-Promethios-Signature"] == sign(body, b"s3cret")
+    now = 1_700_000_000.0
+    _url, headers, body = build_request(sink, ALERT, now)
+    header = headers["X-Promethios-Signature"]
+    assert verify_signature(body, b"s3cret", header, now + 299)
+    assert not verify_signature(body, b"s3cret", header, now + 301)
+    assert not verify_signature(body + b" ", b"s3cret", header, now)
+    assert header == sign(body, b"s3cret", 1_700_000_000)
+    expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert header == f"t=1700000000,v1={expected}"  # Stripe's scheme: t and v1 over "t.body"
+    assert verify_signature(body, b"s3cret", f"t=1700000000,v1=00,v1={expected}", now)
     assert json.loads(body)["violation"]["severity"] == "critical"
+    unsigned = build_request(ResolvedSink("hook", "webhook", "http://x/"), ALERT, now)[1]
+    assert "X-Promethios-Signature" not in unsigned
 
 
 def test_slack_and_pagerduty_formats() -> None:
