@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from promethios.api.common import GovernanceMode
+from promethios.api.common import GovernanceMode, Severity
 from promethios.api.policy import GovernancePolicySpec, PatternScope, PiiAction, PiiType
 
 from . import pii
@@ -32,9 +32,9 @@ EXCERPT_RADIUS = 40
 EXCERPT_MAX = 200
 
 #: Severities of rules the policy has no severity field for.
-SEVERITY_MODEL_NOT_ALLOWED = "high"
-SEVERITY_RATE_LIMIT = "medium"
-SEVERITY_BUDGET = "high"
+SEVERITY_MODEL_NOT_ALLOWED = Severity.HIGH
+SEVERITY_RATE_LIMIT = Severity.MEDIUM
+SEVERITY_BUDGET = Severity.HIGH
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Finding:
 
     code: str  # violation type and error code, e.g. ``pii.email``
     rule: str  # the policy rule, e.g. ``piiDetection.email``
-    severity: str
+    severity: Severity
     description: str
     action: Action
     context: dict[str, Any] = field(default_factory=dict)
@@ -150,14 +150,14 @@ class PolicyEngine:
                 p.name,
                 re.compile(p.pattern, re.IGNORECASE if p.case_insensitive else 0),
                 PatternScope(p.applies_to),
-                str(p.severity),
+                Severity(p.severity),
             )
             for p in policy.blocked_patterns
         ]
         detection = policy.pii_detection
         self._pii_kinds = [str(k) for k in detection.types] if detection.enabled else []
         self._pii_action = PiiAction(detection.action)
-        self._pii_severity = str(detection.severity)
+        self._pii_severity = Severity(detection.severity)
 
     # -- models ---------------------------------------------------------------
 

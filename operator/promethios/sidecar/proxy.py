@@ -121,13 +121,13 @@ class ModelProxy:
                 400, "invalid_request_error", "invalid_json", "request body must be a JSON object"
             )
         engine = self.state.engine
-        refused = await self._check_request(engine, body)
-        if isinstance(refused, web.Response):
-            outcome = "rate_limited" if refused.status == 429 else "blocked"
+        refusal, to_forward = await self._check_request(engine, body)
+        if refusal is not None:
+            outcome = "rate_limited" if refusal.status == 429 else "blocked"
             self.state.metrics.requests.labels(endpoint=endpoint, outcome=outcome).inc()
-            return refused
+            return refusal
         try:
-            response = await self._forward(request, engine, body, refused)
+            response = await self._forward(request, engine, body, to_forward)
         finally:
             elapsed = self.state.clock() - started
             self.state.record_call(elapsed)
@@ -136,8 +136,12 @@ class ModelProxy:
 
     async def _check_request(
         self, engine: PolicyEngine, body: dict[str, Any]
-    ) -> web.Response | Any:
-        """The refusal to send, or the (possibly redacted) payload to forward."""
+    ) -> tuple[web.Response | None, Any]:
+        """``(refusal, None)`` if the call is refused, else ``(None, payload to forward)``.
+
+        The payload is ``body`` itself when nothing was redacted, so the agent's bytes
+        are forwarded unchanged.
+        """
         model = body.get("model")
         extra = {"model": model} if isinstance(model, str) else None
         findings: list[Finding] = []
@@ -149,12 +153,12 @@ class ModelProxy:
         blocked = next((f for f in findings if f.blocks), None)
         await self.state.report(findings, extra)
         if blocked is not None:
-            return policy_error(blocked, 403)
+            return policy_error(blocked, 403), None
         # Only calls that pass the content checks count against the rate limits.
         limited = await self._check_limits(engine, extra)
         if limited is not None:
-            return limited
-        return verdict.payload if verdict.findings else body
+            return limited, None
+        return None, verdict.payload if verdict.findings else body
 
     async def _check_limits(
         self, engine: PolicyEngine, extra: dict[str, Any] | None
