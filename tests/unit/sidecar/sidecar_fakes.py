@@ -4,17 +4,22 @@ The fake provider is the only test double: a local aiohttp server speaking the
 OpenAI and Anthropic wire shapes (it stands in for a SaaS). The ingest recorder
 is a local server that records what the sidecar delivers and dedupes
 violations by idempotency key, as the real ingest API does.
+
+The fixtures (``upstream``, ``ingest``, ``make_sidecar``) live here too, so the
+unit tests and the adversarial tests (``tests/adversarial``) share them: each
+directory's ``conftest.py`` imports them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -156,3 +161,39 @@ def write_config(tmp_path: Path, upstream_url: str, ingest_url: str, **overrides
 
 
 SidecarFactory = Callable[..., Awaitable[Sidecar]]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    fake = Upstream()
+    fake.server = await serve(fake.handle)
+    yield fake
+    await fake.server.close()
+
+
+@pytest.fixture
+async def ingest() -> AsyncIterator[Ingest]:
+    recorder = Ingest()
+    recorder.server = await serve(recorder.handle)
+    yield recorder
+    await recorder.server.close()
+
+
+@pytest.fixture
+async def make_sidecar(
+    tmp_path: Path, upstream: Upstream, ingest: Ingest
+) -> AsyncIterator[SidecarFactory]:
+    started: list[Sidecar] = []
+
+    async def factory(loops: bool = False, **overrides: Any) -> Sidecar:
+        path = tmp_path / "config.json"
+        if overrides or not path.exists():
+            path = write_config(tmp_path, upstream.url, ingest.url, **overrides)
+        sidecar = Sidecar(path, poll_seconds=0.05, backoff_base=0.01, backoff_cap=0.05, loops=loops)
+        await sidecar.start(agent_port=0, metrics_port=0)
+        started.append(sidecar)
+        return sidecar
+
+    yield factory
+    for sidecar in started:
+        await sidecar.stop()
