@@ -12,6 +12,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit" / "sidecar"))
 
-from sidecar_fakes import ingest, make_sidecar, upstream  # noqa: E402
+from sidecar_fakes import ingest, make_sidecar, upstream
 
 __all__ = ["ingest", "make_sidecar", "upstream"]

@@ -10,6 +10,8 @@ import asyncio
 import json
 from typing import Any
 
+REQUEST_SECONDS = 10.0
+
 
 async def raw_request(
     port: int,
@@ -17,10 +19,16 @@ async def raw_request(
     target: str,
     body: bytes = b"",
     headers: dict[str, str] | None = None,
-    timeout: float = 10.0,
 ) -> tuple[int, bytes]:
     """Send one request to ``127.0.0.1:port`` with ``target`` verbatim; (status, body)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    async with asyncio.timeout(REQUEST_SECONDS):
+        return await _exchange(port, method, target, body, headers)
+
+
+async def _exchange(
+    port: int, method: str, target: str, body: bytes, headers: dict[str, str] | None
+) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -28,7 +36,7 @@ async def raw_request(
             lines.append(f"Content-Length: {len(body)}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout)
+        raw = await reader.read()
     finally:
         writer.close()
     head, _, payload = raw.partition(b"\r\n\r\n")

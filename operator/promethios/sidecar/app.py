@@ -24,7 +24,7 @@ from promethios.api.wire import PATH_HEARTBEAT, PATH_METRICS, PATH_VIOLATIONS
 
 from .config import ConfigStore, Snapshot
 from .delivery import Delivery, IngestClient
-from .proxy import MODEL_PATHS, ModelProxy
+from .proxy import ModelProxy
 from .reporting import ReportingApi
 from .state import SidecarState
 
@@ -70,10 +70,8 @@ class Sidecar:
         app.router.add_post(PATH_HEARTBEAT, reporting.heartbeat)
         app.router.add_post(PATH_METRICS, reporting.metrics)
         app.router.add_post(PATH_VIOLATIONS, reporting.violations)
-        for path in MODEL_PATHS:
-            app.router.add_post(path, proxy.call)
-        app.router.add_get("/v1/models", proxy.models)
-        app.router.add_get("/v1/models/{model:.+}", proxy.models)
+        # Every /v1 request goes to one handler, which forwards only allowlisted routes.
+        app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
         self._add_health(app)
         return app
 

@@ -1,8 +1,9 @@
 """The model proxy: OpenAI- and Anthropic-compatible endpoints, policy on every call.
 
 The agent calls the sidecar as if it were the provider, without any credential;
-the sidecar checks the policy, adds the provider credential it holds (any
-credential the agent sent is dropped), forwards to ``provider.base_url``, checks
+only the allowlisted routes of the provider's dialect are forwarded (see
+:mod:`.routes`). The sidecar checks the policy, adds the provider credential it
+holds (any credential the agent sent is dropped), forwards to ``provider.base_url``, checks
 the answer (incrementally for SSE streams) and returns it. Every finding is
 spooled as a violation before the agent gets its answer.
 
@@ -24,18 +25,12 @@ from aiohttp import web
 
 from .policy import Finding, PolicyEngine, collect_texts
 from .ratelimit import estimate_tokens
+from .routes import Dialect, Route, RouteRefusal, dialect_of, resolve
 from .sse import SseRewriter, error_body, usage_tokens
 from .state import SidecarState
 
 log = logging.getLogger(__name__)
 
-#: Agent-facing paths, and whether they speak the Anthropic dialect.
-MODEL_PATHS: dict[str, bool] = {
-    "/v1/chat/completions": False,
-    "/v1/completions": False,
-    "/v1/embeddings": False,
-    "/v1/messages": True,
-}
 ANTHROPIC_VERSION = "2023-06-01"
 
 #: Request headers never forwarded: credentials (the sidecar sets its own) and hop-by-hop.
@@ -102,16 +97,30 @@ class ModelProxy:
         self.state = state
         self.session = session
 
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect of the configured provider (the config may be reloaded)."""
+        return dialect_of(self.state.store.config.provider.type)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Every ``/v1/...`` request: forwarded only if its route is on the allowlist."""
+        route = resolve(request.method, request.rel_url.raw_path, self.dialect)
+        if isinstance(route, RouteRefusal):
+            return plain_error(route.status, "invalid_request_error", route.code, route.message)
+        if route.call:
+            return await self.call(request, route)
+        return await self.models(request, route)
+
     # -- request side ------------------------------------------------------------
 
-    async def models(self, request: web.Request) -> web.StreamResponse:
+    async def models(self, request: web.Request, route: Route) -> web.StreamResponse:
         """``GET /v1/models[/{id}]``: forwarded, no policy (lists, never calls, a model)."""
-        return await self._forward_plain(request, None)
+        return await self._forward_plain(request, route)
 
-    async def call(self, request: web.Request) -> web.StreamResponse:
+    async def call(self, request: web.Request, route: Route) -> web.StreamResponse:
         """A model call: check, forward, check the answer."""
         started = self.state.clock()
-        endpoint = request.path
+        endpoint = route.path
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -127,7 +136,7 @@ class ModelProxy:
             self.state.metrics.requests.labels(endpoint=endpoint, outcome=outcome).inc()
             return refusal
         try:
-            response = await self._forward(request, engine, body, to_forward)
+            response = await self._forward(request, route, engine, body, to_forward)
         finally:
             elapsed = self.state.clock() - started
             self.state.record_call(elapsed)
@@ -180,7 +189,7 @@ class ModelProxy:
             k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST_HEADERS
         }
         credential = self.state.store.current.provider_credential
-        if MODEL_PATHS.get(request.path, False):
+        if self.dialect == "anthropic":
             headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
             if credential:
                 headers["x-api-key"] = credential
@@ -191,9 +200,14 @@ class ModelProxy:
     # -- forwarding --------------------------------------------------------------
 
     async def _forward(
-        self, request: web.Request, engine: PolicyEngine, original: dict[str, Any], payload: Any
+        self,
+        request: web.Request,
+        route: Route,
+        engine: PolicyEngine,
+        original: dict[str, Any],
+        payload: Any,
     ) -> web.StreamResponse:
-        url = upstream_url(self.state.store.config.provider.base_url, request.path)
+        url = upstream_url(self.state.store.config.provider.base_url, route.path)
         data = await request.read() if payload is original else json.dumps(payload).encode()
         headers = self._upstream_headers(request)
         headers["Content-Type"] = "application/json"
@@ -202,13 +216,11 @@ class ModelProxy:
                 url, data=data, headers=headers, timeout=UPSTREAM_TIMEOUT
             ) as upstream:
                 if upstream.content_type == "text/event-stream":
-                    return await self._stream(request, upstream, engine, payload)
-                return await self._answer(request, upstream, engine, payload)
+                    return await self._stream(request, route, upstream, engine, payload)
+                return await self._answer(route, upstream, engine, payload)
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("model provider unreachable: %s", error)
-            self.state.metrics.requests.labels(
-                endpoint=request.path, outcome="upstream_error"
-            ).inc()
+            self._outcome(route, "upstream_error")
             return plain_error(
                 502,
                 "upstream_error",
@@ -216,13 +228,11 @@ class ModelProxy:
                 "the model provider could not be reached",
             )
 
-    async def _forward_plain(self, request: web.Request, body: bytes | None) -> web.Response:
-        url = upstream_url(self.state.store.config.provider.base_url, request.path)
+    async def _forward_plain(self, request: web.Request, route: Route) -> web.Response:
+        url = upstream_url(self.state.store.config.provider.base_url, route.path)
         try:
-            async with self.session.request(
-                request.method,
+            async with self.session.get(
                 url,
-                data=body,
                 headers=self._upstream_headers(request),
                 params=request.query,
                 timeout=UPSTREAM_TIMEOUT,
@@ -250,7 +260,7 @@ class ModelProxy:
 
     async def _answer(
         self,
-        request: web.Request,
+        route: Route,
         upstream: aiohttp.ClientResponse,
         engine: PolicyEngine,
         payload: Any,
@@ -269,16 +279,17 @@ class ModelProxy:
             await self.state.report(verdict.findings, _model_of(payload))
             self._count_tokens(payload, answer, usage_tokens(answer.get("usage")))
             if verdict.blocked is not None:
-                self._outcome(request, "blocked")
+                self._outcome(route, "blocked")
                 return policy_error(verdict.blocked, 403)
             if verdict.findings:
                 raw = json.dumps(verdict.payload).encode()
-        self._outcome(request, "forwarded" if upstream.status < 400 else "upstream_error")
+        self._outcome(route, "forwarded" if upstream.status < 400 else "upstream_error")
         return web.Response(body=raw, status=upstream.status, headers=headers)
 
     async def _stream(
         self,
         request: web.Request,
+        route: Route,
         upstream: aiohttp.ClientResponse,
         engine: PolicyEngine,
         payload: Any,
@@ -312,7 +323,7 @@ class ModelProxy:
             self._count_tokens(payload, None, None)
         else:
             self._count_tokens(payload, None, rewriter.usage_tokens, rewriter.released_chars)
-        self._outcome(request, outcome)
+        self._outcome(route, outcome)
         await response.write_eof()
         return response
 
@@ -327,8 +338,8 @@ class ModelProxy:
         self.state.limiter.record_tokens(self.state.clock(), tokens)
         self.state.metrics.tokens.inc(tokens)
 
-    def _outcome(self, request: web.Request, outcome: str) -> None:
-        self.state.metrics.requests.labels(endpoint=request.path, outcome=outcome).inc()
+    def _outcome(self, route: Route, outcome: str) -> None:
+        self.state.metrics.requests.labels(endpoint=route.path, outcome=outcome).inc()
 
 
 def _model_of(payload: Any) -> dict[str, Any] | None:

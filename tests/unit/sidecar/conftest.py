@@ -1,4 +1,4 @@
-"""Fixtures for the sidecar tests: defined in :mod:`sidecar_fakes`, shared with tests/adversarial."""
+"""Sidecar fixtures, defined in :mod:`sidecar_fakes`, shared with tests/adversarial."""
 
 from __future__ import annotations
 

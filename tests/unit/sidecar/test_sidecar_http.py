@@ -92,7 +92,7 @@ async def test_openai_credential_added_and_agent_credential_replaced(
 async def test_anthropic_uses_x_api_key_and_version(
     make_sidecar: SidecarFactory, upstream: Upstream
 ) -> None:
-    sidecar = await make_sidecar()
+    sidecar = await make_sidecar(provider={"type": "anthropic"})
     status, _, body = await post(
         sidecar,
         "/v1/messages",
