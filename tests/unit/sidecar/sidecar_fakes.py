@@ -35,6 +35,8 @@ class Upstream:
     gate: asyncio.Event | None = None  # when set, the stream waits for it after the first chunk
     reply: str = "a plain answer"
     usage: dict[str, int] | None = field(default_factory=lambda: {"total_tokens": 30})
+    answer: dict[str, Any] | None = None  # when set: the whole non-streamed answer
+    sse: list[bytes] | None = None  # when set: a streamed answer's raw bytes, piece by piece
     server: TestServer | None = None
 
     @property
@@ -50,6 +52,8 @@ class Upstream:
             return web.json_response({"data": [{"id": "gpt-test"}]}, headers=headers)
         if body and body.get("stream"):
             return await self.stream(request, headers)
+        if self.answer is not None:
+            return web.json_response(self.answer, headers=headers)
         if request.path == "/v1/messages":
             answer: dict[str, Any] = {
                 "type": "message",
@@ -72,6 +76,11 @@ class Upstream:
     async def stream(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
         response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if self.sse is not None:
+            for piece in self.sse:
+                await response.write(piece)
+            await response.write_eof()
+            return response
         for i, text in enumerate(self.stream_chunks):
             chunk = {
                 "object": "chat.completion.chunk",
