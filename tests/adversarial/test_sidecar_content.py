@@ -179,7 +179,7 @@ async def test_answer_field_blocks(
     path = "/v1/messages" if provider == "anthropic" else "/v1/chat/completions"
     status, body = await post(sidecar, path, {"model": "m", "max_tokens": 5, "messages": USER})
     assert status == 403, body
-    assert "nightingale" not in body.decode().lower()
+    assert "project" not in body.decode().lower()  # the rule is named, the text is not
 
 
 async def test_pii_in_anthropic_tool_use_answer_is_redacted(

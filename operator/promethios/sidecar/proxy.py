@@ -23,11 +23,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .policy import Finding, PolicyEngine, collect_texts
+from .policy import Finding, PolicyEngine
 from .ratelimit import estimate_tokens
 from .routes import Dialect, Route, RouteRefusal, dialect_of, resolve
 from .sse import SseRewriter, error_body, usage_tokens
 from .state import SidecarState
+from .walk import string_values
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,14 @@ class ModelProxy:
                 400, "invalid_request_error", "invalid_json", "request body must be a JSON object"
             )
         engine = self.state.engine
+        if engine.enforce and engine.inspects_responses and _wants_logprobs(body):
+            return plain_error(
+                400,
+                "invalid_request_error",
+                "logprobs_not_inspectable",
+                "logprobs spell the completion out token by token, past redaction: "
+                "not available while the governance policy inspects completions",
+            )
         refusal, to_forward = await self._check_request(engine, body)
         if refusal is not None:
             outcome = "rate_limited" if refusal.status == 429 else "blocked"
@@ -237,11 +246,7 @@ class ModelProxy:
                 params=request.query,
                 timeout=UPSTREAM_TIMEOUT,
             ) as upstream:
-                return web.Response(
-                    body=await upstream.read(),
-                    status=upstream.status,
-                    headers=self._response_headers(upstream),
-                )
+                return await self._answer(route, upstream, self.state.engine, None)
         except (aiohttp.ClientError, TimeoutError):
             return plain_error(
                 502,
@@ -265,24 +270,29 @@ class ModelProxy:
         engine: PolicyEngine,
         payload: Any,
     ) -> web.Response:
-        """A whole (non-streamed) answer: check it, count its tokens, return it."""
+        """A whole (non-streamed) answer, of any status: check it, count its tokens, return it.
+
+        ``payload`` is the forwarded call, None for a model listing (no tokens).
+        """
         raw = await upstream.read()
         headers = self._response_headers(upstream)
-        answer: Any = None
-        if upstream.content_type == "application/json":
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                answer = None
-        if 200 <= upstream.status < 300 and isinstance(answer, dict):
-            verdict = engine.inspect_payload(answer, "response")
+        try:
+            answer: Any = json.loads(raw)
+        except ValueError:
+            answer = None  # not JSON: inspected as one text
+        if engine.inspects_responses:
+            verdict = engine.inspect_payload(
+                raw.decode("utf-8", errors="replace") if answer is None else answer, "response"
+            )
             await self.state.report(verdict.findings, _model_of(payload))
-            self._count_tokens(payload, answer, usage_tokens(answer.get("usage")))
             if verdict.blocked is not None:
                 self._outcome(route, "blocked")
                 return policy_error(verdict.blocked, 403)
             if verdict.findings:
-                raw = json.dumps(verdict.payload).encode()
+                redacted = verdict.payload
+                raw = (redacted if answer is None else json.dumps(redacted)).encode()
+        if payload is not None and 200 <= upstream.status < 300 and isinstance(answer, dict):
+            self._count_tokens(payload, answer, usage_tokens(answer.get("usage")))
         self._outcome(route, "forwarded" if upstream.status < 400 else "upstream_error")
         return web.Response(body=raw, status=upstream.status, headers=headers)
 
@@ -333,13 +343,18 @@ class ModelProxy:
         """Count a call's tokens: the upstream's ``usage``, else characters / 4."""
         tokens = reported
         if tokens is None:
-            texts = collect_texts(payload) + collect_texts(answer)
+            texts = string_values(payload) + string_values(answer)
             tokens = estimate_tokens(*texts) + streamed_chars // 4
         self.state.limiter.record_tokens(self.state.clock(), tokens)
         self.state.metrics.tokens.inc(tokens)
 
     def _outcome(self, route: Route, outcome: str) -> None:
         self.state.metrics.requests.labels(endpoint=route.path, outcome=outcome).inc()
+
+
+def _wants_logprobs(body: dict[str, Any]) -> bool:
+    """True if the call asks for log probabilities (a per-token copy of the completion)."""
+    return bool(body.get("logprobs")) or bool(body.get("top_logprobs"))
 
 
 def _model_of(payload: Any) -> dict[str, Any] | None:

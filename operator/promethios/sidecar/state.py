@@ -21,9 +21,10 @@ from promethios.api.wire import MAX_CONTEXT_BYTES
 
 from .config import ConfigStore, Snapshot
 from .metrics import SidecarMetrics
-from .policy import Finding, PolicyEngine, TrustEstimator
+from .policy import Finding, PolicyEngine
 from .ratelimit import MINUTE, Limiter
 from .spool import Spool
+from .trust import TrustEstimator
 
 log = logging.getLogger(__name__)
 
