@@ -37,6 +37,7 @@ class Upstream:
     usage: dict[str, int] | None = field(default_factory=lambda: {"total_tokens": 30})
     answer: dict[str, Any] | None = None  # when set: the whole non-streamed answer
     sse: list[bytes] | None = None  # when set: a streamed answer's raw bytes, piece by piece
+    delay: float = 0.0  # seconds each call waits before the answer starts
     server: TestServer | None = None
 
     @property
@@ -47,6 +48,8 @@ class Upstream:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json() if request.can_read_body else None
         self.requests.append((request.path, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         headers = {"x-request-id": "req-1", "x-leak": "Bearer whatever", "set-cookie": "s=1"}
         if request.path == "/v1/models":
             return web.json_response({"data": [{"id": "gpt-test"}]}, headers=headers)
