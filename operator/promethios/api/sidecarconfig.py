@@ -20,6 +20,7 @@ PROVIDER_CREDENTIAL_MOUNT = "/var/run/promethios/provider"
 SPOOL_MOUNT = "/var/lib/promethios/spool"
 
 SIDECAR_PROXY_PORT, SIDECAR_METRICS_PORT = RESERVED_PORTS
+MiB = 1 << 20
 
 
 class ProviderConfig(Model):
@@ -40,6 +41,36 @@ class IngestConfig(Model):
     metrics_interval_seconds: int = Field(60, ge=1, le=3600)
 
 
+class SidecarLimits(Model):
+    """Bounds on what the sidecar buffers and parses: its memory limit is small, and an
+    OOM kill would restart it with empty rate windows and budget."""
+
+    max_request_bytes: int = Field(
+        8 * MiB, ge=64 * 1024, le=256 * MiB, description="Largest model-call body (413 beyond)."
+    )
+    max_report_bytes: int = Field(
+        1 * MiB, ge=64 * 1024, le=64 * MiB, description="Largest report from the agent (413)."
+    )
+    max_json_nodes: int = Field(
+        50_000, ge=1_000, le=10_000_000, description="Values and keys in one body (413 beyond)."
+    )
+    max_json_depth: int = Field(
+        64, ge=8, le=512, description="Nesting of objects and arrays in one body (400 beyond)."
+    )
+    max_buffered_bytes: int = Field(
+        24 * MiB,
+        ge=64 * 1024,
+        le=1024 * MiB,
+        description="Request bodies held at once across concurrent calls; more calls wait.",
+    )
+    max_response_bytes: int = Field(
+        16 * MiB,
+        ge=64 * 1024,
+        le=1024 * MiB,
+        description="Largest whole answer, or streamed event, from the provider (502 beyond).",
+    )
+
+
 class SidecarConfig(Model):
     """Everything the sidecar needs; rendered by the operator, read by the sidecar."""
 
@@ -55,3 +86,4 @@ class SidecarConfig(Model):
     metrics_port: int = Field(SIDECAR_METRICS_PORT, ge=1, le=65535)
     spool_dir: str = Field(SPOOL_MOUNT, description="Where undelivered violations are kept.")
     spool_max_entries: int = Field(10_000, ge=10, le=1_000_000)
+    limits: SidecarLimits = Field(default_factory=SidecarLimits)

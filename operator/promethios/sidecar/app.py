@@ -31,7 +31,6 @@ from .state import SidecarState
 log = logging.getLogger(__name__)
 
 CONFIG_POLL_SECONDS = 3.0
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
 class Sidecar:
@@ -66,7 +65,11 @@ class Sidecar:
 
     def agent_app(self, proxy: ModelProxy, reporting: ReportingApi) -> web.Application:
         """The agent-facing routes: reporting, model proxy, health."""
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        limits = self.store.config.limits
+        # A backstop only: the handlers read bodies themselves, within the limits.
+        app = web.Application(
+            client_max_size=max(limits.max_request_bytes, limits.max_report_bytes)
+        )
         app.router.add_post(PATH_HEARTBEAT, reporting.heartbeat)
         app.router.add_post(PATH_METRICS, reporting.metrics)
         app.router.add_post(PATH_VIOLATIONS, reporting.violations)

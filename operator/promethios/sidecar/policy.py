@@ -34,6 +34,10 @@ Action = Literal["block", "redact", "report"]
 
 EXCERPT_RADIUS = 40
 EXCERPT_MAX = 200
+#: Characters either side of a match sanitized for its excerpt (not the whole text).
+EXCERPT_WINDOW = 4096
+#: Findings (violations) one call can produce; past it only a blocking one is added.
+MAX_FINDINGS_PER_CALL = 20
 
 #: Short strings seen clean are remembered (keys, roles, model names): at most this many.
 CLEAN_CACHE_SIZE = 4096
@@ -143,6 +147,18 @@ def sanitize(text: str, spans: Iterable[_Span]) -> tuple[str, dict[_Span, tuple[
     return "".join(out), where
 
 
+def _excerpt(text: str, span: _Span, spans: list[_Span]) -> str:
+    """The excerpt for ``span``: a window around it, sanitized, then cut short."""
+    lo, hi = max(0, span.start - EXCERPT_WINDOW), min(len(text), span.end + EXCERPT_WINDOW)
+    shifted = {
+        s: _Span(max(s.start, lo) - lo, min(s.end, hi) - lo, s.label, s.finding_code, s.redact)
+        for s in spans
+        if s.start < hi and s.end > lo
+    }
+    sanitized, where = sanitize(text[lo:hi], shifted.values())
+    return excerpt_of(sanitized, where[shifted[span]])
+
+
 def excerpt_of(sanitized: str, where: tuple[int, int]) -> str:
     """A short excerpt of an already sanitized text around one redacted span."""
     start, end = where
@@ -195,8 +211,14 @@ class PolicyEngine:
 
     # -- texts ----------------------------------------------------------------
 
-    def inspect_text(self, text: str, side: Side) -> TextVerdict:
-        """Blocked patterns and PII in one text; the text comes back redacted if required."""
+    def inspect_text(
+        self, text: str, side: Side, limit: int = MAX_FINDINGS_PER_CALL
+    ) -> TextVerdict:
+        """Blocked patterns and PII in one text; the text comes back redacted if required.
+
+        At most ``limit`` findings, blocking ones first; ``limit`` 0 means only a
+        blocking one, below 0 none (every match is still redacted).
+        """
         clean = self._clean[side]
         if text in clean:
             return TextVerdict(text)
@@ -207,17 +229,23 @@ class PolicyEngine:
                     clean.clear()
                 clean.add(text)
             return TextVerdict(text)
-        findings = self._findings(text, spans, side)
+        findings = self._findings(text, spans, side, limit)
         redacted = pii.redact_spans(text, ((s.start, s.end, s.label) for s in spans if s.redact))
         return TextVerdict(redacted, findings)
 
     def inspect_payload(self, payload: Any, side: Side) -> PayloadVerdict:
-        """Every string inside a JSON payload, keys included, whatever its shape."""
+        """Every string inside a JSON payload, keys included, whatever its shape.
+
+        At most :data:`MAX_FINDINGS_PER_CALL` findings (plus one that blocks).
+        """
         findings: list[Finding] = []
+        blocked: list[Finding] = []
 
         def visit(text: str) -> str:
-            verdict = self.inspect_text(text, side)
+            room = MAX_FINDINGS_PER_CALL - len(findings)
+            verdict = self.inspect_text(text, side, room if room > 0 else -1 if blocked else 0)
             findings.extend(verdict.findings)
+            blocked.extend(f for f in verdict.findings if f.blocks)
             return verdict.text
 
         return PayloadVerdict(map_strings(payload, visit), findings)
@@ -260,12 +288,18 @@ class PolicyEngine:
             )
         return spans
 
-    def _findings(self, text: str, spans: list[_Span], side: Side) -> list[Finding]:
-        """One finding per span, each with an excerpt of the fully sanitized text."""
-        if not spans:
+    def _findings(
+        self, text: str, spans: list[_Span], side: Side, limit: int = MAX_FINDINGS_PER_CALL
+    ) -> list[Finding]:
+        """A finding per span (at most ``limit``, blocking first), each with an excerpt."""
+        if limit < 0 or not spans:
             return []
-        sanitized, where = sanitize(text, spans)
-        return [self._finding(excerpt_of(sanitized, where[s]), s, side) for s in spans]
+        blocking_first = sorted(spans, key=lambda s: not self._blocks(s))
+        chosen = blocking_first[: max(limit, 1)]
+        if limit == 0:
+            chosen = [s for s in chosen if self._blocks(s)]
+        chosen.sort(key=lambda s: (s.start, s.end))
+        return [self._finding(_excerpt(text, s, spans), s, side) for s in chosen]
 
     def _blocks(self, span: _Span) -> bool:
         """True if a span stops the call (enforce mode: patterns, PII with action block)."""

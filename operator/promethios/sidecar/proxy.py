@@ -2,31 +2,34 @@
 
 The agent calls the sidecar as if it were the provider, without any credential;
 only the allowlisted routes of the provider's dialect are forwarded (see
-:mod:`.routes`). The sidecar checks the policy, adds the provider credential it
-holds (any credential the agent sent is dropped), forwards to ``provider.base_url``, checks
-the answer (incrementally for SSE streams) and returns it. Every finding is
-spooled as a violation before the agent gets its answer.
+:mod:`.routes`). The sidecar reads the body within its limits (see
+:mod:`.bounds`), checks the policy, adds the provider credential it holds (any
+credential the agent sent is dropped), forwards to ``provider.base_url``, and
+hands the answer to :mod:`.relay` to be checked (incrementally for SSE streams)
+and returned. Every finding is spooled as a violation before the agent gets its
+answer.
 
 Refusals (``enforce`` mode) look like the providers' own errors:
 ``{"type": "error", "error": {"type": "policy_violation", "code": <violation type>,
 "message": ..., "rule": <policy rule>}}`` with HTTP 403, or 429 plus
-``Retry-After`` for rate limits and the budget.
+``Retry-After`` for rate limits and the budget; a breached sidecar limit is a
+413/400/503 whose message names the limit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from .bounds import LimitExceeded, Reservation, check_json_shape, read_bounded
 from .policy import Finding, PolicyEngine
-from .ratelimit import estimate_tokens
+from .relay import CallInfo, Relay, limit_error, plain_error, policy_error
 from .routes import Dialect, Route, RouteRefusal, dialect_of, resolve
-from .sse import SseRewriter, error_body, usage_tokens
 from .state import SidecarState
 from .walk import string_values
 
@@ -54,17 +57,8 @@ DROP_REQUEST_HEADERS = frozenset(
         "trailer",
     }
 )
-#: Response headers passed back to the agent (an allow-list: nothing else can leak).
-PASS_RESPONSE_PREFIXES = (
-    "content-type",
-    "x-request-id",
-    "request-id",
-    "openai-",
-    "anthropic-",
-    "x-ratelimit-",
-    "retry-after",
-)
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
+READ_CHUNK = 65_536
 
 
 def upstream_url(base_url: str, path: str) -> str:
@@ -75,20 +69,54 @@ def upstream_url(base_url: str, path: str) -> str:
     return base + path
 
 
-def policy_error(finding: Finding, status: int, retry_after: float | None = None) -> web.Response:
-    """The agent-facing refusal for a finding."""
-    headers = {}
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return web.json_response(
-        {"type": "error", "error": error_body(finding)}, status=status, headers=headers
-    )
+@dataclass
+class PreparedCall:
+    """A call that passed its content checks, reduced to what forwarding it needs.
+
+    The parsed body is not kept: only the bytes to send (the agent's own bytes
+    when nothing was redacted) and what the answer side needs.
+    """
+
+    data: bytes | bytearray
+    info: CallInfo
+    findings: list[Finding]
+
+    @property
+    def blocked(self) -> Finding | None:
+        """The first finding that blocks, if any."""
+        return next((f for f in self.findings if f.blocks), None)
 
 
-def plain_error(status: int, type_: str, code: str, message: str) -> web.Response:
-    """A non-policy error (bad request, upstream unreachable), in the same shape."""
-    body = {"type": "error", "error": {"type": type_, "code": code, "message": message}}
-    return web.json_response(body, status=status)
+def prepare_call(engine: PolicyEngine, raw: bytes | bytearray) -> PreparedCall | web.Response:
+    """Parse and inspect a call body (already within the limits); or the 400 for it."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        return plain_error(
+            400, "invalid_request_error", "invalid_json", "request body must be a JSON object"
+        )
+    if engine.enforce and engine.inspects_responses and _wants_logprobs(body):
+        return plain_error(
+            400,
+            "invalid_request_error",
+            "logprobs_not_inspectable",
+            "logprobs spell the completion out token by token, past redaction: "
+            "not available while the governance policy inspects completions",
+        )
+    model = body.get("model")
+    model = model if isinstance(model, str) else None
+    findings: list[Finding] = []
+    model_finding = engine.check_model(model)
+    if model_finding is not None:
+        findings.append(model_finding)
+    verdict = engine.inspect_payload(body, "request")
+    del body  # only the (redacted) payload from here on: the original's strings can go
+    findings.extend(verdict.findings)
+    chars = sum(len(text) for text in string_values(verdict.payload))
+    data = json.dumps(verdict.payload).encode() if verdict.findings else raw
+    return PreparedCall(data, CallInfo(model, chars), findings)
 
 
 class ModelProxy:
@@ -97,6 +125,7 @@ class ModelProxy:
     def __init__(self, state: SidecarState, session: aiohttp.ClientSession) -> None:
         self.state = state
         self.session = session
+        self.relay = Relay(state)
 
     @property
     def dialect(self) -> Dialect:
@@ -119,64 +148,65 @@ class ModelProxy:
         return await self._forward_plain(request, route)
 
     async def call(self, request: web.Request, route: Route) -> web.StreamResponse:
-        """A model call: check, forward, check the answer."""
+        """A model call: read within limits, check, forward, check the answer."""
         started = self.state.clock()
-        endpoint = route.path
         try:
-            body = json.loads(await request.read())
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return plain_error(
-                400, "invalid_request_error", "invalid_json", "request body must be a JSON object"
-            )
-        engine = self.state.engine
-        if engine.enforce and engine.inspects_responses and _wants_logprobs(body):
-            return plain_error(
-                400,
-                "invalid_request_error",
-                "logprobs_not_inspectable",
-                "logprobs spell the completion out token by token, past redaction: "
-                "not available while the governance policy inspects completions",
-            )
-        refusal, to_forward = await self._check_request(engine, body)
-        if refusal is not None:
-            outcome = "rate_limited" if refusal.status == 429 else "blocked"
-            self.state.metrics.requests.labels(endpoint=endpoint, outcome=outcome).inc()
-            return refusal
-        try:
-            response = await self._forward(request, route, engine, body, to_forward)
+            return await self._checked_call(request, route)
         finally:
             elapsed = self.state.clock() - started
             self.state.record_call(elapsed)
-            self.state.metrics.upstream_latency.labels(endpoint=endpoint).observe(elapsed)
-        return response
+            self.state.metrics.upstream_latency.labels(endpoint=route.path).observe(elapsed)
 
-    async def _check_request(
-        self, engine: PolicyEngine, body: dict[str, Any]
-    ) -> tuple[web.Response | None, Any]:
-        """``(refusal, None)`` if the call is refused, else ``(None, payload to forward)``.
+    async def _checked_call(self, request: web.Request, route: Route) -> web.StreamResponse:
+        limits = self.state.store.config.limits
+        try:
+            raw, reservation = await read_bounded(
+                request.content.iter_chunked(READ_CHUNK),
+                request.content_length,
+                ("maxRequestBytes", limits.max_request_bytes),
+                self.state.buffers,
+                "the request body",
+            )
+        except LimitExceeded as error:
+            self.relay.outcome(route, "too_large")
+            return limit_error(error)
+        try:
+            prepared = self._prepare(route, raw)
+            del raw  # the prepared call holds the bytes to send, and nothing else of the body
+            return await self._checked_forward(request, route, prepared, reservation)
+        finally:
+            await reservation.release()
 
-        The payload is ``body`` itself when nothing was redacted, so the agent's bytes
-        are forwarded unchanged.
-        """
-        model = body.get("model")
-        extra = {"model": model} if isinstance(model, str) else None
-        findings: list[Finding] = []
-        model_finding = engine.check_model(model if isinstance(model, str) else None)
-        if model_finding is not None:
-            findings.append(model_finding)
-        verdict = engine.inspect_payload(body, "request")
-        findings.extend(verdict.findings)
-        blocked = next((f for f in findings if f.blocks), None)
-        await self.state.report(findings, extra)
+    def _prepare(self, route: Route, raw: bytearray) -> PreparedCall | web.Response:
+        limits = self.state.store.config.limits
+        try:
+            check_json_shape(raw, limits.max_json_depth, limits.max_json_nodes)
+        except LimitExceeded as error:
+            self.relay.outcome(route, "too_large")
+            return limit_error(error)
+        return prepare_call(self.state.engine, raw)
+
+    async def _checked_forward(
+        self,
+        request: web.Request,
+        route: Route,
+        prepared: PreparedCall | web.Response,
+        reservation: Reservation,
+    ) -> web.StreamResponse:
+        if isinstance(prepared, web.Response):
+            return prepared
+        engine = self.state.engine
+        await self.state.report(prepared.findings, prepared.info.extra)
+        blocked = prepared.blocked
         if blocked is not None:
-            return policy_error(blocked, 403), None
+            self.relay.outcome(route, "blocked")
+            return policy_error(blocked, 403)
         # Only calls that pass the content checks count against the rate limits.
-        limited = await self._check_limits(engine, extra)
+        limited = await self._check_limits(engine, prepared.info.extra)
         if limited is not None:
-            return limited, None
-        return None, verdict.payload if verdict.findings else body
+            self.relay.outcome(route, "rate_limited")
+            return limited
+        return await self._forward(request, route, engine, prepared, reservation)
 
     async def _check_limits(
         self, engine: PolicyEngine, extra: dict[str, Any] | None
@@ -213,23 +243,24 @@ class ModelProxy:
         request: web.Request,
         route: Route,
         engine: PolicyEngine,
-        original: dict[str, Any],
-        payload: Any,
+        prepared: PreparedCall,
+        reservation: Reservation,
     ) -> web.StreamResponse:
         url = upstream_url(self.state.store.config.provider.base_url, route.path)
-        data = await request.read() if payload is original else json.dumps(payload).encode()
         headers = self._upstream_headers(request)
         headers["Content-Type"] = "application/json"
         try:
             async with self.session.post(
-                url, data=data, headers=headers, timeout=UPSTREAM_TIMEOUT
+                url, data=prepared.data, headers=headers, timeout=UPSTREAM_TIMEOUT
             ) as upstream:
+                prepared.data = b""  # sent: its bytes go back to the budget
+                await reservation.release()
                 if upstream.content_type == "text/event-stream":
-                    return await self._stream(request, route, upstream, engine, payload)
-                return await self._answer(route, upstream, engine, payload)
+                    return await self.relay.stream(request, route, upstream, engine, prepared.info)
+                return await self.relay.answer(route, upstream, engine, prepared.info)
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("model provider unreachable: %s", error)
-            self._outcome(route, "upstream_error")
+            self.relay.outcome(route, "upstream_error")
             return plain_error(
                 502,
                 "upstream_error",
@@ -246,7 +277,7 @@ class ModelProxy:
                 params=request.query,
                 timeout=UPSTREAM_TIMEOUT,
             ) as upstream:
-                return await self._answer(route, upstream, self.state.engine, None)
+                return await self.relay.answer(route, upstream, self.state.engine, None)
         except (aiohttp.ClientError, TimeoutError):
             return plain_error(
                 502,
@@ -255,108 +286,7 @@ class ModelProxy:
                 "the model provider could not be reached",
             )
 
-    def _response_headers(self, upstream: aiohttp.ClientResponse) -> dict[str, str]:
-        credential = self.state.store.current.provider_credential
-        return {
-            k: v
-            for k, v in upstream.headers.items()
-            if k.lower().startswith(PASS_RESPONSE_PREFIXES) and not (credential and credential in v)
-        }
-
-    async def _answer(
-        self,
-        route: Route,
-        upstream: aiohttp.ClientResponse,
-        engine: PolicyEngine,
-        payload: Any,
-    ) -> web.Response:
-        """A whole (non-streamed) answer, of any status: check it, count its tokens, return it.
-
-        ``payload`` is the forwarded call, None for a model listing (no tokens).
-        """
-        raw = await upstream.read()
-        headers = self._response_headers(upstream)
-        try:
-            answer: Any = json.loads(raw)
-        except ValueError:
-            answer = None  # not JSON: inspected as one text
-        if engine.inspects_responses:
-            verdict = engine.inspect_payload(
-                raw.decode("utf-8", errors="replace") if answer is None else answer, "response"
-            )
-            await self.state.report(verdict.findings, _model_of(payload))
-            if verdict.blocked is not None:
-                self._outcome(route, "blocked")
-                return policy_error(verdict.blocked, 403)
-            if verdict.findings:
-                redacted = verdict.payload
-                raw = (redacted if answer is None else json.dumps(redacted)).encode()
-        if payload is not None and 200 <= upstream.status < 300 and isinstance(answer, dict):
-            self._count_tokens(payload, answer, usage_tokens(answer.get("usage")))
-        self._outcome(route, "forwarded" if upstream.status < 400 else "upstream_error")
-        return web.Response(body=raw, status=upstream.status, headers=headers)
-
-    async def _stream(
-        self,
-        request: web.Request,
-        route: Route,
-        upstream: aiohttp.ClientResponse,
-        engine: PolicyEngine,
-        payload: Any,
-    ) -> web.StreamResponse:
-        """Relay an SSE stream chunk by chunk, checking deltas as they pass."""
-        response = web.StreamResponse(
-            status=upstream.status, headers=self._response_headers(upstream)
-        )
-        response.headers["Cache-Control"] = "no-cache"
-        await response.prepare(request)
-        rewriter = SseRewriter(engine) if engine.inspects_responses else None
-        extra = _model_of(payload)
-        outcome = "forwarded"
-        async for chunk in upstream.content.iter_any():
-            if rewriter is None:
-                await response.write(chunk)
-                continue
-            result = rewriter.feed(chunk)
-            await self.state.report(result.findings, extra)
-            if result.data:
-                await response.write(result.data)
-            if result.blocked is not None:
-                outcome = "blocked"
-                break
-        else:
-            if rewriter is not None:
-                result = rewriter.close()
-                await self.state.report(result.findings, extra)
-                await response.write(result.data)
-        if rewriter is None:
-            self._count_tokens(payload, None, None)
-        else:
-            self._count_tokens(payload, None, rewriter.usage_tokens, rewriter.released_chars)
-        self._outcome(route, outcome)
-        await response.write_eof()
-        return response
-
-    def _count_tokens(
-        self, payload: Any, answer: Any, reported: int | None, streamed_chars: int = 0
-    ) -> None:
-        """Count a call's tokens: the upstream's ``usage``, else characters / 4."""
-        tokens = reported
-        if tokens is None:
-            texts = string_values(payload) + string_values(answer)
-            tokens = estimate_tokens(*texts) + streamed_chars // 4
-        self.state.limiter.record_tokens(self.state.clock(), tokens)
-        self.state.metrics.tokens.inc(tokens)
-
-    def _outcome(self, route: Route, outcome: str) -> None:
-        self.state.metrics.requests.labels(endpoint=route.path, outcome=outcome).inc()
-
 
 def _wants_logprobs(body: dict[str, Any]) -> bool:
     """True if the call asks for log probabilities (a per-token copy of the completion)."""
     return bool(body.get("logprobs")) or bool(body.get("top_logprobs"))
-
-
-def _model_of(payload: Any) -> dict[str, Any] | None:
-    model = payload.get("model") if isinstance(payload, dict) else None
-    return {"model": model} if isinstance(model, str) else None

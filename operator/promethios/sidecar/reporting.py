@@ -26,8 +26,11 @@ from promethios.api.wire import (
     ViolationReport,
 )
 
+from .bounds import LimitExceeded, check_json_shape, read_bounded
 from .delivery import IngestClient
 from .state import SidecarState, new_idempotency_key, utc_iso
+
+READ_CHUNK = 65_536
 
 
 def invalid(message: str, error: ValidationError | None = None) -> web.Response:
@@ -40,6 +43,12 @@ def invalid(message: str, error: ValidationError | None = None) -> web.Response:
     return web.json_response(body.model_dump(), status=400)
 
 
+def refused(error: LimitExceeded) -> web.Response:
+    """A breached sidecar limit, in the ingest API's error shape (names the limit)."""
+    body = ErrorBody(error="limit_exceeded", message=error.message)
+    return web.json_response(body.model_dump(), status=error.status)
+
+
 class ReportingApi:
     """Handlers for ``/api/v1/agents/heartbeat`` and ``/api/v1/governance/*``."""
 
@@ -48,10 +57,26 @@ class ReportingApi:
         self.client = client
 
     async def _parse(self, request: web.Request, model: type[BaseModel]) -> Any:
+        limits = self.state.store.config.limits
         try:
-            body = json.loads(await request.read())
-        except ValueError:
+            raw, reservation = await read_bounded(
+                request.content.iter_chunked(READ_CHUNK),
+                request.content_length,
+                ("maxReportBytes", limits.max_report_bytes),
+                self.state.buffers,
+                "the report",
+            )
+        except LimitExceeded as error:
+            return refused(error)
+        try:
+            check_json_shape(raw, limits.max_json_depth, limits.max_json_nodes)
+            body = json.loads(raw)
+        except LimitExceeded as error:
+            return refused(error)
+        except (ValueError, RecursionError):
             return invalid("request body is not JSON")
+        finally:
+            await reservation.release()
         if isinstance(body, dict):
             body["agentId"] = self.state.store.config.agent_id
             if model is MetricsReport:

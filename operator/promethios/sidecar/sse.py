@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import Finding, PolicyEngine
+from .policy import MAX_FINDINGS_PER_CALL, Finding, PolicyEngine
 from .scanner import StreamScanner
 
 DONE = "[DONE]"
@@ -49,6 +49,7 @@ class StreamResult:
     data: bytes = b""
     findings: list[Finding] = field(default_factory=list)
     blocked: Finding | None = None
+    oversized: bool = False  # an event exceeded ``max_event`` bytes: the stream must end
 
 
 def error_event(finding: Finding) -> bytes:
@@ -118,24 +119,21 @@ class _Pass:
 class SseRewriter:
     """Rewrites one SSE stream, event by event, under a policy."""
 
-    def __init__(self, engine: PolicyEngine, hold: int = 64) -> None:
+    def __init__(self, engine: PolicyEngine, hold: int = 64, max_event: int | None = None) -> None:
         self.engine = engine
         self.hold = hold
+        self.max_event = max_event
         self._buffer = b""
         self._fields: dict[FieldKey, _Field] = {}
         self._whole: dict[str, str] = {}
         self._released_done = 0
+        self._reported = 0
         self.usage_tokens: int | None = None
 
     @property
     def released_chars(self) -> int:
         """Streamed characters released so far (for token estimates)."""
         return self._released_done + sum(f.scanner.released for f in self._fields.values())
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes of an incomplete event waiting for its end."""
-        return len(self._buffer)
 
     def feed(self, chunk: bytes) -> StreamResult:
         """Process bytes from the upstream; returns what to send to the agent now."""
@@ -148,10 +146,17 @@ class SseRewriter:
         out: list[bytes] = []
         while b"\n\n" in self._buffer and result.blocked is None:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
+            if self._too_large(block):
+                result.oversized = True
+                break
             out.append(self._event(block, result))
         self._buffer += keep
+        result.oversized = result.oversized or self._too_large(self._buffer)
         result.data = b"".join(out)
         return result
+
+    def _too_large(self, block: bytes) -> bool:
+        return self.max_event is not None and len(block) > self.max_event
 
     def close(self) -> StreamResult:
         """End of the upstream stream: release whatever is still held."""
@@ -271,9 +276,15 @@ class SseRewriter:
         return verdict.text
 
     def _collect(self, findings: list[Finding], result: StreamResult) -> None:
-        result.findings.extend(findings)
+        """Keep findings, at most :data:`MAX_FINDINGS_PER_CALL` per stream (plus a blocking one)."""
         if result.blocked is None:
             result.blocked = next((f for f in findings if f.blocks), None)
+        room = max(0, MAX_FINDINGS_PER_CALL - self._reported)
+        kept = findings[:room]
+        if result.blocked is not None and result.blocked not in kept:
+            kept.append(result.blocked)
+        self._reported += len(kept)
+        result.findings.extend(kept)
 
     def _usage(self, payload: dict[str, Any]) -> None:
         """Token usage the upstream reports in the stream (OpenAI final chunk, Anthropic)."""

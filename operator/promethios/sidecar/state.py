@@ -19,6 +19,7 @@ from typing import Any
 
 from promethios.api.wire import MAX_CONTEXT_BYTES
 
+from .bounds import ByteBudget
 from .config import ConfigStore, Snapshot
 from .metrics import SidecarMetrics
 from .policy import Finding, PolicyEngine
@@ -62,6 +63,8 @@ class SidecarState:
             on_drop=lambda sev: self.metrics.spool_dropped.labels(severity=sev).inc(),
         )
         self.metrics.spool_entries.set(len(self.spool))
+        #: Bytes held by concurrent calls (read at start: a reload does not resize it).
+        self.buffers = ByteBudget(config.limits.max_buffered_bytes)
         self.engine = self._engine(store.current)
         self.limiter = Limiter(config.policy)
         self.trust = TrustEstimator(config.policy, clock())

@@ -7,7 +7,7 @@ provider feature, ``tools[].function.description``, ``response_format``,
 (``model``, ``role``, ``id``, ``type``, ``tool_call_id``) are inspected too:
 they reach the provider with the prompt and some (``tool_call_id``, ``name``)
 are shown to the model, and an inspected identifier costs next to nothing.
-Pure; the input is never mutated.
+Pure; the input is never mutated (a clean container is returned as is).
 """
 
 from __future__ import annotations
@@ -20,20 +20,35 @@ KEY_COLLISION_SUFFIX = "_"
 
 
 def map_strings(payload: Any, fn: Callable[[str], str]) -> Any:
-    """A copy of ``payload`` with ``fn`` applied to every string, keys included."""
+    """``payload`` with ``fn`` applied to every string, keys included.
+
+    Copy on write: a container none of whose strings changed is returned as is,
+    so inspecting a clean body allocates next to nothing.
+    """
     if isinstance(payload, str):
         return fn(payload)
     if isinstance(payload, dict):
-        out: dict[str, Any] = {}
-        for key, value in payload.items():
-            new_key = fn(key)
-            while new_key in out:  # only after a redaction: input keys are unique
-                new_key += KEY_COLLISION_SUFFIX
-            out[new_key] = map_strings(value, fn)
-        return out
+        return _map_dict(payload, fn)
     if isinstance(payload, list):
-        return [map_strings(item, fn) for item in payload]
+        items = [map_strings(item, fn) for item in payload]
+        if all(new is old for new, old in zip(items, payload, strict=True)):
+            return payload
+        return items
     return payload
+
+
+def _map_dict(payload: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    out: dict[str, Any] | None = None
+    for position, (key, value) in enumerate(payload.items()):
+        new_key, new_value = fn(key), map_strings(value, fn)
+        if out is None:
+            if new_key is key and new_value is value:
+                continue
+            out = dict(list(payload.items())[:position])
+        while new_key in out:  # only after a redaction: input keys are unique
+            new_key += KEY_COLLISION_SUFFIX
+        out[new_key] = new_value
+    return payload if out is None else out
 
 
 def string_values(payload: Any) -> list[str]:

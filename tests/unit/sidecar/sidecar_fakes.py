@@ -38,6 +38,7 @@ class Upstream:
     answer: dict[str, Any] | None = None  # when set: the whole non-streamed answer
     sse: list[bytes] | None = None  # when set: a streamed answer's raw bytes, piece by piece
     delay: float = 0.0  # seconds each call waits before the answer starts
+    record_bodies: bool = True  # False: bodies are drained, not kept (memory measurements)
     server: TestServer | None = None
 
     @property
@@ -46,7 +47,7 @@ class Upstream:
         return str(self.server.make_url("/v1"))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json() if request.can_read_body else None
+        body = await self.body(request)
         self.requests.append((request.path, dict(request.headers), body))
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -75,6 +76,16 @@ class Upstream:
             if self.usage:
                 answer["usage"] = self.usage
         return web.json_response(answer, headers=headers)
+
+    async def body(self, request: web.Request) -> Any:
+        if not request.can_read_body:
+            return None
+        if self.record_bodies:
+            return await request.json()
+        streamed = False
+        async for chunk in request.content.iter_chunked(65_536):
+            streamed = streamed or b'"stream": true' in chunk
+        return {"stream": True} if streamed else None
 
     async def stream(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
         response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
@@ -137,7 +148,7 @@ class Ingest:
 
 
 async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> TestServer:
-    app = web.Application()
+    app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handler)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
