@@ -120,8 +120,14 @@ class Ingest:
     status: int = 200  # what to answer when the key is right (e.g. 503 = outage)
     requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
     violations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    received_at: dict[str, float] = field(default_factory=dict)  # violation key -> loop time
     duplicates: int = 0
+    rate_per_second: float | None = None  # a per-agent token bucket, as the real ingest has
+    burst: float = 5.0
+    throttled: int = 0
     server: TestServer | None = None
+    _tokens: float = 0.0
+    _refilled: float | None = None
 
     @property
     def url(self) -> str:
@@ -131,6 +137,22 @@ class Ingest:
     def bodies(self, path: str) -> list[Any]:
         return [b for p, _, b in self.requests if p == path]
 
+    def take_token(self) -> bool:
+        """The per-agent rate limit (one agent here): True if this request may pass."""
+        if self.rate_per_second is None:
+            return True
+        now = asyncio.get_running_loop().time()
+        if self._refilled is None:
+            self._tokens = self.burst
+        else:
+            refill = (now - self._refilled) * self.rate_per_second
+            self._tokens = min(self.burst, self._tokens + refill)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append((request.path, dict(request.headers), body))
@@ -138,12 +160,19 @@ class Ingest:
             return web.json_response({"error": "unauthorized", "message": "bad key"}, status=401)
         if self.status >= 300:
             return web.json_response({"error": "down", "message": "down"}, status=self.status)
+        if not self.take_token():
+            self.throttled += 1
+            body = {"error": "rate_limited", "message": "slow down"}
+            return web.json_response(body, status=429, headers={"Retry-After": "1"})
         if request.path.endswith("/violations"):
             items = [body["violation"]] if "violation" in body else body["violations"]
             for item in items:
                 if item["idempotencyKey"] in self.violations:
                     self.duplicates += 1
                 self.violations[item["idempotencyKey"]] = item
+                self.received_at.setdefault(
+                    item["idempotencyKey"], asyncio.get_running_loop().time()
+                )
         return web.json_response({"accepted": 1, "duplicates": 0}, status=202)
 
 
