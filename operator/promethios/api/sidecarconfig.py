@@ -69,6 +69,12 @@ class SidecarLimits(Model):
         le=1024 * MiB,
         description="Largest whole answer, or streamed event, from the provider (502 beyond).",
     )
+    agent_violations_per_minute: int = Field(
+        600,
+        ge=6,
+        le=60_000,
+        description="Violations the agent may report itself, per minute (429 beyond).",
+    )
 
 
 class SidecarConfig(Model):

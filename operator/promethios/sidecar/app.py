@@ -1,8 +1,9 @@
 """Wiring: the agent-facing app, the metrics app and the background loops.
 
-:class:`Sidecar` owns one :class:`~.state.SidecarState`, two HTTP client
-sessions (model provider, ingest API, so an ingest outage never starves model
-calls), two listeners and four background tasks (config poll, heartbeat,
+:class:`Sidecar` owns one :class:`~.state.SidecarState`, three HTTP client
+sessions (model provider; ingest API for violations; ingest API for heartbeats
+and metrics: an ingest outage never starves model calls, and reports never hold
+up a violation), two listeners and four background tasks (config poll, heartbeat,
 metrics, violation delivery). The agent-facing listener binds ``listen_host``
 (localhost); the metrics listener binds all interfaces because Prometheus and
 the kubelet's probes reach it from outside the pod.
@@ -109,11 +110,17 @@ class Sidecar:
         """Bind both listeners (ports default to the config's; 0 picks a free one) and run."""
         config = self.store.config
         upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-        ingest = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8))
-        self._sessions = [upstream, ingest]
-        client = IngestClient(self.state, ingest)
-        self.delivery = Delivery(self.state, client, *self.backoff)
-        agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state, client))
+        # Violations have a pool of their own: heartbeats and metrics never hold one up.
+        violations = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
+        reports = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2))
+        self._sessions = [upstream, violations, reports]
+        self.delivery = Delivery(
+            self.state,
+            IngestClient(self.state, violations),
+            IngestClient(self.state, reports),
+            *self.backoff,
+        )
+        agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state))
         self.agent_port = await self._serve(
             agent, config.listen_host, config.proxy_port if agent_port is None else agent_port
         )

@@ -6,6 +6,11 @@ file and, if the key changed, retry at once. Violations leave the spool only
 when the ingest API acknowledges them (2xx) or refuses them for good (a 4xx
 other than 401/408/429, which moves them to ``rejected/``); everything else is
 retried with exponential backoff and full jitter, for as long as it takes.
+
+Only the sidecar's own loops talk to the ingest API (the agent's reports are
+folded into them, see :mod:`.folding`), and violations have a connection pool
+of their own: heartbeats and metrics can never hold up a violation. The
+sidecar's findings are delivered before the violations the agent reports itself.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from promethios.api.wire import (
     PATH_VIOLATIONS,
 )
 
-from .spool import SpoolEntry
+from .spool import Spool, SpoolEntry
 from .state import SidecarState, new_idempotency_key, utc_iso
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,8 @@ log = logging.getLogger(__name__)
 RETRYABLE_4XX = frozenset({401, 408, 429})
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 IDLE_RECHECK_SECONDS = 30.0
+#: Heartbeats are at least this far apart, even when the agent's status keeps changing.
+MIN_HEARTBEAT_GAP = 1.0
 
 Outcome = Literal["idle", "progress", "retry"]
 
@@ -90,29 +97,6 @@ class IngestClient:
             response = await self._post_once(path, payload, idempotency_key)
         return response
 
-    async def forward(self, path: str, payload: dict[str, Any]) -> tuple[int, bytes, str]:
-        """POST on the agent's behalf; returns status, body and content type (502 if down)."""
-        for attempt in (0, 1):
-            try:
-                async with self.session.post(
-                    self._url(path),
-                    json=payload,
-                    headers=self._headers(None),
-                    timeout=REQUEST_TIMEOUT,
-                ) as resp:
-                    body = await resp.read()
-                    if resp.status == 401 and attempt == 0 and self.state.store.reread_api_key():
-                        continue
-                    return resp.status, body, resp.content_type
-            except (aiohttp.ClientError, TimeoutError) as error:
-                log.warning("ingest API unreachable: %s", error)
-                break
-        return (
-            502,
-            b'{"error":"ingest_unreachable","message":"ingest API unreachable"}',
-            ("application/json"),
-        )
-
     def _url(self, path: str) -> str:
         return self.state.store.config.ingest.url.rstrip("/") + path
 
@@ -158,13 +142,15 @@ class Delivery:
     def __init__(
         self,
         state: SidecarState,
-        client: IngestClient,
+        violations: IngestClient,
+        reports: IngestClient,
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
         self.state = state
-        self.client = client
+        self.violations = violations  # its own connection pool
+        self.reports = reports
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
@@ -172,26 +158,29 @@ class Delivery:
     # -- heartbeat and metrics ------------------------------------------------
 
     def heartbeat_payload(self) -> dict[str, Any]:
-        """The seed's heartbeat shape."""
+        """The seed's heartbeat shape, with the agent's own status folded in."""
+        state = self.state
+        config = state.store.config
+        interval = config.ingest.heartbeat_interval_seconds
         return {
-            "agentId": self.state.store.config.agent_id,
-            "status": "active",
-            "uptime": self.state.uptime(),
-            "lastActivity": utc_iso(self.state.last_activity_wall),
+            "agentId": config.agent_id,
+            "status": state.agent.status_for(state.clock(), interval),
+            "uptime": state.uptime(),
+            "lastActivity": utc_iso(state.agent.last_activity(state.last_activity_wall)),
         }
 
     def metrics_payload(self, dropped: dict[str, int]) -> dict[str, Any]:
-        """The seed's metrics shape plus ``droppedViolations`` (total and by severity)."""
+        """The seed's metrics shape, the agent's folded in, plus ``droppedViolations``."""
         state = self.state
         config = state.store.config
         return {
             "agentId": config.agent_id,
             "governanceIdentity": config.governance_identity,
             "metrics": {
-                "trustScore": state.trust.value(state.clock()),
+                "trustScore": state.agent.trust(state.trust.value(state.clock())),
                 "violations": [],
-                "interactions": state.interactions,
-                "responseTime": state.take_response_time_ms(),
+                "interactions": max(state.interactions, state.agent.interactions),
+                "responseTime": state.agent.take_response_time(state.take_response_time_ms()),
                 "droppedViolations": sum(dropped.values()),
                 "droppedViolationsBySeverity": dropped,
             },
@@ -200,14 +189,14 @@ class Delivery:
 
     async def send_heartbeat(self) -> IngestResponse:
         """Send one heartbeat."""
-        response = await self.client.post(PATH_HEARTBEAT, self.heartbeat_payload())
+        response = await self.reports.post(PATH_HEARTBEAT, self.heartbeat_payload())
         self._count("heartbeat", response)
         return response
 
     async def send_metrics(self) -> IngestResponse:
         """Send one metrics report; drop counts are kept for the next one if it fails."""
-        dropped = self.state.spool.take_dropped()
-        response = await self.client.post(
+        dropped = self.state.take_dropped()
+        response = await self.reports.post(
             PATH_METRICS, self.metrics_payload(dropped), new_idempotency_key()
         )
         if not response.ok:
@@ -216,11 +205,16 @@ class Delivery:
         return response
 
     async def heartbeat_loop(self) -> None:
-        """Heartbeat every ``heartbeat_interval_seconds`` ± 10 %, from the start."""
+        """Heartbeat every ``heartbeat_interval_seconds`` ± 10 %, and early (at most once
+        per :data:`MIN_HEARTBEAT_GAP` seconds) when the agent's status changed."""
+        due = self.state.heartbeat_due
         while True:
+            due.clear()
             await self.send_heartbeat()
             interval = self.state.store.config.ingest.heartbeat_interval_seconds
-            await asyncio.sleep(jittered(interval, self.rng))
+            await asyncio.sleep(min(MIN_HEARTBEAT_GAP, interval))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), jittered(interval, self.rng) - MIN_HEARTBEAT_GAP)
 
     async def metrics_loop(self) -> None:
         """A metrics report every ``metrics_interval_seconds`` ± 10 %."""
@@ -253,34 +247,38 @@ class Delivery:
         waiting.clear()
 
     async def deliver_once(self) -> tuple[Outcome, float | None]:
-        """Send the oldest batch of spooled violations once."""
+        """Send the oldest batch of spooled violations once: the sidecar's findings first."""
         self.state.violations_waiting.clear()
-        batch = await asyncio.to_thread(self.state.spool.pending, MAX_BATCH)
+        spool = self.state.spool
+        batch = await asyncio.to_thread(spool.pending, MAX_BATCH)
+        if not batch:
+            spool = self.state.agent_spool
+            batch = await asyncio.to_thread(spool.pending, MAX_BATCH)
         if not batch:
             return "idle", None
         response = await self._send(batch)
         if response.ok:
-            self._settle(batch, rejected=False)
+            self._settle(spool, batch, rejected=False)
             return "progress", None
         if response.permanent_failure:
-            return await self._isolate(batch)
+            return await self._isolate(spool, batch)
         self._count("violations", response)
         return "retry", response.retry_after
 
     async def _isolate(
-        self, batch: list[tuple[SpoolEntry, dict[str, Any]]]
+        self, spool: Spool, batch: list[tuple[SpoolEntry, dict[str, Any]]]
     ) -> tuple[Outcome, float | None]:
         """A batch was refused: send one by one so only the bad violations are rejected."""
         if len(batch) == 1:
             log.error(
                 "ingest API refused violation %s for good; moved to rejected/", batch[0][0].key
             )
-            self._settle(batch, rejected=True)
+            self._settle(spool, batch, rejected=True)
             return "progress", None
         for item in batch:
             response = await self._send([item])
             if response.ok or response.permanent_failure:
-                self._settle([item], rejected=not response.ok)
+                self._settle(spool, [item], rejected=not response.ok)
             else:
                 self._count("violations", response)
                 return "retry", response.retry_after
@@ -291,20 +289,22 @@ class Delivery:
         if len(batch) == 1:
             entry, violation = batch[0]
             payload = {"agentId": agent_id, "violation": violation, "idempotencyKey": entry.key}
-            return await self.client.post(PATH_VIOLATIONS, payload, entry.key)
+            return await self.violations.post(PATH_VIOLATIONS, payload, entry.key)
         key = "batch-" + batch[0][0].key + "-" + str(len(batch))
         batch_payload: dict[str, Any] = {"agentId": agent_id, "violations": [v for _, v in batch]}
-        return await self.client.post(PATH_VIOLATIONS, batch_payload, key)
+        return await self.violations.post(PATH_VIOLATIONS, batch_payload, key)
 
-    def _settle(self, batch: list[tuple[SpoolEntry, dict[str, Any]]], rejected: bool) -> None:
+    def _settle(
+        self, spool: Spool, batch: list[tuple[SpoolEntry, dict[str, Any]]], rejected: bool
+    ) -> None:
         keys = [entry.key for entry, _ in batch]
         if rejected:
-            self.state.spool.reject(keys)
+            spool.reject(keys)
         else:
-            self.state.spool.ack(keys)
+            spool.ack(keys)
         result = "rejected" if rejected else "ok"
         self.state.metrics.deliveries.labels(kind="violations", result=result).inc(len(keys))
-        self.state.metrics.spool_entries.set(len(self.state.spool))
+        self.state.count_spooled()
 
     def _count(self, kind: str, response: IngestResponse) -> None:
         result = "ok" if response.ok else ("unreachable" if response.status is None else "error")
