@@ -5,7 +5,8 @@ Anthropic's ``partial_json``), where ``@`` may be written ``\\u0040`` and ``"`` 
 ``\\"``, and text may be encoded more than once. The model reads through the
 escapes, so the policy must too: for a string holding a backslash it also
 inspects decoded views, each with a map from every decoded character back to the
-raw one, so a match found in a view is redacted in the raw text.
+raw one (built only when a match is found there), so a match found in a view is
+redacted in the raw text.
 
 Bounded, whatever the string's size: views are cut into windows of
 :data:`WINDOW` characters overlapping by :data:`OVERLAP` (a match longer than
@@ -18,7 +19,6 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 WINDOW = 16_384
 OVERLAP = 1_024
@@ -28,17 +28,35 @@ _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\"\\/bfnrt]))")
 _SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
-@dataclass(frozen=True)
 class View:
-    """A decoded window of a raw string and where each of its characters came from."""
+    """A decoded window of a raw string; where its characters came from is worked out
+    only when asked (a match was found), so a clean view costs one ``re.subn``."""
 
-    text: str
-    offsets: array[int]  # raw index of each decoded character, plus one for the end
-    base: int  # where the window starts in the raw string
+    def __init__(self, text: str, window: str, base: int, level: int) -> None:
+        self.text = text
+        self._window = window  # the raw window the view was decoded from
+        self.base = base  # where the window starts in the raw string
+        self._level = level  # layers of escaping undone
+        self._offsets: array[int] | None = None
 
     def raw_span(self, start: int, end: int) -> tuple[int, int]:
         """The raw ``[start, end)`` a decoded ``[start, end)`` was written as."""
-        return self.base + self.offsets[start], self.base + self.offsets[end]
+        offsets = self.offsets
+        return self.base + offsets[start], self.base + offsets[end]
+
+    @property
+    def offsets(self) -> array[int]:
+        """The raw index of each decoded character, plus one for the end."""
+        if self._offsets is None:
+            view, offsets = self._window, None
+            for _ in range(self._level):
+                decoded = decode_once(view)
+                assert decoded is not None  # the fast path found escapes here
+                view, layer = decoded
+                offsets = layer if offsets is None else array("l", (offsets[i] for i in layer))
+            assert offsets is not None
+            self._offsets = offsets
+        return self._offsets
 
 
 def decode_once(text: str) -> tuple[str, array[int]] | None:
@@ -76,13 +94,16 @@ def decoded_views(text: str) -> Iterator[View]:
 
 
 def _layers(window: str, base: int) -> Iterator[View]:
-    view, offsets = window, None
-    for _ in range(MAX_LEVELS):
-        decoded = decode_once(view)
-        if decoded is None:
+    view = window
+    for level in range(1, MAX_LEVELS + 1):
+        view, count = _ESCAPE.subn(_unescape, view)
+        if not count:
             return
-        view, layer = decoded
-        offsets = layer if offsets is None else array("l", (offsets[i] for i in layer))
-        yield View(view, offsets, base)
+        yield View(view, window, base, level)
         if "\\" not in view:
             return
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code, simple = match.groups()
+    return chr(int(code, 16)) if code else _SIMPLE[simple]

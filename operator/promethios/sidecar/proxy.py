@@ -18,6 +18,7 @@ Refusals (``enforce`` mode) look like the providers' own errors:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -28,7 +29,14 @@ from aiohttp import web
 
 from .bounds import LimitExceeded, Reservation, check_json_shape, read_bounded
 from .policy import Finding, PolicyEngine
-from .relay import CallInfo, Relay, limit_error, plain_error, policy_error
+from .relay import (
+    INLINE_INSPECTION_BYTES,
+    CallInfo,
+    Relay,
+    limit_error,
+    plain_error,
+    policy_error,
+)
 from .routes import Dialect, Route, RouteRefusal, dialect_of, resolve
 from .state import SidecarState
 from .walk import string_values
@@ -171,19 +179,21 @@ class ModelProxy:
             self.relay.outcome(route, "too_large")
             return limit_error(error)
         try:
-            prepared = self._prepare(route, raw)
+            prepared = await self._prepare(route, raw)
             del raw  # the prepared call holds the bytes to send, and nothing else of the body
             return await self._checked_forward(request, route, prepared, reservation)
         finally:
             await reservation.release()
 
-    def _prepare(self, route: Route, raw: bytearray) -> PreparedCall | web.Response:
+    async def _prepare(self, route: Route, raw: bytearray) -> PreparedCall | web.Response:
         limits = self.state.store.config.limits
         try:
             check_json_shape(raw, limits.max_json_depth, limits.max_json_nodes)
         except LimitExceeded as error:
             self.relay.outcome(route, "too_large")
             return limit_error(error)
+        if len(raw) > INLINE_INSPECTION_BYTES:
+            return await asyncio.to_thread(prepare_call, self.state.engine, raw)
         return prepare_call(self.state.engine, raw)
 
     async def _checked_forward(

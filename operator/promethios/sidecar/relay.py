@@ -10,6 +10,7 @@ status or content type; a stream is relayed chunk by chunk through an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ PASS_RESPONSE_PREFIXES = (
     "retry-after",
 )
 READ_CHUNK = 65_536
+#: Bodies larger than this are inspected in a worker thread, so that the event loop
+#: keeps serving other calls (and delivering violations) while a big one is checked.
+INLINE_INSPECTION_BYTES = 256 * 1024
 
 
 def policy_error(finding: Finding, status: int, retry_after: float | None = None) -> web.Response:
@@ -139,7 +143,11 @@ class Relay:
         body: bytes | bytearray = raw
         if engine.inspects_responses:
             text = raw.decode("utf-8", errors="replace") if answer is None else None
-            verdict = engine.inspect_payload(answer if text is None else text, "response")
+            value = answer if text is None else text
+            if len(raw) > INLINE_INSPECTION_BYTES:  # off the event loop, as for requests
+                verdict = await asyncio.to_thread(engine.inspect_payload, value, "response")
+            else:
+                verdict = engine.inspect_payload(value, "response")
             await self.state.report(verdict.findings, call.extra if call else None)
             if verdict.blocked is not None:
                 self.outcome(route, "blocked")
