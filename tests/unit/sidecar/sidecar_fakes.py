@@ -125,6 +125,8 @@ class Ingest:
     rate_per_second: float | None = None  # a per-agent token bucket, as the real ingest has
     burst: float = 5.0
     throttled: int = 0
+    metrics_by_key: dict[str, dict[str, Any]] = field(default_factory=dict)  # deduped
+    lose_answers: int = 0  # the next N reports are recorded, then answered 503 (a lost answer)
     server: TestServer | None = None
     _tokens: float = 0.0
     _refilled: float | None = None
@@ -173,6 +175,11 @@ class Ingest:
                 self.received_at.setdefault(
                     item["idempotencyKey"], asyncio.get_running_loop().time()
                 )
+        if request.path.endswith("/metrics"):
+            self.metrics_by_key.setdefault(request.headers.get("Idempotency-Key", ""), body)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            return web.json_response({"error": "lost", "message": "lost"}, status=503)
         return web.json_response({"accepted": 1, "duplicates": 0}, status=202)
 
 
