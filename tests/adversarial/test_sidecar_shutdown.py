@@ -163,3 +163,22 @@ async def test_drop_counts_survive_an_unreachable_ingest(
     ingest.status = 200
     assert (await sidecar.delivery.send_metrics()).ok
     assert dropped_recorded(ingest) == Counter({"critical": 1})
+
+
+async def test_a_second_signal_stops_without_waiting_for_the_drain(
+    tmp_path: Path, upstream: Upstream, ingest: Ingest
+) -> None:
+    ingest.status = 503
+    sidecar = Process(tmp_path, upstream, ingest, drainSeconds=60)
+    try:
+        await sidecar.start()
+        await sidecar.violate(1)
+        assert sidecar.proc is not None
+        sidecar.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)  # draining against a dead ingest
+        assert sidecar.proc.returncode is None
+        code, took = await sidecar.terminate(within=10)
+    finally:
+        await sidecar.kill()
+    assert code == 0 and took < 5.0
+    assert json.loads(sidecar.termination.read_text())["undeliveredViolations"] == 1

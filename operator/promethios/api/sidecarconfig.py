@@ -18,6 +18,7 @@ CONFIG_MOUNT = "/etc/promethios"
 API_KEY_MOUNT = "/var/run/promethios/api-key"
 PROVIDER_CREDENTIAL_MOUNT = "/var/run/promethios/provider"
 SPOOL_MOUNT = "/var/lib/promethios/spool"
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 SIDECAR_PROXY_PORT, SIDECAR_METRICS_PORT = RESERVED_PORTS
 MiB = 1 << 20
@@ -93,3 +94,14 @@ class SidecarConfig(Model):
     spool_dir: str = Field(SPOOL_MOUNT, description="Where undelivered violations are kept.")
     spool_max_entries: int = Field(10_000, ge=10, le=1_000_000)
     limits: SidecarLimits = Field(default_factory=SidecarLimits)
+    drain_seconds: int = Field(
+        20,
+        ge=0,
+        le=600,
+        description="On SIGTERM, keep delivering spooled violations this long at most; "
+        "the pod's terminationGracePeriodSeconds must leave room for it.",
+    )
+    termination_message_path: str = Field(
+        DEFAULT_TERMINATION_MESSAGE_PATH,
+        description="Where the sidecar leaves, on exit, a summary of undelivered violations.",
+    )

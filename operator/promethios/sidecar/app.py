@@ -28,6 +28,7 @@ from .delivery import Delivery, IngestClient
 from .proxy import ModelProxy
 from .reporting import ReportingApi
 from .state import SidecarState
+from .termination import summarize, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +172,39 @@ class Sidecar:
             if self.store.reload_errors > errors:
                 self.state.metrics.config_reloads.labels(result="error").inc()
 
-    async def stop(self) -> None:
-        """Stop the loops and listeners; the spool keeps whatever is undelivered."""
+    async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
+        """On SIGTERM: drain the spools (at most ``drainSeconds``, or until ``hurry`` is
+        set), stop, and leave a summary of what is still undelivered in the
+        termination message. The listeners stay open while draining: the agent may
+        still be finishing its calls.
+        """
+        config = self.store.config
+        await self._cancel_loops()
+        if self.delivery is not None:
+            drain = asyncio.create_task(self.delivery.drain(config.drain_seconds))
+            waits = {drain} if hurry is None else {drain, asyncio.create_task(hurry.wait())}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if drain.cancelled():
+                log.warning("stopping without draining the violation spool")
+        unreported = self.delivery.unreported_drops() if self.delivery else {}
+        await self.stop()
+        summary = summarize([self.state.spool, self.state.agent_spool], unreported)
+        write_summary(config.termination_message_path, summary)
+
+    async def _cancel_loops(self) -> None:
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+
+    async def stop(self) -> None:
+        """Stop the loops and listeners; the spool keeps whatever is undelivered."""
+        await self._cancel_loops()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +45,8 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 IDLE_RECHECK_SECONDS = 30.0
 #: Heartbeats are at least this far apart, even when the agent's status keeps changing.
 MIN_HEARTBEAT_GAP = 1.0
+#: While draining on the way out, a failed delivery is retried after this long.
+DRAIN_RETRY = 0.2
 
 Outcome = Literal["idle", "progress", "retry"]
 
@@ -154,6 +157,9 @@ class Delivery:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
+        #: Drop counts sent in a metrics report the ingest has not confirmed, and that
+        #: report's idempotency key: resent under the same key until it is confirmed.
+        self.unconfirmed_drops: tuple[str, dict[str, int]] | None = None
 
     # -- heartbeat and metrics ------------------------------------------------
 
@@ -194,15 +200,55 @@ class Delivery:
         return response
 
     async def send_metrics(self) -> IngestResponse:
-        """Send one metrics report; drop counts are kept for the next one if it fails."""
-        dropped = self.state.take_dropped()
-        response = await self.reports.post(
-            PATH_METRICS, self.metrics_payload(dropped), new_idempotency_key()
-        )
-        if not response.ok:
-            self.state.spool.restore_dropped(dropped)
+        """Send one metrics report, with the spools' drop counts.
+
+        Drop counts are never lost nor counted twice: until the ingest confirms a
+        report that carries some, the next report carries the same counts under
+        the same idempotency key (if the ingest did record it and only its answer
+        was lost, it ignores the repeat); newer drops wait for the report after.
+        """
+        if self.unconfirmed_drops is None:
+            dropped = self.state.take_dropped()
+            if dropped:
+                self.unconfirmed_drops = (new_idempotency_key(), dropped)
+        key, dropped = self.unconfirmed_drops or (new_idempotency_key(), {})
+        response = await self.reports.post(PATH_METRICS, self.metrics_payload(dropped), key)
+        if response.ok:
+            self.unconfirmed_drops = None
         self._count("metrics", response)
         return response
+
+    def unreported_drops(self) -> dict[str, int]:
+        """Drops the ingest has not confirmed: sent without an answer, or not sent yet."""
+        total = Counter(self.unconfirmed_drops[1] if self.unconfirmed_drops else {})
+        total.update(self.state.spool.peek_dropped())
+        total.update(self.state.agent_spool.peek_dropped())
+        return dict(total)
+
+    async def drain(self, seconds: float) -> bool:
+        """Deliver the spools until they are empty or ``seconds`` have passed (stopping).
+
+        Retries without the growing backoff of the loop (there is no time for it),
+        then sends one last metrics report if drop counts are still unconfirmed.
+        True if the spools were emptied.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        emptied = False
+        while not emptied and loop.time() < deadline:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    outcome, retry_after = await self.deliver_once()
+                    emptied = outcome == "idle"
+                    if outcome == "retry":
+                        await asyncio.sleep(min(max(retry_after or 0.0, DRAIN_RETRY), 1.0))
+            except TimeoutError:
+                break
+        if self.unreported_drops() and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self.send_metrics()
+        return emptied
 
     async def heartbeat_loop(self) -> None:
         """Heartbeat every ``heartbeat_interval_seconds`` ± 10 %, and early (at most once

@@ -1,4 +1,9 @@
-"""``promethios sidecar``: run the governance sidecar until SIGTERM/SIGINT."""
+"""``promethios sidecar``: run the governance sidecar until SIGTERM/SIGINT, then drain.
+
+On the first signal the sidecar keeps delivering its spooled violations for up
+to ``drainSeconds``, stops, and writes a summary of what is left to its
+termination message (see :mod:`.termination`); a second signal stops it at once.
+"""
 
 from __future__ import annotations
 
@@ -23,15 +28,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def run(config_path: str) -> None:
-    """Start the sidecar and wait for a termination signal."""
+    """Start the sidecar; on SIGTERM/SIGINT drain and stop (a second signal: stop now)."""
     sidecar = Sidecar(config_path)
-    stop = asyncio.Event()
+    received = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, received.set)
     await sidecar.start()
     try:
-        await stop.wait()
+        await received.wait()
+        received.clear()
+        await sidecar.shutdown(hurry=received)
     finally:
         await sidecar.stop()
 
