@@ -17,6 +17,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import pytest
@@ -183,11 +184,14 @@ class Ingest:
         return web.json_response({"accepted": 1, "duplicates": 0}, status=202)
 
 
-async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> TestServer:
+async def serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ssl: SSLContext | None = None,
+) -> TestServer:
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handler)
     server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(ssl=ssl)
     return server
 
 
@@ -210,6 +214,7 @@ def write_config(tmp_path: Path, upstream_url: str, ingest_url: str, **overrides
             "apiKeyFile": str(tmp_path / "api-key"),
             "heartbeatIntervalSeconds": 1,
             "metricsIntervalSeconds": 1,
+            **overrides.pop("ingest", {}),
         },
         "spoolDir": str(tmp_path / "spool"),
         **overrides,
