@@ -156,3 +156,12 @@ async def test_a_rotated_ca_file_is_picked_up(
             break
         await asyncio.sleep(0.05)
     assert len(tls_ingest.requests) == 1
+
+
+async def test_an_unreadable_ca_file_fails_closed(
+    make_sidecar: SidecarFactory, tls_ingest: Ingest, tmp_path: Path
+) -> None:
+    sidecar = await make_sidecar(ingest={"url": tls_ingest.url, "caFile": str(tmp_path / "nope")})
+    assert sidecar.delivery is not None
+    assert (await sidecar.delivery.send_heartbeat()).status is None
+    assert tls_ingest.requests == []

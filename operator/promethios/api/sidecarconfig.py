@@ -38,6 +38,11 @@ class IngestConfig(Model):
 
     url: str = Field(description="Base URL of the ingest API.")
     api_key_file: str = Field(description="File holding the agent's ingest API key.")
+    ca_file: str | None = Field(
+        None,
+        description="PEM bundle of the CAs the ingest's certificate must chain to (https); "
+        "unset: the system's trust store. Re-read when it changes.",
+    )
     heartbeat_interval_seconds: int = Field(30, ge=1, le=300)
     metrics_interval_seconds: int = Field(60, ge=1, le=3600)
 

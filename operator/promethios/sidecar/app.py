@@ -56,6 +56,7 @@ class Sidecar:
         self.tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._sessions: list[aiohttp.ClientSession] = []
+        self._clients: list[IngestClient] = []
         self.delivery: Delivery | None = None
 
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
@@ -111,16 +112,11 @@ class Sidecar:
         """Bind both listeners (ports default to the config's; 0 picks a free one) and run."""
         config = self.store.config
         upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        self._sessions = [upstream]
         # Violations have a pool of their own: heartbeats and metrics never hold one up.
-        violations = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
-        reports = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2))
-        self._sessions = [upstream, violations, reports]
-        self.delivery = Delivery(
-            self.state,
-            IngestClient(self.state, violations),
-            IngestClient(self.state, reports),
-            *self.backoff,
-        )
+        violations, reports = IngestClient(self.state, 4), IngestClient(self.state, 2)
+        self._clients = [violations, reports]
+        self.delivery = Delivery(self.state, violations, reports, *self.backoff)
         agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state))
         self.agent_port = await self._serve(
             agent, config.listen_host, config.proxy_port if agent_port is None else agent_port
@@ -211,3 +207,5 @@ class Sidecar:
         for session in self._sessions:
             await session.close()
         self._sessions.clear()
+        for client in self._clients:
+            await client.close()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from promethios.api.wire import (
     PATH_VIOLATIONS,
 )
 
+from .config import FileStamp, stamp
 from .spool import Spool, SpoolEntry
 from .state import SidecarState, new_idempotency_key, utc_iso
 
@@ -83,12 +85,53 @@ def jittered(interval: float, rng: random.Random, spread: float = 0.1) -> float:
     return interval * rng.uniform(1.0 - spread, 1.0 + spread)
 
 
-class IngestClient:
-    """POSTs JSON to the ingest API with the agent's identity and current key."""
+def tls_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    """How the ingest's certificate is verified: against ``ca_file``, else the system store.
 
-    def __init__(self, state: SidecarState, session: aiohttp.ClientSession) -> None:
+    A CA file that cannot be read trusts nothing (every handshake fails) rather
+    than falling back to the system store: fail closed, and say so.
+    """
+    if ca_file is None:
+        return True  # aiohttp's default: verify against the system trust store
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        log.error(
+            "cannot load the ingest CA bundle %s (%s): trusting no certificate", ca_file, error
+        )
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+class IngestClient:
+    """POSTs JSON to the ingest API with the agent's identity and current key.
+
+    Owns its connection pool (``pool_size`` connections), rebuilt when the CA
+    bundle named by ``ingest.caFile`` changes, so a rotated CA is trusted at once.
+    """
+
+    def __init__(self, state: SidecarState, pool_size: int) -> None:
         self.state = state
-        self.session = session
+        self.pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._trust: tuple[str | None, FileStamp | None] | None = None
+
+    async def session(self) -> aiohttp.ClientSession:
+        """The pool, verifying against the current CA bundle."""
+        ca_file = self.state.store.config.ingest.ca_file
+        trust = (ca_file, stamp(ca_file))
+        if self._session is None or trust != self._trust:
+            stale, self._trust = self._session, trust
+            connector = aiohttp.TCPConnector(limit=self.pool_size, ssl=tls_context(ca_file))
+            self._session = aiohttp.ClientSession(connector=connector)
+            if stale is not None:
+                await stale.close()
+        return self._session
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def post(
         self, path: str, payload: dict[str, Any], idempotency_key: str | None = None
@@ -119,7 +162,8 @@ class IngestClient:
         self, path: str, payload: dict[str, Any], idempotency_key: str | None
     ) -> IngestResponse:
         try:
-            async with self.session.post(
+            session = await self.session()
+            async with session.post(
                 self._url(path),
                 json=payload,
                 headers=self._headers(idempotency_key),
