@@ -79,8 +79,12 @@ def check_json_shape(body: bytes | bytearray, max_depth: int, max_nodes: int) ->
     """Refuse a body nested deeper than ``maxJsonDepth`` or with more than ``maxJsonNodes``.
 
     Counts values and keys without building them; strings are skipped whole by a
-    regular expression. Malformed JSON is left for the parser to refuse.
+    regular expression. Malformed JSON is left for the parser to refuse. A body too
+    short to hold ``max_nodes`` values, with too few brackets to nest ``max_depth``
+    deep, needs no scan (each value takes at least a byte).
     """
+    if len(body) <= max_nodes and body.count(b"[") + body.count(b"{") <= max_depth:
+        return
     depth = nodes = pos = 0
     end = len(body)
     while True:

@@ -188,6 +188,14 @@ class PolicyEngine:
             )
             for p in policy.blocked_patterns
         ]
+        self._patterns_for: dict[Side, list[tuple[str, re.Pattern[str]]]] = {
+            side: [
+                (name, regex)
+                for name, regex, scope, _ in self._patterns
+                if scope in (PatternScope.BOTH, PatternScope(side))
+            ]
+            for side in ("request", "response")
+        }
         detection = policy.pii_detection
         self._pii_kinds = [str(k) for k in detection.types] if detection.enabled else []
         self._pii_action = PiiAction(detection.action)
@@ -240,8 +248,11 @@ class PolicyEngine:
         """
         findings: list[Finding] = []
         blocked: list[Finding] = []
+        clean = self._clean[side]
 
         def visit(text: str) -> str:
+            if text in clean:  # keys, roles, model names: seen clean before
+                return text
             room = MAX_FINDINGS_PER_CALL - len(findings)
             verdict = self.inspect_text(text, side, room if room > 0 else -1 if blocked else 0)
             findings.extend(verdict.findings)
@@ -271,9 +282,7 @@ class PolicyEngine:
 
     def _raw_spans(self, text: str, side: Side) -> list[_Span]:
         spans: list[_Span] = []
-        for name, regex, scope, _severity in self._patterns:
-            if scope not in (PatternScope.BOTH, PatternScope(side)):
-                continue
+        for name, regex in self._patterns_for[side]:
             for match in regex.finditer(text):
                 if match.end() > match.start():
                     spans.append(
