@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import signal
 
@@ -17,6 +18,7 @@ from promethios.api.sidecarconfig import CONFIG_KEY, CONFIG_MOUNT
 from .app import Sidecar
 
 DEFAULT_CONFIG = f"{CONFIG_MOUNT}/{CONFIG_KEY}"
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -43,9 +45,25 @@ async def run(config_path: str) -> None:
         await sidecar.stop()
 
 
+def return_big_buffers_to_the_os() -> bool:
+    """Have glibc serve allocations over 128 KiB by mmap, returned to the OS when freed.
+
+    glibc otherwise raises that threshold as big blocks are freed and keeps them in
+    its arenas: the bodies of a burst of large calls would stay in the sidecar's
+    resident memory (measured: 8 concurrent 8 MB calls peak at 200 MiB, 142 with
+    this). Not glibc (no ``mallopt``): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024))
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
+    return_big_buffers_to_the_os()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -18,7 +18,6 @@ Refusals (``enforce`` mode) look like the providers' own errors:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -193,7 +192,7 @@ class ModelProxy:
             self.relay.outcome(route, "too_large")
             return limit_error(error)
         if len(raw) > INLINE_INSPECTION_BYTES:
-            return await asyncio.to_thread(prepare_call, self.state.engine, raw)
+            return await self.state.inspect_aside(prepare_call, self.state.engine, raw)
         return prepare_call(self.state.engine, raw)
 
     async def _checked_forward(

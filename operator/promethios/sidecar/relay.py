@@ -10,7 +10,6 @@ status or content type; a stream is relayed chunk by chunk through an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from dataclasses import dataclass
@@ -38,8 +37,8 @@ PASS_RESPONSE_PREFIXES = (
     "retry-after",
 )
 READ_CHUNK = 65_536
-#: Bodies larger than this are inspected in a worker thread, so that the event loop
-#: keeps serving other calls (and delivering violations) while a big one is checked.
+#: Bodies larger than this are inspected in a worker thread (one at a time), so that
+#: the event loop keeps serving other calls and delivering violations meanwhile.
 INLINE_INSPECTION_BYTES = 256 * 1024
 
 
@@ -144,8 +143,8 @@ class Relay:
         if engine.inspects_responses:
             text = raw.decode("utf-8", errors="replace") if answer is None else None
             value = answer if text is None else text
-            if len(raw) > INLINE_INSPECTION_BYTES:  # off the event loop, as for requests
-                verdict = await asyncio.to_thread(engine.inspect_payload, value, "response")
+            if len(raw) > INLINE_INSPECTION_BYTES:  # off the event loop, one at a time
+                verdict = await self.state.inspect_aside(engine.inspect_payload, value, "response")
             else:
                 verdict = engine.inspect_payload(value, "response")
             await self.state.report(verdict.findings, call.extra if call else None)

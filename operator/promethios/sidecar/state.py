@@ -15,9 +15,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from promethios.api.wire import MAX_CONTEXT_BYTES
 
@@ -31,6 +32,7 @@ from .spool import Spool
 from .trust import TrustEstimator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: A refused call in a hot loop is reported at most once per rule per this many seconds.
 LIMIT_REPORT_COOLDOWN = MINUTE
@@ -77,6 +79,10 @@ class SidecarState:
         self.metrics.spool_entries.set(len(self.spool) + len(self.agent_spool))
         #: Bytes held by concurrent calls (read at start: a reload does not resize it).
         self.buffers = ByteBudget(config.limits.max_buffered_bytes)
+        #: Big bodies are inspected off the event loop, one at a time and always on the
+        #: same thread: an inspection's transient copies are the largest thing the
+        #: sidecar holds, never two at once, and one thread keeps one malloc arena.
+        self.inspector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         per_minute = config.limits.agent_violations_per_minute
         self.agent_violation_budget = TokenBucket(per_minute / 60.0, max(10.0, per_minute / 6))
         self.agent = AgentReports()
@@ -174,6 +180,10 @@ class SidecarState:
         await asyncio.to_thread(_spool_all, spool, violations)
         self.count_spooled()
         self.violations_waiting.set()
+
+    async def inspect_aside(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a big inspection on the inspection thread (one at a time, loop stays free)."""
+        return await asyncio.get_running_loop().run_in_executor(self.inspector, fn, *args)
 
     def count_spooled(self) -> None:
         """Update the spool gauge."""

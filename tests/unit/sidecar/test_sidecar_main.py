@@ -77,3 +77,11 @@ def test_backoff_and_jitter_bounds(seed: int) -> None:
         assert 0 <= delay <= min(60.0, 0.5 * 2**attempt)
     for _ in range(50):
         assert 27.0 <= jittered(30, rng) <= 33.0
+
+
+def test_big_buffers_go_back_to_the_os_on_glibc() -> None:
+    import platform
+
+    from promethios.sidecar.main import return_big_buffers_to_the_os
+
+    assert return_big_buffers_to_the_os() is (platform.libc_ver()[0] == "glibc")
