@@ -209,3 +209,4 @@ class Sidecar:
         self._sessions.clear()
         for client in self._clients:
             await client.close()
+        self.state.inspector.shutdown(wait=False, cancel_futures=True)
