@@ -184,3 +184,31 @@ async def test_any_path_off_the_allowlist_never_reaches_upstream(
     else:
         assert 400 <= status < 500, f"{method} {path} answered {status}"
         assert upstream.requests == [], f"{method} {path} reached the provider"
+
+
+async def test_agent_cannot_steer_the_credential_with_headers(
+    make_sidecar: SidecarFactory, upstream: Upstream
+) -> None:
+    """Organization/project selectors, proxies' routing headers, cookies: never forwarded."""
+    sidecar = await make_sidecar()
+    steering = {
+        "OpenAI-Organization": "org-someone-else",
+        "OpenAI-Project": "proj-someone-else",
+        "X-Forwarded-Host": "files.internal",
+        "X-Original-URL": "/v1/files",
+        "Cookie": "session=1",
+        "Authorization": "Bearer agent-own",
+    }
+    status, _ = await raw_request(
+        sidecar.agent_port,
+        "POST",
+        "/v1/chat/completions",
+        BODY,
+        {**steering, "Content-Type": "application/json", "OpenAI-Beta": "assistants=v2"},
+    )
+    assert status == 200
+    [(_, forwarded, _)] = upstream.requests
+    names = {name.lower() for name in forwarded}
+    assert not names & {name.lower() for name in steering if name != "Authorization"}
+    assert forwarded["Authorization"] == "Bearer cred-secret-123"
+    assert forwarded.get("OpenAI-Beta") == "assistants=v2"  # SDK feature flags still pass
