@@ -44,26 +44,21 @@ log = logging.getLogger(__name__)
 
 ANTHROPIC_VERSION = "2023-06-01"
 
-#: Request headers never forwarded: credentials (the sidecar sets its own) and hop-by-hop.
-DROP_REQUEST_HEADERS = frozenset(
-    {
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "proxy-authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "accept-encoding",
-        "te",
-        "trailer",
-    }
+#: The agent's request headers forwarded to the provider (an allow-list: the agent must
+#: not steer the held credential to another organization or project, nor smuggle
+#: routing headers to a proxy in front of the provider). Prefixes, lower case.
+PASS_REQUEST_PREFIXES = (
+    "accept",  # accept, accept-language (not accept-encoding: dropped below)
+    "content-type",
+    "user-agent",
+    "idempotency-key",
+    "x-request-id",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+    "x-stainless-",  # the official SDKs' client description
 )
+DROP_REQUEST_HEADERS = frozenset({"accept-encoding"})  # the sidecar must read the answer
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
 READ_CHUNK = 65_536
 
@@ -232,9 +227,11 @@ class ModelProxy:
         return policy_error(finding, 429, refusal.retry_after)
 
     def _upstream_headers(self, request: web.Request) -> dict[str, str]:
-        """The agent's headers minus credentials and hop-by-hop, plus the provider credential."""
+        """The agent's allowed headers, plus the provider credential."""
         headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST_HEADERS
+            k: v
+            for k, v in request.headers.items()
+            if k.lower().startswith(PASS_REQUEST_PREFIXES) and k.lower() not in DROP_REQUEST_HEADERS
         }
         credential = self.state.store.current.provider_credential
         if self.dialect == "anthropic":
