@@ -286,3 +286,18 @@ async def test_streamed_escaped_email_in_tool_arguments_is_redacted(
     path = ("choices", 0, "delta", "tool_calls", 0, "function", "arguments")
     arguments = "".join(str(value) for value in sse_events(raw, path))
     assert json.loads(arguments) == {"to": "[REDACTED:email]", "n": 1}
+
+
+async def test_logprobs_refused_while_completions_are_inspected(
+    make_sidecar: SidecarFactory, upstream: Upstream
+) -> None:
+    """Log probabilities spell the completion out token by token, past any redaction."""
+    sidecar = await make_sidecar(**POLICY)
+    status, body = await post(
+        sidecar, "/v1/chat/completions", {"model": "m", "messages": USER, "logprobs": True}
+    )
+    assert status == 400 and json.loads(body)["error"]["code"] == "logprobs_not_inspectable"
+    assert upstream.requests == []
+    audit = await make_sidecar(mode="audit", **POLICY)
+    request = {"model": "m", "messages": USER, "top_logprobs": 2}
+    assert (await post(audit, "/v1/chat/completions", request))[0] == 200

@@ -24,7 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from promethios.api.wire import PATH_HEARTBEAT, PATH_METRICS, PATH_VIOLATIONS
 
 from .config import ConfigStore, Snapshot
-from .delivery import Delivery, IngestClient
+from .delivery import Delivery
+from .ingestclient import IngestClient
 from .proxy import ModelProxy
 from .reporting import ReportingApi
 from .state import SidecarState

@@ -508,14 +508,3 @@ async def test_policy_reload_without_restart(
             break
         await asyncio.sleep(0.02)
     assert (await post(sidecar, "/v1/chat/completions", chat("project x")))[0] == 200
-
-
-async def test_logprobs_refused_while_completions_are_inspected(
-    make_sidecar: SidecarFactory, upstream: Upstream
-) -> None:
-    sidecar = await make_sidecar()
-    status, _, body = await post(sidecar, "/v1/chat/completions", chat("hi", logprobs=True))
-    assert status == 400 and body["error"]["code"] == "logprobs_not_inspectable"
-    assert upstream.requests == []
-    audit = await make_sidecar(mode="audit")
-    assert (await post(audit, "/v1/chat/completions", chat("hi", logprobs=True)))[0] == 200
