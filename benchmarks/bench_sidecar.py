@@ -112,7 +112,7 @@ def serve_upstream(port: int) -> None:
             return web.json_response({"accepted": 1}, status=202)
         return web.Response(body=body, content_type="application/json")
 
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # the sidecar bounds bodies
     app.router.add_route("*", "/{tail:.*}", handle)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 

@@ -83,7 +83,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests under tests/integration as ``cluster`` and tests/unit as ``unit``."""
+    """Mark tests by directory (see :data:`DIRECTORY_MARKERS`): integration, unit, adversarial."""
     for item in items:
         try:
             relative = Path(str(item.path)).resolve().relative_to(TESTS_DIR.resolve())

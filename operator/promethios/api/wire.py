@@ -142,6 +142,33 @@ class ViolationReport(WireModel):
         return [self.violation] if self.violation is not None else list(self.violations or [])
 
 
+class TerminationSummary(WireModel):
+    """What a stopping sidecar leaves in its container's termination message.
+
+    Counts and times only, never a violation's content. The kubelet keeps at
+    most 4 KiB of a termination message; this stays far below.
+    """
+
+    undelivered_violations: int = Field(
+        alias="undeliveredViolations", ge=0, description="Violations still in the spool."
+    )
+    undelivered_by_severity: dict[Severity, int] = Field(
+        default_factory=dict, alias="undeliveredBySeverity"
+    )
+    oldest_undelivered: datetime | None = Field(
+        None, alias="oldestUndelivered", description="When the oldest of them was found."
+    )
+    dropped_violations: int = Field(
+        0,
+        alias="droppedViolations",
+        ge=0,
+        description="Violations the full spool dropped whose count the ingest has not confirmed.",
+    )
+    dropped_by_severity: dict[Severity, int] = Field(
+        default_factory=dict, alias="droppedViolationsBySeverity"
+    )
+
+
 class ErrorBody(BaseModel):
     """Every error response: a code, a message, and the offending fields if any."""
 

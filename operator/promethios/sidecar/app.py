@@ -1,8 +1,9 @@
 """Wiring: the agent-facing app, the metrics app and the background loops.
 
-:class:`Sidecar` owns one :class:`~.state.SidecarState`, two HTTP client
-sessions (model provider, ingest API, so an ingest outage never starves model
-calls), two listeners and four background tasks (config poll, heartbeat,
+:class:`Sidecar` owns one :class:`~.state.SidecarState`, three HTTP client
+sessions (model provider; ingest API for violations; ingest API for heartbeats
+and metrics: an ingest outage never starves model calls, and reports never hold
+up a violation), two listeners and four background tasks (config poll, heartbeat,
 metrics, violation delivery). The agent-facing listener binds ``listen_host``
 (localhost); the metrics listener binds all interfaces because Prometheus and
 the kubelet's probes reach it from outside the pod.
@@ -23,15 +24,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from promethios.api.wire import PATH_HEARTBEAT, PATH_METRICS, PATH_VIOLATIONS
 
 from .config import ConfigStore, Snapshot
-from .delivery import Delivery, IngestClient
-from .proxy import MODEL_PATHS, ModelProxy
+from .delivery import Delivery
+from .ingestclient import IngestClient
+from .proxy import ModelProxy
 from .reporting import ReportingApi
 from .state import SidecarState
+from .termination import summarize, write_summary
 
 log = logging.getLogger(__name__)
 
 CONFIG_POLL_SECONDS = 3.0
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
 class Sidecar:
@@ -55,6 +57,7 @@ class Sidecar:
         self.tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._sessions: list[aiohttp.ClientSession] = []
+        self._clients: list[IngestClient] = []
         self.delivery: Delivery | None = None
 
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
@@ -66,14 +69,16 @@ class Sidecar:
 
     def agent_app(self, proxy: ModelProxy, reporting: ReportingApi) -> web.Application:
         """The agent-facing routes: reporting, model proxy, health."""
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        limits = self.store.config.limits
+        # A backstop only: the handlers read bodies themselves, within the limits.
+        app = web.Application(
+            client_max_size=max(limits.max_request_bytes, limits.max_report_bytes)
+        )
         app.router.add_post(PATH_HEARTBEAT, reporting.heartbeat)
         app.router.add_post(PATH_METRICS, reporting.metrics)
         app.router.add_post(PATH_VIOLATIONS, reporting.violations)
-        for path in MODEL_PATHS:
-            app.router.add_post(path, proxy.call)
-        app.router.add_get("/v1/models", proxy.models)
-        app.router.add_get("/v1/models/{model:.+}", proxy.models)
+        # Every /v1 request goes to one handler, which forwards only allowlisted routes.
+        app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
         self._add_health(app)
         return app
 
@@ -108,11 +113,12 @@ class Sidecar:
         """Bind both listeners (ports default to the config's; 0 picks a free one) and run."""
         config = self.store.config
         upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-        ingest = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8))
-        self._sessions = [upstream, ingest]
-        client = IngestClient(self.state, ingest)
-        self.delivery = Delivery(self.state, client, *self.backoff)
-        agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state, client))
+        self._sessions = [upstream]
+        # Violations have a pool of their own: heartbeats and metrics never hold one up.
+        violations, reports = IngestClient(self.state, 4), IngestClient(self.state, 2)
+        self._clients = [violations, reports]
+        self.delivery = Delivery(self.state, violations, reports, *self.backoff)
+        agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state))
         self.agent_port = await self._serve(
             agent, config.listen_host, config.proxy_port if agent_port is None else agent_port
         )
@@ -163,17 +169,45 @@ class Sidecar:
             if self.store.reload_errors > errors:
                 self.state.metrics.config_reloads.labels(result="error").inc()
 
-    async def stop(self) -> None:
-        """Stop the loops and listeners; the spool keeps whatever is undelivered."""
+    async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
+        """On SIGTERM: drain the spools (at most ``drainSeconds``, or until ``hurry`` is
+        set), stop, and leave a summary of what is still undelivered in the
+        termination message. The listeners stay open while draining: the agent may
+        still be finishing its calls.
+        """
+        config = self.store.config
+        await self._cancel_loops()
+        if self.delivery is not None:
+            drain = asyncio.create_task(self.delivery.drain(config.drain_seconds))
+            waits = {drain} if hurry is None else {drain, asyncio.create_task(hurry.wait())}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if drain.cancelled():
+                log.warning("stopping without draining the violation spool")
+        unreported = self.delivery.unreported_drops() if self.delivery else {}
+        await self.stop()
+        summary = summarize([self.state.spool, self.state.agent_spool], unreported)
+        write_summary(config.termination_message_path, summary)
+
+    async def _cancel_loops(self) -> None:
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+
+    async def stop(self) -> None:
+        """Stop the loops and listeners; the spool keeps whatever is undelivered."""
+        await self._cancel_loops()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
         for session in self._sessions:
             await session.close()
         self._sessions.clear()
+        for client in self._clients:
+            await client.close()
+        self.state.inspector.shutdown(wait=False, cancel_futures=True)

@@ -1,11 +1,14 @@
 """Delivery to the ingest API: heartbeats, metrics, and the spooled violations.
 
-Every request carries ``Authorization: Bearer <key>`` (the key file as mounted),
-``X-Agent-ID`` and ``X-Governance-ID``. A 401 makes the client re-read the key
-file and, if the key changed, retry at once. Violations leave the spool only
+Requests go through :class:`~.ingestclient.IngestClient`. Violations leave the spool only
 when the ingest API acknowledges them (2xx) or refuses them for good (a 4xx
 other than 401/408/429, which moves them to ``rejected/``); everything else is
 retried with exponential backoff and full jitter, for as long as it takes.
+
+Only the sidecar's own loops talk to the ingest API (the agent's reports are
+folded into them, see :mod:`.folding`), and violations have a connection pool
+of their own: heartbeats and metrics can never hold up a violation. The
+sidecar's findings are delivered before the violations the agent reports itself.
 """
 
 from __future__ import annotations
@@ -14,53 +17,24 @@ import asyncio
 import contextlib
 import logging
 import random
-from dataclasses import dataclass
+from collections import Counter
 from typing import Any, Literal
 
-import aiohttp
+from promethios.api.wire import MAX_BATCH, PATH_HEARTBEAT, PATH_METRICS, PATH_VIOLATIONS
 
-from promethios.api.wire import (
-    HEADER_AGENT_ID,
-    HEADER_GOVERNANCE_ID,
-    HEADER_IDEMPOTENCY_KEY,
-    MAX_BATCH,
-    PATH_HEARTBEAT,
-    PATH_METRICS,
-    PATH_VIOLATIONS,
-)
-
-from .spool import SpoolEntry
+from .ingestclient import IngestClient, IngestResponse
+from .spool import Spool, SpoolEntry
 from .state import SidecarState, new_idempotency_key, utc_iso
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_4XX = frozenset({401, 408, 429})
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 IDLE_RECHECK_SECONDS = 30.0
+#: Heartbeats are at least this far apart, even when the agent's status keeps changing.
+MIN_HEARTBEAT_GAP = 1.0
+#: While draining on the way out, a failed delivery is retried after this long.
+DRAIN_RETRY = 0.2
 
 Outcome = Literal["idle", "progress", "retry"]
-
-
-@dataclass(frozen=True)
-class IngestResponse:
-    """What the ingest API answered; ``status`` None means it could not be reached."""
-
-    status: int | None
-    retry_after: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """2xx."""
-        return self.status is not None and 200 <= self.status < 300
-
-    @property
-    def permanent_failure(self) -> bool:
-        """A 4xx that retrying will not fix."""
-        return (
-            self.status is not None
-            and 400 <= self.status < 500
-            and self.status not in RETRYABLE_4XX
-        )
 
 
 def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -73,125 +47,54 @@ def jittered(interval: float, rng: random.Random, spread: float = 0.1) -> float:
     return interval * rng.uniform(1.0 - spread, 1.0 + spread)
 
 
-class IngestClient:
-    """POSTs JSON to the ingest API with the agent's identity and current key."""
-
-    def __init__(self, state: SidecarState, session: aiohttp.ClientSession) -> None:
-        self.state = state
-        self.session = session
-
-    async def post(
-        self, path: str, payload: dict[str, Any], idempotency_key: str | None = None
-    ) -> IngestResponse:
-        """POST ``payload`` to ``path``; on 401 re-read the key file and retry once."""
-        response = await self._post_once(path, payload, idempotency_key)
-        if response.status == 401 and self.state.store.reread_api_key():
-            log.info("ingest API answered 401; retrying with the re-read key")
-            response = await self._post_once(path, payload, idempotency_key)
-        return response
-
-    async def forward(self, path: str, payload: dict[str, Any]) -> tuple[int, bytes, str]:
-        """POST on the agent's behalf; returns status, body and content type (502 if down)."""
-        for attempt in (0, 1):
-            try:
-                async with self.session.post(
-                    self._url(path),
-                    json=payload,
-                    headers=self._headers(None),
-                    timeout=REQUEST_TIMEOUT,
-                ) as resp:
-                    body = await resp.read()
-                    if resp.status == 401 and attempt == 0 and self.state.store.reread_api_key():
-                        continue
-                    return resp.status, body, resp.content_type
-            except (aiohttp.ClientError, TimeoutError) as error:
-                log.warning("ingest API unreachable: %s", error)
-                break
-        return (
-            502,
-            b'{"error":"ingest_unreachable","message":"ingest API unreachable"}',
-            ("application/json"),
-        )
-
-    def _url(self, path: str) -> str:
-        return self.state.store.config.ingest.url.rstrip("/") + path
-
-    def _headers(self, idempotency_key: str | None) -> dict[str, str]:
-        snapshot = self.state.store.current
-        headers = {
-            HEADER_AGENT_ID: snapshot.config.agent_id,
-            HEADER_GOVERNANCE_ID: snapshot.config.governance_identity,
-        }
-        if snapshot.api_key:
-            headers["Authorization"] = f"Bearer {snapshot.api_key}"
-        if idempotency_key:
-            headers[HEADER_IDEMPOTENCY_KEY] = idempotency_key
-        return headers
-
-    async def _post_once(
-        self, path: str, payload: dict[str, Any], idempotency_key: str | None
-    ) -> IngestResponse:
-        try:
-            async with self.session.post(
-                self._url(path),
-                json=payload,
-                headers=self._headers(idempotency_key),
-                timeout=REQUEST_TIMEOUT,
-            ) as resp:
-                await resp.read()
-                return IngestResponse(resp.status, _retry_after(resp.headers.get("Retry-After")))
-        except (aiohttp.ClientError, TimeoutError) as error:
-            log.debug("ingest API unreachable: %s", error)
-            return IngestResponse(None)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 class Delivery:
     """The three delivery loops; each ``send_*``/``deliver_once`` is one step, for tests."""
 
     def __init__(
         self,
         state: SidecarState,
-        client: IngestClient,
+        violations: IngestClient,
+        reports: IngestClient,
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
         self.state = state
-        self.client = client
+        self.violations = violations  # its own connection pool
+        self.reports = reports
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
+        #: Drop counts sent in a metrics report the ingest has not confirmed, and that
+        #: report's idempotency key: resent under the same key until it is confirmed.
+        self.unconfirmed_drops: tuple[str, dict[str, int]] | None = None
 
     # -- heartbeat and metrics ------------------------------------------------
 
     def heartbeat_payload(self) -> dict[str, Any]:
-        """The seed's heartbeat shape."""
+        """The seed's heartbeat shape, with the agent's own status folded in."""
+        state = self.state
+        config = state.store.config
+        interval = config.ingest.heartbeat_interval_seconds
         return {
-            "agentId": self.state.store.config.agent_id,
-            "status": "active",
-            "uptime": self.state.uptime(),
-            "lastActivity": utc_iso(self.state.last_activity_wall),
+            "agentId": config.agent_id,
+            "status": state.agent.status_for(state.clock(), interval),
+            "uptime": state.uptime(),
+            "lastActivity": utc_iso(state.agent.last_activity(state.last_activity_wall)),
         }
 
     def metrics_payload(self, dropped: dict[str, int]) -> dict[str, Any]:
-        """The seed's metrics shape plus ``droppedViolations`` (total and by severity)."""
+        """The seed's metrics shape, the agent's folded in, plus ``droppedViolations``."""
         state = self.state
         config = state.store.config
         return {
             "agentId": config.agent_id,
             "governanceIdentity": config.governance_identity,
             "metrics": {
-                "trustScore": state.trust.value(state.clock()),
+                "trustScore": state.agent.trust(state.trust.value(state.clock())),
                 "violations": [],
-                "interactions": state.interactions,
-                "responseTime": state.take_response_time_ms(),
+                "interactions": max(state.interactions, state.agent.interactions),
+                "responseTime": state.agent.take_response_time(state.take_response_time_ms()),
                 "droppedViolations": sum(dropped.values()),
                 "droppedViolationsBySeverity": dropped,
             },
@@ -200,27 +103,72 @@ class Delivery:
 
     async def send_heartbeat(self) -> IngestResponse:
         """Send one heartbeat."""
-        response = await self.client.post(PATH_HEARTBEAT, self.heartbeat_payload())
+        response = await self.reports.post(PATH_HEARTBEAT, self.heartbeat_payload())
         self._count("heartbeat", response)
         return response
 
     async def send_metrics(self) -> IngestResponse:
-        """Send one metrics report; drop counts are kept for the next one if it fails."""
-        dropped = self.state.spool.take_dropped()
-        response = await self.client.post(
-            PATH_METRICS, self.metrics_payload(dropped), new_idempotency_key()
-        )
-        if not response.ok:
-            self.state.spool.restore_dropped(dropped)
+        """Send one metrics report, with the spools' drop counts.
+
+        Drop counts are never lost nor counted twice: until the ingest confirms a
+        report that carries some, the next report carries the same counts under
+        the same idempotency key (if the ingest did record it and only its answer
+        was lost, it ignores the repeat); newer drops wait for the report after.
+        """
+        if self.unconfirmed_drops is None:
+            dropped = self.state.take_dropped()
+            if dropped:
+                self.unconfirmed_drops = (new_idempotency_key(), dropped)
+        key, dropped = self.unconfirmed_drops or (new_idempotency_key(), {})
+        response = await self.reports.post(PATH_METRICS, self.metrics_payload(dropped), key)
+        if response.ok:
+            self.unconfirmed_drops = None
         self._count("metrics", response)
         return response
 
+    def unreported_drops(self) -> dict[str, int]:
+        """Drops the ingest has not confirmed: sent without an answer, or not sent yet."""
+        total = Counter(self.unconfirmed_drops[1] if self.unconfirmed_drops else {})
+        total.update(self.state.spool.peek_dropped())
+        total.update(self.state.agent_spool.peek_dropped())
+        return dict(total)
+
+    async def drain(self, seconds: float) -> bool:
+        """Deliver the spools until they are empty or ``seconds`` have passed (stopping).
+
+        Retries without the growing backoff of the loop (there is no time for it),
+        then sends one last metrics report if drop counts are still unconfirmed.
+        True if the spools were emptied.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        emptied = False
+        while not emptied and loop.time() < deadline:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    outcome, retry_after = await self.deliver_once()
+                    emptied = outcome == "idle"
+                    if outcome == "retry":
+                        await asyncio.sleep(min(max(retry_after or 0.0, DRAIN_RETRY), 1.0))
+            except TimeoutError:
+                break
+        if self.unreported_drops() and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self.send_metrics()
+        return emptied
+
     async def heartbeat_loop(self) -> None:
-        """Heartbeat every ``heartbeat_interval_seconds`` ± 10 %, from the start."""
+        """Heartbeat every ``heartbeat_interval_seconds`` ± 10 %, and early (at most once
+        per :data:`MIN_HEARTBEAT_GAP` seconds) when the agent's status changed."""
+        due = self.state.heartbeat_due
         while True:
+            due.clear()
             await self.send_heartbeat()
             interval = self.state.store.config.ingest.heartbeat_interval_seconds
-            await asyncio.sleep(jittered(interval, self.rng))
+            await asyncio.sleep(min(MIN_HEARTBEAT_GAP, interval))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), jittered(interval, self.rng) - MIN_HEARTBEAT_GAP)
 
     async def metrics_loop(self) -> None:
         """A metrics report every ``metrics_interval_seconds`` ± 10 %."""
@@ -253,34 +201,38 @@ class Delivery:
         waiting.clear()
 
     async def deliver_once(self) -> tuple[Outcome, float | None]:
-        """Send the oldest batch of spooled violations once."""
+        """Send the oldest batch of spooled violations once: the sidecar's findings first."""
         self.state.violations_waiting.clear()
-        batch = await asyncio.to_thread(self.state.spool.pending, MAX_BATCH)
+        spool = self.state.spool
+        batch = await asyncio.to_thread(spool.pending, MAX_BATCH)
+        if not batch:
+            spool = self.state.agent_spool
+            batch = await asyncio.to_thread(spool.pending, MAX_BATCH)
         if not batch:
             return "idle", None
         response = await self._send(batch)
         if response.ok:
-            self._settle(batch, rejected=False)
+            self._settle(spool, batch, rejected=False)
             return "progress", None
         if response.permanent_failure:
-            return await self._isolate(batch)
+            return await self._isolate(spool, batch)
         self._count("violations", response)
         return "retry", response.retry_after
 
     async def _isolate(
-        self, batch: list[tuple[SpoolEntry, dict[str, Any]]]
+        self, spool: Spool, batch: list[tuple[SpoolEntry, dict[str, Any]]]
     ) -> tuple[Outcome, float | None]:
         """A batch was refused: send one by one so only the bad violations are rejected."""
         if len(batch) == 1:
             log.error(
                 "ingest API refused violation %s for good; moved to rejected/", batch[0][0].key
             )
-            self._settle(batch, rejected=True)
+            self._settle(spool, batch, rejected=True)
             return "progress", None
         for item in batch:
             response = await self._send([item])
             if response.ok or response.permanent_failure:
-                self._settle([item], rejected=not response.ok)
+                self._settle(spool, [item], rejected=not response.ok)
             else:
                 self._count("violations", response)
                 return "retry", response.retry_after
@@ -291,20 +243,22 @@ class Delivery:
         if len(batch) == 1:
             entry, violation = batch[0]
             payload = {"agentId": agent_id, "violation": violation, "idempotencyKey": entry.key}
-            return await self.client.post(PATH_VIOLATIONS, payload, entry.key)
+            return await self.violations.post(PATH_VIOLATIONS, payload, entry.key)
         key = "batch-" + batch[0][0].key + "-" + str(len(batch))
         batch_payload: dict[str, Any] = {"agentId": agent_id, "violations": [v for _, v in batch]}
-        return await self.client.post(PATH_VIOLATIONS, batch_payload, key)
+        return await self.violations.post(PATH_VIOLATIONS, batch_payload, key)
 
-    def _settle(self, batch: list[tuple[SpoolEntry, dict[str, Any]]], rejected: bool) -> None:
+    def _settle(
+        self, spool: Spool, batch: list[tuple[SpoolEntry, dict[str, Any]]], rejected: bool
+    ) -> None:
         keys = [entry.key for entry, _ in batch]
         if rejected:
-            self.state.spool.reject(keys)
+            spool.reject(keys)
         else:
-            self.state.spool.ack(keys)
+            spool.ack(keys)
         result = "rejected" if rejected else "ok"
         self.state.metrics.deliveries.labels(kind="violations", result=result).inc(len(keys))
-        self.state.metrics.spool_entries.set(len(self.state.spool))
+        self.state.count_spooled()
 
     def _count(self, kind: str, response: IngestResponse) -> None:
         result = "ok" if response.ok else ("unreachable" if response.status is None else "error")

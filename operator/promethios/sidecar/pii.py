@@ -140,17 +140,21 @@ def placeholder(kind: str) -> str:
 
 
 def redact_spans(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
-    """``text`` with each non-overlapping ``(start, end, kind)`` span replaced by a placeholder."""
-    out: list[str] = []
+    """``text`` with the value of each ``(start, end, kind)`` span replaced by a placeholder.
+
+    Each matched value is replaced wherever it occurs (it is the same secret), by
+    ``str.replace``: a long text is copied once per value, never cut into slices
+    that would double it in memory. Overlapping spans count once (the first).
+    """
+    values: dict[str, str] = {}
     cursor = 0
     for start, end, kind in sorted(spans):
-        if start < cursor:
-            continue
-        out.append(text[cursor:start])
-        out.append(placeholder(kind))
-        cursor = end
-    out.append(text[cursor:])
-    return "".join(out)
+        if start >= cursor:
+            values.setdefault(text[start:end], kind)
+            cursor = end
+    for value in sorted(values, key=len, reverse=True):  # a longer value may contain a shorter
+        text = text.replace(value, placeholder(values[value]))
+    return text
 
 
 def redact(text: str, matches: Iterable[PiiMatch]) -> str:

@@ -6,6 +6,10 @@ possibly redacted text. ``enforce`` mode blocks and redacts; ``audit`` mode only
 reports, so the same finding list comes back in both modes and only the
 ``blocked`` / rewritten output differs.
 
+A payload is inspected through one walk over every string in it (see
+:mod:`.walk`), and each string also through its decoded views when it holds JSON
+escapes (see :mod:`.escapes`), so nothing the model or the agent reads escapes.
+
 Excerpts in findings are always redacted: the matched text is replaced by a
 placeholder and every kind of PII around it is redacted too, so a violation
 report never carries the raw prompt or the secret that was found.
@@ -14,27 +18,35 @@ report never carries the raw prompt or the secret that was found.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from promethios.api.common import GovernanceMode
+from promethios.api.common import GovernanceMode, Severity
 from promethios.api.policy import GovernancePolicySpec, PatternScope, PiiAction, PiiType
 
 from . import pii
+from .escapes import decoded_views
+from .walk import map_strings
 
 Side = Literal["request", "response"]
 Action = Literal["block", "redact", "report"]
 
-#: Keys whose string values (or lists of strings) are prompt or completion text.
-TEXT_KEYS = frozenset({"content", "text", "prompt", "input", "system", "arguments", "partial_json"})
 EXCERPT_RADIUS = 40
 EXCERPT_MAX = 200
+#: Characters either side of a match sanitized for its excerpt (not the whole text).
+EXCERPT_WINDOW = 4096
+#: Findings (violations) one call can produce; past it only a blocking one is added.
+MAX_FINDINGS_PER_CALL = 20
+
+#: Short strings seen clean are remembered (keys, roles, model names): at most this many.
+CLEAN_CACHE_SIZE = 4096
+CLEAN_CACHE_MAX_LENGTH = 64
 
 #: Severities of rules the policy has no severity field for.
-SEVERITY_MODEL_NOT_ALLOWED = "high"
-SEVERITY_RATE_LIMIT = "medium"
-SEVERITY_BUDGET = "high"
+SEVERITY_MODEL_NOT_ALLOWED = Severity.HIGH
+SEVERITY_RATE_LIMIT = Severity.MEDIUM
+SEVERITY_BUDGET = Severity.HIGH
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,7 @@ class Finding:
 
     code: str  # violation type and error code, e.g. ``pii.email``
     rule: str  # the policy rule, e.g. ``piiDetection.email``
-    severity: str
+    severity: Severity
     description: str
     action: Action
     context: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +101,16 @@ class _Span:
     redact: bool  # replaced in the forwarded text (enforce + redact)
 
 
+def all_pii(text: str) -> list[tuple[int, int, str]]:
+    """Every PII value of every kind in ``text`` or in its decoded views, in raw positions."""
+    kinds = list(PiiType)
+    found = [(m.start, m.end, m.kind.value) for m in pii.find_pii(text, kinds)]
+    for view in decoded_views(text):
+        for m in pii.find_pii(view.text, kinds):
+            found.append((*view.raw_span(m.start, m.end), m.kind.value))
+    return found
+
+
 def sanitize(text: str, spans: Iterable[_Span]) -> tuple[str, dict[_Span, tuple[int, int]]]:
     """``text`` with every span and every PII value redacted, and where each span landed.
 
@@ -99,7 +121,7 @@ def sanitize(text: str, spans: Iterable[_Span]) -> tuple[str, dict[_Span, tuple[
     all_spans: list[tuple[int, int, str, _Span | None]] = [
         (s.start, s.end, s.label, s) for s in spans
     ]
-    all_spans += [(m.start, m.end, m.kind.value, None) for m in pii.find_pii(text, list(PiiType))]
+    all_spans += [(start, end, kind, None) for start, end, kind in all_pii(text)]
     # Earliest first, longest first; overlapping spans merge into the first one.
     all_spans.sort(key=lambda item: (item[0], -item[1]))
     out: list[str] = []
@@ -123,6 +145,18 @@ def sanitize(text: str, spans: Iterable[_Span]) -> tuple[str, dict[_Span, tuple[
         cursor = end
     out.append(text[cursor:])
     return "".join(out), where
+
+
+def _excerpt(text: str, span: _Span, spans: list[_Span]) -> str:
+    """The excerpt for ``span``: a window around it, sanitized, then cut short."""
+    lo, hi = max(0, span.start - EXCERPT_WINDOW), min(len(text), span.end + EXCERPT_WINDOW)
+    shifted = {
+        s: _Span(max(s.start, lo) - lo, min(s.end, hi) - lo, s.label, s.finding_code, s.redact)
+        for s in spans
+        if s.start < hi and s.end > lo
+    }
+    sanitized, where = sanitize(text[lo:hi], shifted.values())
+    return excerpt_of(sanitized, where[shifted[span]])
 
 
 def excerpt_of(sanitized: str, where: tuple[int, int]) -> str:
@@ -150,14 +184,23 @@ class PolicyEngine:
                 p.name,
                 re.compile(p.pattern, re.IGNORECASE if p.case_insensitive else 0),
                 PatternScope(p.applies_to),
-                str(p.severity),
+                Severity(p.severity),
             )
             for p in policy.blocked_patterns
         ]
+        self._patterns_for: dict[Side, list[tuple[str, re.Pattern[str]]]] = {
+            side: [
+                (name, regex)
+                for name, regex, scope, _ in self._patterns
+                if scope in (PatternScope.BOTH, PatternScope(side))
+            ]
+            for side in ("request", "response")
+        }
         detection = policy.pii_detection
         self._pii_kinds = [str(k) for k in detection.types] if detection.enabled else []
         self._pii_action = PiiAction(detection.action)
-        self._pii_severity = str(detection.severity)
+        self._pii_severity = Severity(detection.severity)
+        self._clean: dict[Side, set[str]] = {"request": set(), "response": set()}
 
     # -- models ---------------------------------------------------------------
 
@@ -176,27 +219,47 @@ class PolicyEngine:
 
     # -- texts ----------------------------------------------------------------
 
-    def inspect_text(self, text: str, side: Side) -> TextVerdict:
-        """Blocked patterns and PII in one text; the text comes back redacted if required."""
+    def inspect_text(
+        self, text: str, side: Side, limit: int = MAX_FINDINGS_PER_CALL
+    ) -> TextVerdict:
+        """Blocked patterns and PII in one text; the text comes back redacted if required.
+
+        At most ``limit`` findings, blocking ones first; ``limit`` 0 means only a
+        blocking one, below 0 none (every match is still redacted).
+        """
+        clean = self._clean[side]
+        if text in clean:
+            return TextVerdict(text)
         spans = self._spans(text, side)
-        findings = self._findings(text, spans, side)
+        if not spans:
+            if len(text) <= CLEAN_CACHE_MAX_LENGTH:
+                if len(clean) >= CLEAN_CACHE_SIZE:
+                    clean.clear()
+                clean.add(text)
+            return TextVerdict(text)
+        findings = self._findings(text, spans, side, limit)
         redacted = pii.redact_spans(text, ((s.start, s.end, s.label) for s in spans if s.redact))
         return TextVerdict(redacted, findings)
 
     def inspect_payload(self, payload: Any, side: Side) -> PayloadVerdict:
-        """Every prompt/completion text inside a JSON payload (OpenAI or Anthropic shape)."""
+        """Every string inside a JSON payload, keys included, whatever its shape.
+
+        At most :data:`MAX_FINDINGS_PER_CALL` findings (plus one that blocks).
+        """
         findings: list[Finding] = []
+        blocked: list[Finding] = []
+        clean = self._clean[side]
 
         def visit(text: str) -> str:
-            verdict = self.inspect_text(text, side)
+            if text in clean:  # keys, roles, model names: seen clean before
+                return text
+            room = MAX_FINDINGS_PER_CALL - len(findings)
+            verdict = self.inspect_text(text, side, room if room > 0 else -1 if blocked else 0)
             findings.extend(verdict.findings)
+            blocked.extend(f for f in verdict.findings if f.blocks)
             return verdict.text
 
-        return PayloadVerdict(map_texts(payload, visit), findings)
-
-    def stream_scanner(self, hold: int = 64) -> StreamScanner:
-        """A scanner for one streamed completion text (one choice or content block)."""
-        return StreamScanner(self, hold)
+        return PayloadVerdict(map_strings(payload, visit), findings)
 
     @property
     def inspects_responses(self) -> bool:
@@ -206,10 +269,20 @@ class PolicyEngine:
         )
 
     def _spans(self, text: str, side: Side) -> list[_Span]:
+        """Every match in ``text`` and in its decoded views, in raw positions, deduplicated."""
+        spans = self._raw_spans(text, side)
+        for view in decoded_views(text):
+            for found in self._raw_spans(view.text, side):
+                start, end = view.raw_span(found.start, found.end)
+                mapped = _Span(start, end, found.label, found.finding_code, found.redact)
+                if not any(_same_match(mapped, known) for known in spans):
+                    spans.append(mapped)
+        spans.sort(key=lambda s: (s.start, s.end))
+        return spans
+
+    def _raw_spans(self, text: str, side: Side) -> list[_Span]:
         spans: list[_Span] = []
-        for name, regex, scope, _severity in self._patterns:
-            if scope not in (PatternScope.BOTH, PatternScope(side)):
-                continue
+        for name, regex in self._patterns_for[side]:
             for match in regex.finditer(text):
                 if match.end() > match.start():
                     spans.append(
@@ -222,15 +295,20 @@ class PolicyEngine:
             spans.append(
                 _Span(found.start, found.end, found.kind.value, f"pii.{found.kind.value}", redact)
             )
-        spans.sort(key=lambda s: (s.start, s.end))
         return spans
 
-    def _findings(self, text: str, spans: list[_Span], side: Side) -> list[Finding]:
-        """One finding per span, each with an excerpt of the fully sanitized text."""
-        if not spans:
+    def _findings(
+        self, text: str, spans: list[_Span], side: Side, limit: int = MAX_FINDINGS_PER_CALL
+    ) -> list[Finding]:
+        """A finding per span (at most ``limit``, blocking first), each with an excerpt."""
+        if limit < 0 or not spans:
             return []
-        sanitized, where = sanitize(text, spans)
-        return [self._finding(excerpt_of(sanitized, where[s]), s, side) for s in spans]
+        blocking_first = sorted(spans, key=lambda s: not self._blocks(s))
+        chosen = blocking_first[: max(limit, 1)]
+        if limit == 0:
+            chosen = [s for s in chosen if self._blocks(s)]
+        chosen.sort(key=lambda s: (s.start, s.end))
+        return [self._finding(_excerpt(text, s, spans), s, side) for s in chosen]
 
     def _blocks(self, span: _Span) -> bool:
         """True if a span stops the call (enforce mode: patterns, PII with action block)."""
@@ -299,107 +377,6 @@ def _intersect(policy_models: list[str], provider_models: list[str]) -> frozense
     return frozenset(policy_models) & frozenset(provider_models)
 
 
-def map_texts(payload: Any, fn: Callable[[str], str], in_text: bool = False) -> Any:
-    """A copy of ``payload`` with ``fn`` applied to every prompt/completion string.
-
-    A string is text if its key is in :data:`TEXT_KEYS`, or it sits in a list
-    under such a key (``prompt: [...]``, ``input: [...]``). Other strings (model,
-    role, ids) are left alone.
-    """
-    if isinstance(payload, dict):
-        return {k: map_texts(v, fn, k in TEXT_KEYS) for k, v in payload.items()}
-    if isinstance(payload, list):
-        return [map_texts(item, fn, in_text) for item in payload]
-    if isinstance(payload, str) and in_text:
-        return fn(payload)
-    return payload
-
-
-def collect_texts(payload: Any) -> list[str]:
-    """Every prompt/completion string in ``payload`` (for token estimates)."""
-    texts: list[str] = []
-
-    def keep(text: str) -> str:
-        texts.append(text)
-        return text
-
-    map_texts(payload, keep)
-    return texts
-
-
-class StreamScanner:
-    """Incremental inspection of a streamed completion text.
-
-    Text is held back by up to ``hold`` characters so a match split across two
-    deltas is still seen whole before any of it reaches the agent. A match is
-    decided (reported, redacted or blocking) only once it ends before the
-    held-back tail, so it is reported exactly once. Limit: a match longer than
-    ``hold`` characters whose start was already released is not detected.
-    """
-
-    def __init__(self, engine: PolicyEngine, hold: int) -> None:
-        self.engine = engine
-        self.hold = hold
-        self._pending = ""
-        self.released = 0  # characters released so far, for token estimates
-
-    def feed(self, delta: str) -> TextVerdict:
-        """Add a delta; returns the text that may be released now and the findings."""
-        self._pending += delta
-        return self._release(final=False)
-
-    def flush(self) -> TextVerdict:
-        """Release everything still held (end of the stream)."""
-        return self._release(final=True)
-
-    def _release(self, final: bool) -> TextVerdict:
-        text = self._pending
-        spans = self.engine._spans(text, "response")
-        blocking = [s for s in spans if self.engine._blocks(s)]
-        if blocking:
-            # A complete blocking match stops the stream at once, held tail or not.
-            return TextVerdict("", self.engine._findings(text, blocking[:1], "response"))
-        cut = len(text) if final else max(0, len(text) - self.hold)
-        # Latest match first, so moving the cut back never uncovers a straddling one.
-        for span in sorted(spans, key=lambda s: s.start, reverse=True):
-            if span.start < cut < span.end:
-                cut = span.start  # a match reaching into the held tail may still grow
-        done = [s for s in spans if s.end <= cut]
-        findings = self.engine._findings(text, done, "response")
-        released = pii.redact_spans(
-            text[:cut], ((s.start, s.end, s.label) for s in done if s.redact)
-        )
-        self._pending = text[cut:]
-        self.released += cut
-        return TextVerdict(released, findings)
-
-
-class TrustEstimator:
-    """The sidecar's local trust-score estimate (0-100), fed by its own findings.
-
-    Same model as the ingest API's: each violation costs its severity weight, and
-    trust recovers linearly per hour. Time is passed in, so it stays pure.
-    """
-
-    def __init__(self, policy: GovernancePolicySpec, now: float) -> None:
-        self.policy = policy
-        self.score = 100.0
-        self._at = now
-
-    def record(self, severity: str, now: float) -> None:
-        """Lower the score for one violation of ``severity``."""
-        self._recover(now)
-        weight = float(getattr(self.policy.trust_scoring.weights, severity, 0.0))
-        self.score = max(0.0, self.score - weight * 100.0)
-
-    def value(self, now: float) -> float:
-        """The current estimate."""
-        self._recover(now)
-        return round(self.score, 3)
-
-    def _recover(self, now: float) -> None:
-        hours = max(0.0, now - self._at) / 3600.0
-        self.score = min(
-            100.0, self.score + hours * self.policy.trust_scoring.recovery_per_hour * 100
-        )
-        self._at = now
+def _same_match(a: _Span, b: _Span) -> bool:
+    """True if two spans are one match seen twice (in the raw text and in a view)."""
+    return a.finding_code == b.finding_code and a.start < b.end and b.start < a.end

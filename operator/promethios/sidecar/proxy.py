@@ -1,74 +1,66 @@
 """The model proxy: OpenAI- and Anthropic-compatible endpoints, policy on every call.
 
 The agent calls the sidecar as if it were the provider, without any credential;
-the sidecar checks the policy, adds the provider credential it holds (any
-credential the agent sent is dropped), forwards to ``provider.base_url``, checks
-the answer (incrementally for SSE streams) and returns it. Every finding is
-spooled as a violation before the agent gets its answer.
+only the allowlisted routes of the provider's dialect are forwarded (see
+:mod:`.routes`). The sidecar reads the body within its limits (see
+:mod:`.bounds`), checks the policy, adds the provider credential it holds (any
+credential the agent sent is dropped), forwards to ``provider.base_url``, and
+hands the answer to :mod:`.relay` to be checked (incrementally for SSE streams)
+and returned. Every finding is spooled as a violation before the agent gets its
+answer.
 
 Refusals (``enforce`` mode) look like the providers' own errors:
 ``{"type": "error", "error": {"type": "policy_violation", "code": <violation type>,
 "message": ..., "rule": <policy rule>}}`` with HTTP 403, or 429 plus
-``Retry-After`` for rate limits and the budget.
+``Retry-After`` for rate limits and the budget; a breached sidecar limit is a
+413/400/503 whose message names the limit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from .policy import Finding, PolicyEngine, collect_texts
-from .ratelimit import estimate_tokens
-from .sse import SseRewriter, error_body, usage_tokens
+from .bounds import LimitExceeded, Reservation, check_json_shape, read_bounded
+from .policy import Finding, PolicyEngine
+from .relay import (
+    INLINE_INSPECTION_BYTES,
+    CallInfo,
+    Relay,
+    limit_error,
+    plain_error,
+    policy_error,
+)
+from .routes import Dialect, Route, RouteRefusal, dialect_of, resolve
 from .state import SidecarState
+from .walk import string_values
 
 log = logging.getLogger(__name__)
 
-#: Agent-facing paths, and whether they speak the Anthropic dialect.
-MODEL_PATHS: dict[str, bool] = {
-    "/v1/chat/completions": False,
-    "/v1/completions": False,
-    "/v1/embeddings": False,
-    "/v1/messages": True,
-}
 ANTHROPIC_VERSION = "2023-06-01"
 
-#: Request headers never forwarded: credentials (the sidecar sets its own) and hop-by-hop.
-DROP_REQUEST_HEADERS = frozenset(
-    {
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "proxy-authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "accept-encoding",
-        "te",
-        "trailer",
-    }
-)
-#: Response headers passed back to the agent (an allow-list: nothing else can leak).
-PASS_RESPONSE_PREFIXES = (
+#: The agent's request headers forwarded to the provider (an allow-list: the agent must
+#: not steer the held credential to another organization or project, nor smuggle
+#: routing headers to a proxy in front of the provider). Prefixes, lower case.
+PASS_REQUEST_PREFIXES = (
+    "accept",  # accept, accept-language (not accept-encoding: dropped below)
     "content-type",
+    "user-agent",
+    "idempotency-key",
     "x-request-id",
-    "request-id",
-    "openai-",
-    "anthropic-",
-    "x-ratelimit-",
-    "retry-after",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+    "x-stainless-",  # the official SDKs' client description
 )
+DROP_REQUEST_HEADERS = frozenset({"accept-encoding"})  # the sidecar must read the answer
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
+READ_CHUNK = 65_536
 
 
 def upstream_url(base_url: str, path: str) -> str:
@@ -79,20 +71,54 @@ def upstream_url(base_url: str, path: str) -> str:
     return base + path
 
 
-def policy_error(finding: Finding, status: int, retry_after: float | None = None) -> web.Response:
-    """The agent-facing refusal for a finding."""
-    headers = {}
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return web.json_response(
-        {"type": "error", "error": error_body(finding)}, status=status, headers=headers
-    )
+@dataclass
+class PreparedCall:
+    """A call that passed its content checks, reduced to what forwarding it needs.
+
+    The parsed body is not kept: only the bytes to send (the agent's own bytes
+    when nothing was redacted) and what the answer side needs.
+    """
+
+    data: bytes | bytearray
+    info: CallInfo
+    findings: list[Finding]
+
+    @property
+    def blocked(self) -> Finding | None:
+        """The first finding that blocks, if any."""
+        return next((f for f in self.findings if f.blocks), None)
 
 
-def plain_error(status: int, type_: str, code: str, message: str) -> web.Response:
-    """A non-policy error (bad request, upstream unreachable), in the same shape."""
-    body = {"type": "error", "error": {"type": type_, "code": code, "message": message}}
-    return web.json_response(body, status=status)
+def prepare_call(engine: PolicyEngine, raw: bytes | bytearray) -> PreparedCall | web.Response:
+    """Parse and inspect a call body (already within the limits); or the 400 for it."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        return plain_error(
+            400, "invalid_request_error", "invalid_json", "request body must be a JSON object"
+        )
+    if engine.enforce and engine.inspects_responses and _wants_logprobs(body):
+        return plain_error(
+            400,
+            "invalid_request_error",
+            "logprobs_not_inspectable",
+            "logprobs spell the completion out token by token, past redaction: "
+            "not available while the governance policy inspects completions",
+        )
+    model = body.get("model")
+    model = model if isinstance(model, str) else None
+    findings: list[Finding] = []
+    model_finding = engine.check_model(model)
+    if model_finding is not None:
+        findings.append(model_finding)
+    verdict = engine.inspect_payload(body, "request")
+    del body  # only the (redacted) payload from here on: the original's strings can go
+    findings.extend(verdict.findings)
+    chars = sum(len(text) for text in string_values(verdict.payload))
+    data = json.dumps(verdict.payload).encode() if verdict.findings else raw
+    return PreparedCall(data, CallInfo(model, chars), findings)
 
 
 class ModelProxy:
@@ -101,60 +127,90 @@ class ModelProxy:
     def __init__(self, state: SidecarState, session: aiohttp.ClientSession) -> None:
         self.state = state
         self.session = session
+        self.relay = Relay(state)
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect of the configured provider (the config may be reloaded)."""
+        return dialect_of(self.state.store.config.provider.type)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Every ``/v1/...`` request: forwarded only if its route is on the allowlist."""
+        route = resolve(request.method, request.rel_url.raw_path, self.dialect)
+        if isinstance(route, RouteRefusal):
+            return plain_error(route.status, "invalid_request_error", route.code, route.message)
+        if route.call:
+            return await self.call(request, route)
+        return await self.models(request, route)
 
     # -- request side ------------------------------------------------------------
 
-    async def models(self, request: web.Request) -> web.StreamResponse:
+    async def models(self, request: web.Request, route: Route) -> web.StreamResponse:
         """``GET /v1/models[/{id}]``: forwarded, no policy (lists, never calls, a model)."""
-        return await self._forward_plain(request, None)
+        return await self._forward_plain(request, route)
 
-    async def call(self, request: web.Request) -> web.StreamResponse:
-        """A model call: check, forward, check the answer."""
+    async def call(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """A model call: read within limits, check, forward, check the answer."""
         started = self.state.clock()
-        endpoint = request.path
         try:
-            body = json.loads(await request.read())
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return plain_error(
-                400, "invalid_request_error", "invalid_json", "request body must be a JSON object"
-            )
-        engine = self.state.engine
-        refused = await self._check_request(engine, body)
-        if isinstance(refused, web.Response):
-            outcome = "rate_limited" if refused.status == 429 else "blocked"
-            self.state.metrics.requests.labels(endpoint=endpoint, outcome=outcome).inc()
-            return refused
-        try:
-            response = await self._forward(request, engine, body, refused)
+            return await self._checked_call(request, route)
         finally:
             elapsed = self.state.clock() - started
             self.state.record_call(elapsed)
-            self.state.metrics.upstream_latency.labels(endpoint=endpoint).observe(elapsed)
-        return response
+            self.state.metrics.upstream_latency.labels(endpoint=route.path).observe(elapsed)
 
-    async def _check_request(
-        self, engine: PolicyEngine, body: dict[str, Any]
-    ) -> web.Response | Any:
-        """The refusal to send, or the (possibly redacted) payload to forward."""
-        model = body.get("model")
-        extra = {"model": model} if isinstance(model, str) else None
-        findings: list[Finding] = []
-        model_finding = engine.check_model(model if isinstance(model, str) else None)
-        if model_finding is not None:
-            findings.append(model_finding)
-        verdict = engine.inspect_payload(body, "request")
-        findings.extend(verdict.findings)
-        blocked = next((f for f in findings if f.blocks), None)
-        await self.state.report(findings, extra)
+    async def _checked_call(self, request: web.Request, route: Route) -> web.StreamResponse:
+        limits = self.state.store.config.limits
+        try:
+            raw, reservation = await read_bounded(
+                request.content.iter_chunked(READ_CHUNK),
+                request.content_length,
+                ("maxRequestBytes", limits.max_request_bytes),
+                self.state.buffers,
+                "the request body",
+            )
+        except LimitExceeded as error:
+            self.relay.outcome(route, "too_large")
+            return limit_error(error)
+        try:
+            prepared = await self._prepare(route, raw)
+            del raw  # the prepared call holds the bytes to send, and nothing else of the body
+            return await self._checked_forward(request, route, prepared, reservation)
+        finally:
+            await reservation.release()
+
+    async def _prepare(self, route: Route, raw: bytearray) -> PreparedCall | web.Response:
+        limits = self.state.store.config.limits
+        try:
+            check_json_shape(raw, limits.max_json_depth, limits.max_json_nodes)
+        except LimitExceeded as error:
+            self.relay.outcome(route, "too_large")
+            return limit_error(error)
+        if len(raw) > INLINE_INSPECTION_BYTES:
+            return await self.state.inspect_aside(prepare_call, self.state.engine, raw)
+        return prepare_call(self.state.engine, raw)
+
+    async def _checked_forward(
+        self,
+        request: web.Request,
+        route: Route,
+        prepared: PreparedCall | web.Response,
+        reservation: Reservation,
+    ) -> web.StreamResponse:
+        if isinstance(prepared, web.Response):
+            return prepared
+        engine = self.state.engine
+        await self.state.report(prepared.findings, prepared.info.extra)
+        blocked = prepared.blocked
         if blocked is not None:
+            self.relay.outcome(route, "blocked")
             return policy_error(blocked, 403)
         # Only calls that pass the content checks count against the rate limits.
-        limited = await self._check_limits(engine, extra)
+        limited = await self._check_limits(engine, prepared.info.extra)
         if limited is not None:
+            self.relay.outcome(route, "rate_limited")
             return limited
-        return verdict.payload if verdict.findings else body
+        return await self._forward(request, route, engine, prepared, reservation)
 
     async def _check_limits(
         self, engine: PolicyEngine, extra: dict[str, Any] | None
@@ -171,12 +227,14 @@ class ModelProxy:
         return policy_error(finding, 429, refusal.retry_after)
 
     def _upstream_headers(self, request: web.Request) -> dict[str, str]:
-        """The agent's headers minus credentials and hop-by-hop, plus the provider credential."""
+        """The agent's allowed headers, plus the provider credential."""
         headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST_HEADERS
+            k: v
+            for k, v in request.headers.items()
+            if k.lower().startswith(PASS_REQUEST_PREFIXES) and k.lower() not in DROP_REQUEST_HEADERS
         }
         credential = self.state.store.current.provider_credential
-        if MODEL_PATHS.get(request.path, False):
+        if self.dialect == "anthropic":
             headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
             if credential:
                 headers["x-api-key"] = credential
@@ -187,24 +245,28 @@ class ModelProxy:
     # -- forwarding --------------------------------------------------------------
 
     async def _forward(
-        self, request: web.Request, engine: PolicyEngine, original: dict[str, Any], payload: Any
+        self,
+        request: web.Request,
+        route: Route,
+        engine: PolicyEngine,
+        prepared: PreparedCall,
+        reservation: Reservation,
     ) -> web.StreamResponse:
-        url = upstream_url(self.state.store.config.provider.base_url, request.path)
-        data = await request.read() if payload is original else json.dumps(payload).encode()
+        url = upstream_url(self.state.store.config.provider.base_url, route.path)
         headers = self._upstream_headers(request)
         headers["Content-Type"] = "application/json"
         try:
             async with self.session.post(
-                url, data=data, headers=headers, timeout=UPSTREAM_TIMEOUT
+                url, data=prepared.data, headers=headers, timeout=UPSTREAM_TIMEOUT
             ) as upstream:
+                prepared.data = b""  # sent: its bytes go back to the budget
+                await reservation.release()
                 if upstream.content_type == "text/event-stream":
-                    return await self._stream(request, upstream, engine, payload)
-                return await self._answer(request, upstream, engine, payload)
+                    return await self.relay.stream(request, route, upstream, engine, prepared.info)
+                return await self.relay.answer(route, upstream, engine, prepared.info)
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("model provider unreachable: %s", error)
-            self.state.metrics.requests.labels(
-                endpoint=request.path, outcome="upstream_error"
-            ).inc()
+            self.relay.outcome(route, "upstream_error")
             return plain_error(
                 502,
                 "upstream_error",
@@ -212,22 +274,16 @@ class ModelProxy:
                 "the model provider could not be reached",
             )
 
-    async def _forward_plain(self, request: web.Request, body: bytes | None) -> web.Response:
-        url = upstream_url(self.state.store.config.provider.base_url, request.path)
+    async def _forward_plain(self, request: web.Request, route: Route) -> web.Response:
+        url = upstream_url(self.state.store.config.provider.base_url, route.path)
         try:
-            async with self.session.request(
-                request.method,
+            async with self.session.get(
                 url,
-                data=body,
                 headers=self._upstream_headers(request),
                 params=request.query,
                 timeout=UPSTREAM_TIMEOUT,
             ) as upstream:
-                return web.Response(
-                    body=await upstream.read(),
-                    status=upstream.status,
-                    headers=self._response_headers(upstream),
-                )
+                return await self.relay.answer(route, upstream, self.state.engine, None)
         except (aiohttp.ClientError, TimeoutError):
             return plain_error(
                 502,
@@ -236,97 +292,7 @@ class ModelProxy:
                 "the model provider could not be reached",
             )
 
-    def _response_headers(self, upstream: aiohttp.ClientResponse) -> dict[str, str]:
-        credential = self.state.store.current.provider_credential
-        return {
-            k: v
-            for k, v in upstream.headers.items()
-            if k.lower().startswith(PASS_RESPONSE_PREFIXES) and not (credential and credential in v)
-        }
 
-    async def _answer(
-        self,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        engine: PolicyEngine,
-        payload: Any,
-    ) -> web.Response:
-        """A whole (non-streamed) answer: check it, count its tokens, return it."""
-        raw = await upstream.read()
-        headers = self._response_headers(upstream)
-        answer: Any = None
-        if upstream.content_type == "application/json":
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                answer = None
-        if 200 <= upstream.status < 300 and isinstance(answer, dict):
-            verdict = engine.inspect_payload(answer, "response")
-            await self.state.report(verdict.findings, _model_of(payload))
-            self._count_tokens(payload, answer, usage_tokens(answer.get("usage")))
-            if verdict.blocked is not None:
-                self._outcome(request, "blocked")
-                return policy_error(verdict.blocked, 403)
-            if verdict.findings:
-                raw = json.dumps(verdict.payload).encode()
-        self._outcome(request, "forwarded" if upstream.status < 400 else "upstream_error")
-        return web.Response(body=raw, status=upstream.status, headers=headers)
-
-    async def _stream(
-        self,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        engine: PolicyEngine,
-        payload: Any,
-    ) -> web.StreamResponse:
-        """Relay an SSE stream chunk by chunk, checking deltas as they pass."""
-        response = web.StreamResponse(
-            status=upstream.status, headers=self._response_headers(upstream)
-        )
-        response.headers["Cache-Control"] = "no-cache"
-        await response.prepare(request)
-        rewriter = SseRewriter(engine) if engine.inspects_responses else None
-        extra = _model_of(payload)
-        outcome = "forwarded"
-        async for chunk in upstream.content.iter_any():
-            if rewriter is None:
-                await response.write(chunk)
-                continue
-            result = rewriter.feed(chunk)
-            await self.state.report(result.findings, extra)
-            if result.data:
-                await response.write(result.data)
-            if result.blocked is not None:
-                outcome = "blocked"
-                break
-        else:
-            if rewriter is not None:
-                result = rewriter.close()
-                await self.state.report(result.findings, extra)
-                await response.write(result.data)
-        if rewriter is None:
-            self._count_tokens(payload, None, None)
-        else:
-            self._count_tokens(payload, None, rewriter.usage_tokens, rewriter.released_chars)
-        self._outcome(request, outcome)
-        await response.write_eof()
-        return response
-
-    def _count_tokens(
-        self, payload: Any, answer: Any, reported: int | None, streamed_chars: int = 0
-    ) -> None:
-        """Count a call's tokens: the upstream's ``usage``, else characters / 4."""
-        tokens = reported
-        if tokens is None:
-            texts = collect_texts(payload) + collect_texts(answer)
-            tokens = estimate_tokens(*texts) + streamed_chars // 4
-        self.state.limiter.record_tokens(self.state.clock(), tokens)
-        self.state.metrics.tokens.inc(tokens)
-
-    def _outcome(self, request: web.Request, outcome: str) -> None:
-        self.state.metrics.requests.labels(endpoint=request.path, outcome=outcome).inc()
-
-
-def _model_of(payload: Any) -> dict[str, Any] | None:
-    model = payload.get("model") if isinstance(payload, dict) else None
-    return {"model": model} if isinstance(model, str) else None
+def _wants_logprobs(body: dict[str, Any]) -> bool:
+    """True if the call asks for log probabilities (a per-token copy of the completion)."""
+    return bool(body.get("logprobs")) or bool(body.get("top_logprobs"))

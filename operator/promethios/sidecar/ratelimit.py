@@ -119,6 +119,6 @@ class Limiter:
             self.budget = previous.budget
 
 
-def estimate_tokens(*texts: str) -> int:
+def estimate_tokens(chars: int) -> int:
     """A rough token count when the upstream reports no usage: characters / 4."""
-    return max(1, sum(len(t) for t in texts) // 4)
+    return max(1, chars // 4)

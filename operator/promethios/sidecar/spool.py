@@ -198,7 +198,18 @@ class Spool:
             self.dropped.clear()
         return taken
 
-    def restore_dropped(self, counts: dict[str, int]) -> None:
-        """Put back drop counts whose metrics report could not be delivered."""
+    def peek_dropped(self) -> dict[str, int]:
+        """Drops not yet taken, by severity."""
         with self._lock:
-            self.dropped.update(counts)
+            return dict(self.dropped)
+
+    def undelivered(self) -> tuple[Counter[str], int | None]:
+        """What is still spooled: a count by severity and the oldest entry's time (ns).
+
+        From the index only: no file is read, so no content is touched.
+        """
+        with self._lock:
+            entries = list(self._entries.values())
+        by_severity = Counter(entry.severity for entry in entries)
+        oldest = min((entry.created_ns for entry in entries), default=None)
+        return by_severity, oldest

@@ -13,22 +13,31 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from promethios.api.wire import MAX_CONTEXT_BYTES
 
+from .bounds import ByteBudget
 from .config import ConfigStore, Snapshot
+from .folding import AgentReports, TokenBucket
 from .metrics import SidecarMetrics
-from .policy import Finding, PolicyEngine, TrustEstimator
+from .policy import Finding, PolicyEngine
 from .ratelimit import MINUTE, Limiter
 from .spool import Spool
+from .trust import TrustEstimator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: A refused call in a hot loop is reported at most once per rule per this many seconds.
 LIMIT_REPORT_COOLDOWN = MINUTE
+#: Sub-directory of the spool for the violations the agent reports itself.
+AGENT_SPOOL_DIR = "agent"
 
 
 def new_idempotency_key() -> str:
@@ -60,7 +69,25 @@ class SidecarState:
             config.spool_max_entries,
             on_drop=lambda sev: self.metrics.spool_dropped.labels(severity=sev).inc(),
         )
-        self.metrics.spool_entries.set(len(self.spool))
+        #: The agent's self-reported violations: their own, smaller spool, delivered after
+        #: the sidecar's findings, so a flood of them can neither evict nor delay those.
+        self.agent_spool = Spool(
+            Path(config.spool_dir) / AGENT_SPOOL_DIR,
+            max(10, config.spool_max_entries // 10),
+            on_drop=lambda sev: self.metrics.spool_dropped.labels(severity=sev).inc(),
+        )
+        self.metrics.spool_entries.set(len(self.spool) + len(self.agent_spool))
+        #: Bytes held by concurrent calls (read at start: a reload does not resize it).
+        self.buffers = ByteBudget(config.limits.max_buffered_bytes)
+        #: Big bodies are inspected off the event loop, one at a time and always on the
+        #: same thread: an inspection's transient copies are the largest thing the
+        #: sidecar holds, never two at once, and one thread keeps one malloc arena.
+        self.inspector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
+        per_minute = config.limits.agent_violations_per_minute
+        self.agent_violation_budget = TokenBucket(per_minute / 60.0, max(10.0, per_minute / 6))
+        self.agent = AgentReports()
+        #: Set when the agent's status changed: the heartbeat loop reports it early.
+        self.heartbeat_due = asyncio.Event()
         self.engine = self._engine(store.current)
         self.limiter = Limiter(config.policy)
         self.trust = TrustEstimator(config.policy, clock())
@@ -145,15 +172,33 @@ class SidecarState:
             "timestamp": utc_iso(self.wall_clock()),
         }
 
-    async def spool_violations(self, violations: list[dict[str, Any]]) -> None:
-        """Write violations to the spool durably, then wake the sender."""
-        await asyncio.to_thread(self._spool_all, violations)
-        self.metrics.spool_entries.set(len(self.spool))
+    async def spool_violations(
+        self, violations: list[dict[str, Any]], from_agent: bool = False
+    ) -> None:
+        """Spool violations durably (in the agent's spool if ``from_agent``); wake the sender."""
+        spool = self.agent_spool if from_agent else self.spool
+        await asyncio.to_thread(_spool_all, spool, violations)
+        self.count_spooled()
         self.violations_waiting.set()
 
-    def _spool_all(self, violations: list[dict[str, Any]]) -> None:
-        for violation in violations:
-            self.spool.put(violation)
+    async def inspect_aside(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a big inspection on the inspection thread (one at a time, loop stays free)."""
+        return await asyncio.get_running_loop().run_in_executor(self.inspector, fn, *args)
+
+    def count_spooled(self) -> None:
+        """Update the spool gauge."""
+        self.metrics.spool_entries.set(len(self.spool) + len(self.agent_spool))
+
+    def take_dropped(self) -> dict[str, int]:
+        """Violations both spools dropped since the last call, by severity."""
+        dropped = Counter(self.spool.take_dropped())
+        dropped.update(self.agent_spool.take_dropped())
+        return dict(dropped)
+
+
+def _spool_all(spool: Spool, violations: list[dict[str, Any]]) -> None:
+    for violation in violations:
+        spool.put(violation)
 
 
 def _bounded(context: dict[str, Any]) -> dict[str, Any]:

@@ -92,7 +92,7 @@ async def test_openai_credential_added_and_agent_credential_replaced(
 async def test_anthropic_uses_x_api_key_and_version(
     make_sidecar: SidecarFactory, upstream: Upstream
 ) -> None:
-    sidecar = await make_sidecar()
+    sidecar = await make_sidecar(provider={"type": "anthropic"})
     status, _, body = await post(
         sidecar,
         "/v1/messages",
@@ -335,22 +335,26 @@ async def test_stream_redacts_pii(make_sidecar: SidecarFactory, upstream: Upstre
 # -- reporting endpoints and delivery --------------------------------------------------
 
 
-async def test_agent_heartbeat_forwarded_with_identity(
+async def test_agent_heartbeat_folded_into_the_sidecars_with_identity(
     make_sidecar: SidecarFactory, ingest: Ingest
 ) -> None:
     sidecar = await make_sidecar()
+    assert sidecar.delivery is not None
     beat = {
-        "agentId": "team-a/agent-1",
-        "status": "active",
+        "agentId": "someone-else/agent-9",
+        "status": "inactive",
         "uptime": 5,
         "lastActivity": "2026-01-01T00:00:00Z",
     }
-    status, _, _ = await post(sidecar, PATH_HEARTBEAT, beat)
-    assert status == 202
-    path, headers, body = ingest.requests[-1]
+    status, _, body = await post(sidecar, PATH_HEARTBEAT, beat)
+    assert status == 202 and body == {"accepted": 1, "duplicates": 0}
+    assert ingest.requests == []  # answered by the sidecar, reported on its own clock
+    assert (await sidecar.delivery.send_heartbeat()).ok
+    path, headers, sent = ingest.requests[-1]
     assert path == PATH_HEARTBEAT and headers["Authorization"] == "Bearer key-1"
     assert headers["X-Agent-ID"] == "team-a/agent-1" and headers["X-Governance-ID"] == "gid-1"
-    assert HeartbeatReport.model_validate(body).status == "active"
+    report = HeartbeatReport.model_validate(sent)
+    assert report.status == "inactive" and report.agent_id == "team-a/agent-1"
 
 
 async def test_agent_report_validated(make_sidecar: SidecarFactory, ingest: Ingest) -> None:
@@ -375,7 +379,7 @@ async def test_agent_violations_spooled_then_delivered(
     }
     status, _, body = await post(sidecar, PATH_VIOLATIONS, report)
     assert status == 202 and body["accepted"] == 1
-    assert len(spooled(sidecar)) == 1
+    assert spooled(sidecar) == [] and len(sidecar.state.agent_spool) == 1  # the agent's spool
     await drain(sidecar)
     [delivered] = ingest.violations.values()
     assert delivered["type"] == "custom.thing" and delivered["idempotencyKey"].startswith("sc-")

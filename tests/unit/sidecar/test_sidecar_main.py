@@ -37,6 +37,7 @@ def test_runs_until_sigterm(tmp_path: Path) -> None:
         "proxyPort": proxy,
         "metricsPort": metrics,
         "spoolDir": str(tmp_path / "spool"),
+        "terminationMessagePath": str(tmp_path / "termination-log"),
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     cmd = [sys.executable, "-c", CLI, "sidecar", "--config", str(tmp_path / "config.json")]
@@ -57,6 +58,7 @@ def test_runs_until_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+    assert json.loads((tmp_path / "termination-log").read_text())["undeliveredViolations"] == 0
 
 
 def test_bad_config_exits_1(tmp_path: Path) -> None:
@@ -75,3 +77,11 @@ def test_backoff_and_jitter_bounds(seed: int) -> None:
         assert 0 <= delay <= min(60.0, 0.5 * 2**attempt)
     for _ in range(50):
         assert 27.0 <= jittered(30, rng) <= 33.0
+
+
+def test_big_buffers_go_back_to_the_os_on_glibc() -> None:
+    import platform
+
+    from promethios.sidecar.main import return_big_buffers_to_the_os
+
+    assert return_big_buffers_to_the_os() is (platform.libc_ver()[0] == "glibc")

@@ -9,7 +9,10 @@ import pytest
 
 from promethios.api.policy import GovernancePolicySpec
 from promethios.sidecar.pii import placeholder
-from promethios.sidecar.policy import PolicyEngine, TrustEstimator, collect_texts, map_texts
+from promethios.sidecar.policy import PolicyEngine
+from promethios.sidecar.scanner import StreamScanner
+from promethios.sidecar.trust import TrustEstimator
+from promethios.sidecar.walk import map_strings, string_values
 
 SECRETS = {
     "email": "jane.doe@example.com",
@@ -171,22 +174,28 @@ def test_model_not_allowed_reports_in_audit() -> None:
 # -- payloads ----------------------------------------------------------------------
 
 
-def test_map_texts_touches_only_text_fields() -> None:
+def test_map_strings_touches_every_string_keys_included() -> None:
     payload = {
         "model": "a@b.io",
         "messages": [
             {"role": "user", "content": "mail a@b.io"},
             {"role": "user", "content": [{"type": "text", "text": "x a@b.io"}]},
         ],
-        "system": "sys a@b.io",
-        "prompt": ["p a@b.io", "q"],
+        "tools": [{"function": {"description": "d", "parameters": {"q": {"enum": ["e"]}}}}],
+        "n": 2,
+        "stream": True,
     }
-    out = map_texts(payload, str.upper)
-    assert out["model"] == "a@b.io" and out["messages"][0]["role"] == "user"
-    assert out["messages"][0]["content"] == "MAIL A@B.IO"
-    assert out["messages"][1]["content"][0] == {"type": "text", "text": "X A@B.IO"}
-    assert out["system"] == "SYS A@B.IO" and out["prompt"] == ["P A@B.IO", "Q"]
+    out = map_strings(payload, str.upper)
+    assert out["MODEL"] == "A@B.IO" and out["MESSAGES"][0]["ROLE"] == "USER"
+    assert out["MESSAGES"][1]["CONTENT"][0] == {"TYPE": "TEXT", "TEXT": "X A@B.IO"}
+    assert out["TOOLS"][0]["FUNCTION"]["PARAMETERS"]["Q"]["ENUM"] == ["E"]
+    assert out["N"] == 2 and out["STREAM"] is True
     assert payload["messages"][0]["content"] == "mail a@b.io"  # the original is not mutated
+
+
+def test_map_strings_keeps_keys_apart_when_a_redaction_makes_them_equal() -> None:
+    out = map_strings({"a@b.io": 1, "c@d.io": 2}, lambda s: "[x]" if "@" in s else s)
+    assert out == {"[x]": 1, "[x]_": 2}
 
 
 def test_inspect_payload_redacts_openai_and_anthropic_shapes() -> None:
@@ -204,8 +213,8 @@ def test_inspect_payload_redacts_openai_and_anthropic_shapes() -> None:
     assert [f.code for f in v1.findings + v2.findings] == ["pii.email", "pii.ssn"]
 
 
-def test_collect_texts() -> None:
-    assert collect_texts({"input": ["a", "b"], "model": "m"}) == ["a", "b"]
+def test_string_values() -> None:
+    assert sorted(string_values({"input": ["a", "b"], "model": "m", "n": 1})) == ["a", "b", "m"]
 
 
 def test_inspects_responses() -> None:
@@ -219,7 +228,7 @@ def test_inspects_responses() -> None:
 
 
 def run_stream(e: PolicyEngine, deltas: list[str], hold: int = 16) -> tuple[str, list[str]]:
-    scanner = e.stream_scanner(hold)
+    scanner = StreamScanner(e, hold)
     out, codes = [], []
     for delta in deltas:
         verdict = scanner.feed(delta)
@@ -247,7 +256,7 @@ def test_stream_reports_each_match_once() -> None:
 
 def test_stream_detects_blocked_pattern_split_across_deltas_before_release() -> None:
     e = engine(**patterns({"name": "launch", "pattern": "launch codes"}), **NO_PII)
-    scanner = e.stream_scanner(16)
+    scanner = StreamScanner(e, 16)
     first = scanner.feed("here are the laun")
     assert "laun" not in first.text  # held back
     second = scanner.feed("ch codes: 1234")
@@ -256,7 +265,7 @@ def test_stream_detects_blocked_pattern_split_across_deltas_before_release() -> 
 
 
 def test_stream_releases_text_beyond_the_hold() -> None:
-    scanner = engine().stream_scanner(8)
+    scanner = StreamScanner(engine(), 8)
     verdict = scanner.feed("x" * 20)
     assert verdict.text == "x" * 12
     assert scanner.flush().text == "x" * 8

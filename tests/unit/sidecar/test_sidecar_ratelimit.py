@@ -101,5 +101,5 @@ def test_carry_over_keeps_windows_on_reload() -> None:
 
 
 def test_estimate_tokens_is_len_over_four() -> None:
-    assert estimate_tokens("a" * 40, "b" * 4) == 11
-    assert estimate_tokens("") == 1
+    assert estimate_tokens(44) == 11
+    assert estimate_tokens(0) == 1

@@ -128,10 +128,22 @@ def test_shrunk_bound_applies_on_load(tmp_path: Path) -> None:
     assert small.dropped == {"low": 2}
 
 
-def test_restore_dropped(tmp_path: Path) -> None:
+def test_peek_dropped_leaves_the_counts(tmp_path: Path) -> None:
     s = spool(tmp_path)
-    s.restore_dropped({"high": 2})
-    assert s.take_dropped() == {"high": 2}
+    s.dropped["high"] += 2
+    assert s.peek_dropped() == {"high": 2}
+    assert s.take_dropped() == {"high": 2} and s.peek_dropped() == {}
+
+
+def test_undelivered_summary_reads_no_file(tmp_path: Path) -> None:
+    s = spool(tmp_path)
+    for key, severity in (("a", "high"), ("b", "high"), ("c", "low")):
+        s.put(violation(key, severity))
+    for path in tmp_path.glob("*.json"):
+        path.write_text("not json: the summary must not read it")
+    by_severity, oldest = s.undelivered()
+    assert by_severity == {"high": 2, "low": 1}
+    assert oldest == min(e.created_ns for e in s._entries.values())
 
 
 def test_entry_filename_round_trip() -> None:

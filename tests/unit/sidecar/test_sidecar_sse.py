@@ -170,3 +170,60 @@ def test_usage_tokens_shapes() -> None:
     assert usage_tokens({"total_tokens": 7, "prompt_tokens": 3}) == 7
     assert usage_tokens({"input_tokens": 3, "output_tokens": 4}) == 7
     assert usage_tokens({}) is None and usage_tokens(None) is None
+
+
+def tool_chunk(call: dict[str, Any], finish: str | None = None) -> bytes:
+    delta = {"tool_calls": [{"index": 0, **call}]} if call else {}
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def test_tool_call_identifiers_pass_at_once_and_arguments_tail_comes_before_finish() -> None:
+    chunks = [
+        tool_chunk(
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+        ),
+        tool_chunk({"function": {"arguments": '{"q": "short"}'}}),
+        tool_chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    ]
+    rewriter = SseRewriter(engine(), hold=64)
+    first = rewriter.feed(chunks[0]).data
+    [call] = events(first)[0]["choices"][0]["delta"]["tool_calls"]
+    assert call["id"] == "call_1" and call["function"]["name"] == "f"  # not held back
+    out = first + b"".join(rewriter.feed(c).data for c in chunks[1:]) + rewriter.close().data
+    chunks_out = events(out)
+    arguments = "".join(
+        t["function"].get("arguments", "")
+        for e in chunks_out
+        for t in e["choices"][0]["delta"].get("tool_calls", [])
+    )
+    assert arguments == '{"q": "short"}'
+    synthetic = chunks_out[-2]  # the held tail, sent on its own just before the finish
+    assert synthetic == {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [{"index": 0, "function": {"arguments": '{"q": "short"}'}}]
+                },
+            }
+        ],
+    }
+    assert chunks_out[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_anthropic_message_delta_stop_reason_is_not_held() -> None:
+    chunk = anthropic_event("message_delta", delta={"stop_reason": "end_turn"}, usage={})
+    out = SseRewriter(engine()).feed(chunk).data
+    assert out == chunk
+
+
+def test_non_json_data_is_inspected_as_text() -> None:
+    out, codes = run(SseRewriter(engine()), [b"data: mail a@b.io\ndata: bye\n\n"])
+    assert out == f"data: mail {placeholder('email')}\ndata: bye\n\n".encode()
+    assert codes == ["pii.email"]
