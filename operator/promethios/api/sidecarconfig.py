@@ -36,6 +36,11 @@ class IngestConfig(Model):
 
     url: str = Field(description="Base URL of the ingest API.")
     api_key_file: str = Field(description="File holding the agent's ingest API key.")
+    ca_file: str | None = Field(
+        None,
+        description="PEM bundle of the CAs the ingest API's certificate is verified against "
+        "(https URLs); None means the system trust store.",
+    )
     heartbeat_interval_seconds: int = Field(30, ge=1, le=300)
     metrics_interval_seconds: int = Field(60, ge=1, le=3600)
 
