@@ -71,7 +71,7 @@ WAIT = 60.0
 #: One namespace per test, all watched by the module's operator.
 PURPOSES = ("outage", "rotation", "suspend", "quarantine", "untrusted")
 #: Where the operator keeps the ingest API's TLS Secret.
-TLS_SECRET = "promethios-ingest-tls"
+TLS_SECRET = "promethios-operator-ingest-tls"
 #: The shared poller with this module's patience (``timeout`` may still be passed).
 wait_for = functools.partial(kube_helpers.wait_for, timeout=WAIT, interval=0.3)
 
@@ -196,7 +196,7 @@ class Operator:
     """``promethios operator`` with its in-process ingest on fixed ports; restartable.
 
     The ingest API speaks TLS with the certificate the operator issues into
-    ``system_ns/promethios-ingest-tls``; ``ca_file`` holds that Secret's CA bundle."""
+    ``system_ns/promethios-operator-ingest-tls``; ``ca_file`` holds that Secret's CA bundle."""
 
     def __init__(self, cluster: Any, namespaces: list[str], system_ns: str, log_path: Path) -> None:
         self.cluster, self.system_ns = cluster, system_ns

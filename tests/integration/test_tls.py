@@ -42,7 +42,7 @@ from promethios_local.localcluster.process import ManagedProcess
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
 API_VERSION = "governance.promethios.ai/v1alpha1"
-SECRET = "promethios-ingest-tls"
+SECRET = "promethios-operator-ingest-tls"
 AGENT = "tls-bot"
 wait_for = functools.partial(kube_helpers.wait_for, timeout=60.0, interval=0.3)
 

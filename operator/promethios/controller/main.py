@@ -121,7 +121,9 @@ def add_tls_arguments(group: argparse._ArgumentGroup) -> None:
         "off: plain HTTP (local development only)",
     )
     group.add_argument(
-        "--tls-secret", default="promethios-ingest-tls", help="Secret holding the certificate"
+        "--tls-secret",
+        default="promethios-operator-ingest-tls",
+        help="Secret holding the certificate",
     )
     group.add_argument(
         "--tls-secret-namespace",

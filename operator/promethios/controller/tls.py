@@ -70,7 +70,7 @@ class TlsOptions:
 
     mode: TlsMode = TlsMode.AUTO
     secret_namespace: str = "promethios-system"
-    secret_name: str = "promethios-ingest-tls"
+    secret_name: str = "promethios-operator-ingest-tls"
     #: The Service the sidecars reach the ingest API through (its DNS names are the SANs).
     service_name: str = "promethios-operator"
     #: More DNS names or IP addresses for the certificate (e.g. a local run's 127.0.0.1).

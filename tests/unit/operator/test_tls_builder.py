@@ -196,7 +196,7 @@ def test_a_new_name_or_a_broken_secret_is_reissued() -> None:
 
 def test_secret_round_trips_and_holds_only_the_tls_keys() -> None:
     material = fresh()
-    secret = build_tls_secret("promethios-system", "promethios-ingest-tls", material)
+    secret = build_tls_secret("promethios-system", "promethios-operator-ingest-tls", material)
     assert secret["type"] == "kubernetes.io/tls"
     assert secret["metadata"]["namespace"] == "promethios-system"
     assert set(secret["data"]) == {CERT_KEY, KEY_KEY, CA_KEY, CA_PRIVATE_KEY}
