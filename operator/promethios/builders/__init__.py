@@ -4,6 +4,7 @@
 - :mod:`.apikey`    the API-key Secret and the key rotation state machine
 - :mod:`.sidecar`   the sidecar's configuration and its ConfigMap
 - :mod:`.workload`  the Deployment, Service and quarantine NetworkPolicy
+- :mod:`.tls`       the ingest API's CA and serving certificate, their renewal, their Secret
 """
 
 from .apikey import KeyState, build_api_key_secret, plan_api_key
