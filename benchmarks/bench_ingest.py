@@ -179,7 +179,9 @@ class Probe:
 
 
 async def _serve_ingest(control: Connection) -> None:
-    settings = IngestSettings(host="127.0.0.1", port=0, rate_per_second=1e9, rate_burst=10**9)
+    settings = IngestSettings(
+        host="127.0.0.1", port=0, metrics_port=0, rate_per_second=1e9, rate_burst=10**9
+    )
     runner = await start_ingest(settings, status_sink=CountingSink(), keystore=KeyStore())
     fill(runner.service)
     probe = Probe()

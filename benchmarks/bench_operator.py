@@ -231,6 +231,8 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
         "--no-ingest",
         "--liveness-port=0",
         "--resync-seconds=3600",
+        # The ingest certificate's Secret (issued once, before the first reconcile).
+        f"--tls-secret-namespace={ns}",
     ]
     log_path = Path(f"/tmp/bench-operator-{count}.log")
     log = log_path.open("wb")

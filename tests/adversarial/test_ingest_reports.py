@@ -404,7 +404,7 @@ async def test_violations_the_sidecar_dropped_show_in_status_metrics_and_events(
         await send(client, PATHS["metrics"], json.dumps(again))
         await send(client, PATHS["metrics"], json.dumps(again))
         await service.idle()
-        metrics = await (await client.get("/metrics")).text()
+        metrics = service.metrics.render().decode()
     lost = sink.last[AGENT]["governance"]["lostViolations"]
     assert lost == {"low": 6, "medium": 0, "high": 2, "critical": 0, "total": 8}
     assert 'promethios_violations_lost_total{name="support-bot",namespace="team-a",' in metrics

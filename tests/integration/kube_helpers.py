@@ -146,6 +146,7 @@ async def start_ingest_ready(api_client: Any, namespace: str, **settings: Any) -
     merged: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
+        "metrics_port": 0,
         "namespaces": (namespace,),
         "flush_interval_seconds": 30.0,
         "stale_check_seconds": 0.2,

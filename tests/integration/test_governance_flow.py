@@ -15,7 +15,13 @@ thread so blocking kubectl calls never stall it) and reports to the operator's i
 - ``onBreach: Suspend`` scales the agent to zero on a critical violation and an
   acknowledgement restores it;
 - ``onBreach: Quarantine`` denies traffic, scales to zero and revokes the key; an
-  acknowledgement lifts all of it and the new key works.
+  acknowledgement lifts all of it and the new key works;
+- a sidecar that does not trust the ingest API's certificate delivers nothing and loses
+  nothing; given the operator's CA bundle it delivers what it kept.
+
+Every report crosses TLS: the operator issues the ingest API's certificate (``auto``
+mode, its Secret in a namespace of this module), the sidecars verify it against the CA
+bundle from their ConfigMap (``ingest.caFile``), and only against it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -45,6 +52,7 @@ from kube_helpers import free_port
 
 from promethios.api.sidecarconfig import CONFIG_KEY
 from promethios.api.wire import PATH_HEARTBEAT, PATH_VIOLATIONS
+from promethios.builders.tls import ServingIdentity, decide, issue
 from promethios.ingest.keystore import sha256_hex
 from promethios_local.demo.run import local_sidecar_config, promethios_argv
 from promethios_local.demo.upstream import UpstreamLog, build_upstream_app
@@ -60,7 +68,9 @@ PROVIDER_KEY = "sk-provider-credential-held-by-the-sidecar-only"
 MODEL = "gpt-4o-mini"
 WAIT = 60.0
 #: One namespace per test, all watched by the module's operator.
-PURPOSES = ("outage", "rotation", "suspend", "quarantine")
+PURPOSES = ("outage", "rotation", "suspend", "quarantine", "untrusted")
+#: Where the operator keeps the ingest API's TLS Secret.
+TLS_SECRET = "promethios-operator-ingest-tls"
 #: The shared poller with this module's patience (``timeout`` may still be passed).
 wait_for = functools.partial(kube_helpers.wait_for, timeout=WAIT, interval=0.3)
 
@@ -75,14 +85,22 @@ def port_open(port: int) -> bool:
 
 
 def http(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    ca_file: Path | None = None,
 ) -> tuple[int, Any]:
-    """One request with a raw aiohttp client; (status, parsed body); status 0 = unreachable."""
+    """One request with a raw aiohttp client; (status, parsed body); status 0 = unreachable.
+
+    https URLs are verified against ``ca_file`` only."""
 
     async def go() -> tuple[int, Any]:
         timeout = aiohttp.ClientTimeout(total=20)
+        context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        connector = aiohttp.TCPConnector(ssl=context) if context else None
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
             session.request(method, url, json=body, headers=headers) as response,
         ):
             raw = await response.read()
@@ -174,17 +192,25 @@ class Upstream:
 
 
 class Operator:
-    """``promethios operator`` with its in-process ingest on a fixed port; restartable."""
+    """``promethios operator`` with its in-process ingest on fixed ports; restartable.
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path) -> None:
-        self.ingest_port = free_port()
-        self.ingest_url = f"http://127.0.0.1:{self.ingest_port}"
+    The ingest API speaks TLS with the certificate the operator issues into
+    ``system_ns/promethios-operator-ingest-tls``; ``ca_file`` holds that Secret's CA bundle."""
+
+    def __init__(self, cluster: Any, namespaces: list[str], system_ns: str, log_path: Path) -> None:
+        self.cluster, self.system_ns = cluster, system_ns
+        self.ingest_port, self.metrics_port = free_port(), free_port()
+        self.ingest_url = f"https://127.0.0.1:{self.ingest_port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
+        self.ca_file = log_path.with_name("ingest-ca.crt")
         argv = promethios_argv(
             "operator",
-            f"--kubeconfig={kubeconfig}",
+            f"--kubeconfig={cluster.kubeconfig}",
             *(f"--namespace={ns}" for ns in namespaces),
             f"--ingest-port={self.ingest_port}",
+            f"--ingest-metrics-port={self.metrics_port}",
             f"--ingest-url={self.ingest_url}",
+            f"--tls-secret-namespace={system_ns}",
             "--liveness-port=0",
             "--resync-seconds=600",
         )
@@ -199,10 +225,12 @@ class Operator:
     def start(self) -> None:
         self.process.start()
         wait_for(
-            lambda: http("GET", f"{self.ingest_url}/readyz")[0] == 200,
+            lambda: http("GET", f"{self.metrics_url}/readyz")[0] == 200,
             "the operator's ingest API to be ready",
             check=self.check,
         )
+        secret = Kube(self.cluster, self.system_ns).get("secret", TLS_SECRET) or {}
+        self.ca_file.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
 
     def stop(self) -> None:
         self.process.stop(timeout=15)
@@ -224,6 +252,8 @@ class Sidecar:
     proxy_port: int
     metrics_port: int
     config: dict[str, Any]
+    #: The ingest API's CA bundle the sidecar verifies against (from its ConfigMap).
+    ca_file: Path
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -240,7 +270,8 @@ class Sidecar:
         argv = promethios_argv("sidecar", f"--config={self.config_path}")
         log_path = self.workdir / f"sidecar-{len(self.processes)}.log"
         LOGS.append(log_path)
-        process = ManagedProcess("sidecar", argv, log_path, dict(os.environ, PYTHONUNBUFFERED="1"))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        process = ManagedProcess("sidecar", argv, log_path, env)
         process.start()
         self.processes.append(process)
         wait_for(
@@ -328,9 +359,11 @@ def env(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Itera
     """Namespaces, the fake provider and one operator watching exactly those namespaces."""
     suffix = uuid.uuid4().hex[:6]
     namespaces = {purpose: f"t-gov-{purpose}-{suffix}" for purpose in PURPOSES}
+    system_ns = f"t-gov-system-{suffix}"
     upstream = Upstream()
     operator: Operator | None = None
     try:
+        cluster.kubectl("create", "namespace", system_ns)
         for ns in namespaces.values():
             cluster.kubectl("create", "namespace", ns)
             cluster.kubectl(
@@ -346,7 +379,7 @@ def env(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Itera
         log_path = tmp_path_factory.mktemp("governance-operator") / "operator.log"
         LOGS.append(log_path)
         SENSITIVE.add(PROVIDER_KEY)
-        operator = Operator(Path(cluster.kubeconfig), list(namespaces.values()), log_path)
+        operator = Operator(cluster, list(namespaces.values()), system_ns, log_path)
         operator.start()
         yield Env(cluster, operator, upstream, namespaces)
     finally:
@@ -355,7 +388,9 @@ def env(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Itera
             if os.environ.get("PROMETHIOS_SHOW_OPERATOR_LOG"):
                 print(operator.process.log_tail(400))
         upstream.stop()
-        cluster.kubectl("delete", "namespace", "--wait=false", *namespaces.values(), check=False)
+        cluster.kubectl(
+            "delete", "namespace", "--wait=false", system_ns, *namespaces.values(), check=False
+        )
 
 
 @dataclass
@@ -425,6 +460,8 @@ class Flow:
         config = json.loads(configmap["data"][CONFIG_KEY])
         # The operator's own values, untouched: where to report and where the provider is.
         assert config["ingest"]["url"] == self.operator.ingest_url
+        assert config["ingest"]["caFile"] == "/etc/promethios/ca.crt"
+        assert configmap["data"]["ca.crt"].encode() == self.operator.ca_file.read_bytes()
         assert config["provider"]["baseUrl"] == self.env.upstream.url
         assert config["agentId"] == self.agent_id
         workdir = self.workdir / f"sidecar-{len(self.sidecars)}"
@@ -433,16 +470,26 @@ class Flow:
             "api_key": workdir / "api-key",
             "credential": workdir / "provider-credential",
             "spool": workdir / "spool",
+            "ca": workdir / "ingest-ca.crt",
         }
         files["spool"].mkdir()
+        files["ca"].write_text(configmap["data"]["ca.crt"])
         write_secret_file(files["api_key"], self.kube.secret(f"{AGENT}-api-key", "apiKey"))
         write_secret_file(files["credential"], self.kube.secret(PROVIDER_SECRET, "apiKey"))
         proxy_port, metrics_port = free_port(), free_port()
         local = local_sidecar_config(config, files, proxy_port, metrics_port)
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(local, indent=2))
+        assert local["ingest"]["caFile"] == str(files["ca"])
         sidecar = Sidecar(
-            workdir, config_path, files["api_key"], files["spool"], proxy_port, metrics_port, local
+            workdir,
+            config_path,
+            files["api_key"],
+            files["spool"],
+            proxy_port,
+            metrics_port,
+            local,
+            files["ca"],
         )
         self.sidecars.append(sidecar)
         return sidecar
@@ -463,7 +510,8 @@ class Flow:
             "X-Agent-ID": self.agent_id,
             "X-Governance-ID": self.identity(),
         }
-        return http("POST", self.operator.ingest_url + PATH_HEARTBEAT, body, headers)[0]
+        url = self.operator.ingest_url + PATH_HEARTBEAT
+        return http("POST", url, body, headers, self.operator.ca_file)[0]
 
     def violation(self, key: str, idempotency_key: str) -> int:
         """A raw low-severity violation report with ``key``; the HTTP status."""
@@ -519,6 +567,11 @@ def quarantine(env: Env, tmp_path: Path) -> Iterator[Flow]:
     yield from _flow(env, "quarantine", tmp_path)
 
 
+@pytest.fixture
+def untrusted(env: Env, tmp_path: Path) -> Iterator[Flow]:
+    yield from _flow(env, "untrusted", tmp_path)
+
+
 def critical_violation(sidecar: Sidecar) -> None:
     """The agent reports a critical violation to its sidecar (no key: the sidecar adds it)."""
     body = {
@@ -548,7 +601,7 @@ def test_ingest_outage_and_sidecar_restart_lose_nothing(outage: Flow) -> None:
     )
 
     flow.operator.stop()  # the in-process ingest API goes down with it
-    assert http("GET", flow.operator.ingest_url + "/healthz")[0] == 0
+    assert http("GET", flow.operator.metrics_url + "/healthz")[0] == 0
 
     emails = [f"user{i}.{uuid.uuid4().hex[:6]}@example.com" for i in range(5)]
     for email in emails:
@@ -562,7 +615,7 @@ def test_ingest_outage_and_sidecar_restart_lose_nothing(outage: Flow) -> None:
     )
     assert status == 403 and answer["error"]["rule"] == "blockedPatterns.no-internal-hosts", answer
     expected = len(emails) + 1
-    assert http("GET", flow.operator.ingest_url + "/healthz")[0] == 0, "the ingest came back"
+    assert http("GET", flow.operator.metrics_url + "/healthz")[0] == 0, "the ingest came back"
 
     keys = spool_keys(sidecar.spool)
     assert len(keys) == expected, sorted(keys)
@@ -765,7 +818,40 @@ def test_critical_violation_quarantines_until_acknowledged(quarantine: Flow) -> 
     assert spool_keys(sidecar.spool) == set()
 
 
-# -- 5. nothing secret leaks -------------------------------------------------------------
+# -- 5. the sidecar verifies the ingest API's certificate ---------------------------------
+
+
+def test_a_sidecar_that_does_not_trust_the_ingest_delivers_nothing_and_loses_nothing(
+    untrusted: Flow,
+) -> None:
+    flow, kube = untrusted, untrusted.kube
+    flow.create_agent()
+    sidecar = flow.sidecar()
+    # The sidecar trusts another CA than the operator's: a man in the middle, as it sees it.
+    identity = ServingIdentity.for_service("promethios-operator", "x", ("127.0.0.1",))
+    now = datetime.now(UTC)
+    foreign = issue(decide(None, identity, now), None, identity, now)
+    sidecar.ca_file.write_bytes(foreign.ca_bundle_pem)
+    sidecar.start()
+    email = f"untrusted.{uuid.uuid4().hex[:6]}@example.com"
+    assert http("POST", sidecar.url + "/v1/chat/completions", chat(f"mail {email}"))[0] == 200
+    unreachable = 'promethios_sidecar_deliveries_total{kind="violations",result="unreachable"}'
+    wait_for(lambda: sidecar.counter(unreachable) >= 2, "two refused delivery attempts")
+    # The ingest API is up and serving its certificate to whoever trusts the right CA.
+    assert flow.heartbeat(kube.secret(f"{AGENT}-api-key", "apiKey")) == 202
+    assert sidecar.counter('promethios_sidecar_deliveries_total{kind="heartbeat",result="ok"}') == 0
+    assert kube.violations().get("total", 0) == 0
+    assert len(spool_keys(sidecar.spool)) == 1
+
+    # Given the operator's bundle, a new instance delivers what the spool kept.
+    sidecar.stop()
+    sidecar.ca_file.write_bytes(flow.operator.ca_file.read_bytes())
+    sidecar.start()
+    flow.wait_total(1)
+    wait_for(lambda: not spool_keys(sidecar.spool), "the spool to drain")
+
+
+# -- 6. nothing secret leaks -------------------------------------------------------------
 
 
 def test_no_secret_or_raw_pii_in_logs_status_or_events(env: Env) -> None:

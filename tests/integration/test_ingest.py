@@ -258,7 +258,7 @@ async def test_restart_keeps_counters(
     ):
         assert response.status == 200
     await ingest.stop()
-    settings = IngestSettings(host="127.0.0.1", port=0, namespaces=(namespace,))
+    settings = IngestSettings(host="127.0.0.1", port=0, metrics_port=0, namespaces=(namespace,))
     again = await start_ingest(settings, api_client=api_client)
     try:
         await asyncio.wait_for(again.service.ready.wait(), 20)

@@ -3,7 +3,9 @@
 The chart is installed with ``ingest.mode=standalone`` and ``watchNamespaces`` (so the
 ingest ServiceAccount gets a Role in one namespace); then ``promethios ingest`` runs locally,
 with the arguments of the chart's ingest Deployment and a kubeconfig holding a token of
-the chart's ingest ServiceAccount (the pods on kwok nodes never run). A GovernedAgent, its
+the chart's ingest ServiceAccount (the pods on kwok nodes never run); the TLS Secret the
+Deployment mounts is written as files here, as the operator would issue it, and every
+report is sent over https verified against its CA. A GovernedAgent, its
 api-key Secret and an AlertSink are created as :mod:`promethios.ingest.keystore` specifies
 (the operator is not involved); the agent posts the seed's heartbeat and two critical
 violations. Every call the ingest API makes is exercised: watches of agents, policies and
@@ -14,7 +16,9 @@ in ``/metrics``, or a ``Forbidden`` in the ingest log.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -39,6 +43,7 @@ from kube_helpers import (
 )
 from test_install import CHART, Helm, helm_path, unique
 
+from promethios.builders.tls import ServingIdentity, ServingMaterial, decide, issue
 from promethios.ingest.alertformat import verify_signature
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
@@ -117,18 +122,34 @@ def create_objects(cluster: Any, namespace: str, hook_url: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(secret))
 
 
+def tls_files(directory: Path) -> ServingMaterial:
+    """The certificate the operator would issue, written where the Secret is mounted."""
+    identity = ServingIdentity.for_service("ingest", "ns", ("127.0.0.1",))
+    now = dt.datetime.now(dt.UTC)
+    material = issue(decide(None, identity, now), None, identity, now)
+    directory.mkdir()
+    (directory / "tls.crt").write_bytes(material.cert_pem)
+    (directory / "tls.key").write_bytes(material.key_pem)
+    return material
+
+
 def ingest_argv(
-    cluster: Any, release_ns: str, release: str, port: int, kubeconfig: Path
-) -> list[str]:
-    """The chart's ingest container arguments, run locally on ``port`` with ``kubeconfig``."""
+    cluster: Any, release_ns: str, release: str, ports: tuple[int, int], kubeconfig: Path,
+    tls_dir: Path,
+) -> list[str]:  # fmt: skip
+    """The chart's ingest container arguments, run locally on ``ports`` (reports, metrics)
+    with ``kubeconfig``, the mounted TLS Secret's files found in ``tls_dir``."""
     name = f"{release}-promethios-operator-ingest"
     out = cluster.kubectl("get", "deployment", name, "-n", release_ns, "-o", "json").stdout
     args = json.loads(out)["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[0] == "ingest" and "--port=8443" in args, args
+    assert args[0] == "ingest" and "--port=8443" in args and "--metrics-port=9090" in args, args
+    assert "--tls-cert-file=/etc/promethios/tls/tls.crt" in args, args
     assert "--alert-sink-allow-cidr=127.0.0.1/32" in args, args
-    args = [arg for arg in args[1:] if not arg.startswith("--port=")]
-    return [sys.executable, "-m", "promethios.cli", "ingest", *args, f"--port={port}",
-            "--host=127.0.0.1", f"--kubeconfig={kubeconfig}"]  # fmt: skip
+    args = [arg.replace("/etc/promethios/tls", str(tls_dir)) for arg in args[1:]
+            if not arg.startswith(("--port=", "--metrics-port="))]  # fmt: skip
+    return [sys.executable, "-m", "promethios.cli", "ingest", *args, f"--port={ports[0]}",
+            f"--metrics-port={ports[1]}", "--host=127.0.0.1",
+            f"--kubeconfig={kubeconfig}"]  # fmt: skip
 
 
 def test_standalone_ingest_works_with_exactly_the_charts_rbac(
@@ -150,15 +171,18 @@ def test_standalone_ingest_works_with_exactly_the_charts_rbac(
     assert "forbidden" in denied.stderr.lower(), denied.stderr
     create_objects(cluster, watched, hook_url)
 
-    port = free_port()
-    argv = ingest_argv(cluster, release_ns, release, port, kubeconfig)
+    ports = free_port(), free_port()
+    material = tls_files(tmp_path / "tls")
+    argv = ingest_argv(cluster, release_ns, release, ports, kubeconfig, tmp_path / "tls")
     assert f"--namespace={watched}" in argv
     log_path = tmp_path / "ingest.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
-            run_flow(cluster, watched, f"http://127.0.0.1:{port}", received)
+            context = ssl.create_default_context(cadata=material.ca_bundle_pem.decode())
+            bases = (f"https://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
+            run_flow(cluster, watched, bases, context, received)
         except BaseException:
             print(log_path.read_text()[-4000:])
             raise
@@ -168,17 +192,27 @@ def test_standalone_ingest_works_with_exactly_the_charts_rbac(
     assert "Forbidden" not in log_text and " 403" not in log_text, log_text[-4000:]
 
 
-def run_flow(cluster: Any, ns: str, base: str, received: list[tuple[bytes, str]]) -> None:
+def run_flow(
+    cluster: Any,
+    ns: str,
+    bases: tuple[str, str],
+    context: ssl.SSLContext,
+    received: list[tuple[bytes, str]],
+) -> None:
+    """Reports to ``bases[0]`` (https, verified with ``context``); probes and metrics from
+    ``bases[1]`` (plain HTTP)."""
     agent_id = f"{ns}/{AGENT}"
     headers = {"Authorization": f"Bearer {KEY}", "X-Agent-ID": agent_id,
                "X-Governance-ID": IDENTITY, "Content-Type": "application/json"}  # fmt: skip
 
     def call(path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
         data = json.dumps(body).encode() if body is not None else None
+        base = bases[0] if path.startswith("/api/") else bases[1]
         request = urllib.request.Request(base + path, data=data, headers=headers,
                                          method="POST" if body is not None else "GET")  # fmt: skip
+        tls = context if base.startswith("https://") else None
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=tls) as response:
                 return int(response.status), response.read().decode()
         except urllib.error.HTTPError as error:
             return int(error.code), error.read().decode()

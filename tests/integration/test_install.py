@@ -201,21 +201,31 @@ def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> Non
     operator_args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--no-ingest" in operator_args
     assert not any(arg.startswith("--ingest-port") for arg in operator_args)
-    url = "--ingest-url=http://promethios-operator.{}.svc:8443"
+    url = "--ingest-url=https://promethios-operator.{}.svc:8443"
     assert url.format(ingest["metadata"]["namespace"]) in operator_args
+    # The operator keeps the certificate (auto) even though it serves no ingest itself.
+    assert "--tls-mode=auto" in operator_args
+    assert "--tls-secret=promethios-operator-ingest-tls" in operator_args
     spec = ingest["spec"]
     assert spec["replicas"] == 2
     assert spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"][:2] == ["ingest", "--port=8443"]
+    assert container["args"][:3] == ["ingest", "--port=8443", "--metrics-port=9090"]
+    assert "--tls-cert-file=/etc/promethios/tls/tls.crt" in container["args"]
+    assert "--tls-key-file=/etc/promethios/tls/tls.key" in container["args"]
     assert f"--namespace={watched}" in container["args"]
     assert "--read-token-file=/etc/promethios/read-token/token" in container["args"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ingest"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ingest"}
-    assert [p["containerPort"] for p in container["ports"]] == [8443]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("ingest", 8443), ("metrics", 9090)]  # fmt: skip
     token = next(v for v in pod["volumes"] if v["name"] == "read-token")
     assert token["secret"]["secretName"] == "summary-token"
+    # The certificate and key only, never the CA key the Secret also holds.
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]
+    assert tls["secretName"] == "promethios-operator-ingest-tls"
+    assert [item["key"] for item in tls["items"]] == ["tls.crt", "tls.key"]
     spread = pod["topologySpreadConstraints"][0]
     assert spread["topologyKey"] == "kubernetes.io/hostname"
     assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
@@ -231,6 +241,8 @@ def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> Non
     assert not selector.items() <= operator_labels.items()
     assert not operator["spec"]["selector"]["matchLabels"].items() <= ingest_labels.items()
     assert not spec["selector"]["matchLabels"].items() <= operator_labels.items()
+    ports = {p["name"]: p["targetPort"] for p in by_kind(objects, "Service")[0]["spec"]["ports"]}
+    assert ports == {"ingest": "ingest", "metrics": "metrics"}
     (budget,) = by_kind(objects, "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
@@ -244,6 +256,14 @@ def test_optional_monitoring_objects_render_with_real_metric_names(helm: Helm) -
     )  # fmt: skip
     monitor = by_kind(objects, "ServiceMonitor")[0]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    # ... which is the plain metrics listener, not the agents' TLS port.
+    (service,) = by_kind(objects, "Service")
+    metrics = next(p for p in service["spec"]["ports"] if p["name"] == "metrics")
+    assert metrics["targetPort"] == "metrics"
+    container = deployment(objects, "operator")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert "--ingest-metrics-port=9090" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     rules = [r for g in by_kind(objects, "PrometheusRule")[0]["spec"]["groups"] for r in g["rules"]]
     expressions = {rule["alert"]: rule["expr"] for rule in rules}
     # Aggregated by agent: standalone ingest replicas each export their own series.
@@ -338,6 +358,12 @@ REFUSALS = [
         "value must be one of",
     ),
     ("admissionPolicy.validationActions={Deny,Warn}", "Deny and Warn are mutually exclusive", ""),
+    ("tls.mode=plain", "/tls/mode", "'auto', 'cert-manager', 'off'"),
+    ("ingest.metricsPort=8443", "ingest.port and ingest.metricsPort must differ", "8443"),
+    ("ingest.metricsPort=8080", "ingest.metricsPort and livenessPort must differ", "8080"),
+    ("ingest.url=http://ingest.example:8443", "ingest.url must be https://", "auto"),
+    ("tls.mode=off,ingest.url=https://x:1", "ingest.url is https:// but tls.mode is off", ""),
+    ("tls.mode=cert-manager", "tls.mode=cert-manager needs cert-manager", "--api-versions"),
 ]
 
 
@@ -389,14 +415,63 @@ def manifest_objects(*files: str) -> list[dict[str, Any]]:
 
 
 def test_kustomize_rbac_equals_the_charts_clusterwide_rbac(helm: Helm) -> None:
-    chart = {obj["metadata"]["name"]: obj["rules"] for obj in helm.template()
-             if obj["kind"] == "ClusterRole"}  # fmt: skip
-    manifests = {obj["metadata"]["name"]: obj["rules"]
-                 for obj in manifest_objects("rbac.yaml", "admissionpolicy.yaml")
-                 if obj["kind"] == "ClusterRole"}  # fmt: skip
-    assert set(chart) == {"promethios-operator", "promethios-operator-cluster",
-                          "promethios-operator-sidecar-image"}  # fmt: skip
+    def roles(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+        return {(obj["kind"], obj["metadata"]["name"]): obj["rules"] for obj in objects
+                if obj and obj["kind"] in ("ClusterRole", "Role")}  # fmt: skip
+
+    chart = roles(helm.template())
+    manifests = roles(manifest_objects("rbac.yaml", "admissionpolicy.yaml"))
+    assert set(chart) == {("ClusterRole", "promethios-operator"),
+                          ("ClusterRole", "promethios-operator-cluster"),
+                          ("ClusterRole", "promethios-operator-sidecar-image"),
+                          ("Role", "promethios-operator-tls")}  # fmt: skip
     assert manifests == chart
+    # The TLS Role names one Secret, and only it.
+    (rule,) = chart[("Role", "promethios-operator-tls")]
+    assert rule["resourceNames"] == ["promethios-operator-ingest-tls"]
+    assert rule["verbs"] == ["get", "create", "patch"]
+
+
+def test_cert_manager_mode_renders_certificates_the_operator_only_reads(helm: Helm) -> None:
+    objects = helm.template("--set", "tls.mode=cert-manager,tls.extraNames={ingest.example.com}",
+                            "--api-versions", "cert-manager.io/v1/Certificate")  # fmt: skip
+    certificates = {c["metadata"]["name"]: c["spec"] for c in by_kind(objects, "Certificate")}
+    serving = certificates["promethios-operator-ingest"]
+    assert serving["secretName"] == "promethios-operator-ingest-tls"
+    assert serving["dnsNames"] == ["promethios-operator.promethios-system.svc",
+                                   "promethios-operator.promethios-system.svc.cluster.local",
+                                   "ingest.example.com"]  # fmt: skip
+    # The chart's own CA chain: a self-signed root, a CA certificate, an Issuer signing with it.
+    assert certificates["promethios-operator-ca"]["isCA"] is True
+    assert serving["issuerRef"] == {"name": "promethios-operator-ca", "kind": "Issuer",
+                                    "group": "cert-manager.io"}  # fmt: skip
+    issuers = {i["metadata"]["name"]: i["spec"] for i in by_kind(objects, "Issuer")}
+    assert issuers["promethios-operator-ca"] == {"ca": {"secretName": "promethios-operator-ca"}}
+    args = deployment(objects, "operator")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--tls-mode=cert-manager" in args and "--tls-extra-san=ingest.example.com" in args
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-tls")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                              "resourceNames": ["promethios-operator-ingest-tls"],
+                              "verbs": ["get"]}]  # fmt: skip
+    # An issuer of one's own replaces the chart's CA chain.
+    own = helm.template("--set", "tls.mode=cert-manager,tls.certManager.issuerRef.name=corp,"
+                        "tls.certManager.issuerRef.kind=ClusterIssuer",
+                        "--api-versions", "cert-manager.io/v1/Certificate")  # fmt: skip
+    (only,) = by_kind(own, "Certificate")
+    assert only["spec"]["issuerRef"] == {"name": "corp", "kind": "ClusterIssuer",
+                                         "group": "cert-manager.io"}  # fmt: skip
+    assert by_kind(own, "Issuer") == []
+
+
+def test_tls_off_renders_plain_http_and_no_tls_rbac(helm: Helm) -> None:
+    objects = helm.template("--set", f"tls.mode=off,{STANDALONE}")
+    operator = deployment(objects, "operator")["spec"]["template"]["spec"]["containers"][0]
+    assert "--ingest-url=http://promethios-operator.promethios-system.svc:8443" in operator["args"]
+    assert "--tls-mode=off" in operator["args"]
+    ingest = deployment(objects, "ingest")["spec"]["template"]["spec"]
+    assert "--plain-http" in ingest["containers"][0]["args"]
+    assert not [v for v in ingest["volumes"] if v["name"] == "tls"]
+    assert not [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-tls")]
 
 
 ADMISSION = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
@@ -465,7 +540,15 @@ def test_install_with_watch_namespaces_grants_only_those_namespaces(
         args = cluster.kubectl("get", "deployment", fullname, "-n", release_ns,
                                "-o", jsonpath).stdout  # fmt: skip
         assert f"--namespace={watched}" in args
-        assert f"--ingest-url=http://{fullname}.{release_ns}.svc:8443" in args
+        assert f"--ingest-url=https://{fullname}.{release_ns}.svc:8443" in args
+        # The TLS Secret of the release namespace, by name, and no other Secret there.
+        tls_secret = f"secrets/{fullname}-ingest-tls"
+        for verb in ("get", "create", "patch"):
+            assert can_i(cluster, sa, verb, tls_secret, "-n", release_ns), verb
+        assert not can_i(cluster, sa, "delete", tls_secret, "-n", release_ns)
+        assert not can_i(cluster, sa, "get", "secrets/other", "-n", release_ns)
+        assert not can_i(cluster, sa, "create", "secrets", "-n", release_ns)
+        assert not can_i(cluster, sa, "list", "secrets", "-n", release_ns)
 
         assert can_i(cluster, sa, "patch", "governedagents.governance.promethios.ai",
                      "--subresource=status", "-n", watched)  # fmt: skip
@@ -512,7 +595,7 @@ def test_switch_to_standalone_ingest_grants_its_service_account_least_privilege(
         jsonpath = "jsonpath={.spec.template.spec.containers[0].args}"
         args = cluster.kubectl("get", "deployment", fullname, "-n", release_ns,
                                "-o", jsonpath).stdout  # fmt: skip
-        assert "--no-ingest" in args and f"--ingest-url=http://{fullname}.{release_ns}.svc" in args
+        assert "--no-ingest" in args and f"--ingest-url=https://{fullname}.{release_ns}.svc" in args
         selector = cluster.kubectl("get", "service", fullname, "-n", release_ns,
                                    "-o", "jsonpath={.spec.selector}").stdout  # fmt: skip
         assert "promethios-operator-ingest" in selector, selector

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,11 @@ WAIT = 30.0
 class Operator:
     """A ``promethios operator`` subprocess that can be restarted."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, system_ns: str) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        #: Where it keeps the ingest API's TLS Secret (it publishes the CA to every agent).
+        self.system_ns = system_ns
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -57,6 +60,7 @@ class Operator:
             "--no-ingest",
             "--liveness-port=0",
             "--resync-seconds=600",
+            f"--tls-secret-namespace={self.system_ns}",
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -75,12 +79,15 @@ class Operator:
 @pytest.fixture(scope="module")
 def operator(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Iterator[Operator]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    handle = Operator(Path(cluster.kubeconfig), log_path)
+    system_ns = f"t-op-system-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", system_ns)
+    handle = Operator(Path(cluster.kubeconfig), log_path, system_ns)
     handle.start()
     try:
         yield handle
     finally:
         handle.stop()
+        cluster.kubectl("delete", "namespace", "--wait=false", system_ns, check=False)
         if os.environ.get("PROMETHIOS_SHOW_OPERATOR_LOG"):
             print(log_path.read_text())
 
@@ -177,6 +184,12 @@ def test_agent_becomes_ready_with_owned_children(kube: Kube) -> None:
     )
     secret = kube.get("secret", "bot-api-key")
     assert secret is not None and set(secret["data"]) == {"apiKey", "apiKeySha256"}
+    # The ingest API's CA bundle travels with the sidecar's config (https URL, caFile).
+    config_map = kube.get("configmap", "bot-governance") or {}
+    assert config_map["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    config = json.loads(config_map["data"]["config.json"])
+    assert config["ingest"]["url"].startswith("https://")
+    assert config["ingest"]["caFile"] == "/etc/promethios/ca.crt"
     # kopf's bookkeeping lives in annotations under this project's prefix, not in status.
     assert "kopf" not in status
     annotations = agent["metadata"].get("annotations", {})

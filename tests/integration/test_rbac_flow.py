@@ -2,10 +2,13 @@
 
 The chart is installed with ``watchNamespaces`` (so the operator gets namespaced Roles);
 then ``promethios operator`` runs locally with a kubeconfig holding a token of the chart's
-ServiceAccount (the pod on the kwok node never runs). The samples from
+ServiceAccount (the pod on the kwok node never runs), with the chart's arguments (only
+ports and the ingest URL rewritten for this machine). The operator issues the ingest API's
+certificate into the one Secret the chart lets it write in its namespace. The samples from
 ``manifests/samples/`` are applied with ``onBreach: Quarantine``; a critical violation
-posted to the in-process ingest API must quarantine the agent. Any permission the chart
-forgot shows up as a stuck step and a ``Forbidden`` in the operator's log.
+posted over https (verified against the Secret's CA) to the in-process ingest API must
+quarantine the agent. Any permission the chart forgot shows up as a stuck step and a
+``Forbidden`` in the operator's log.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -62,22 +66,35 @@ def test_operator_works_with_exactly_the_charts_rbac(
     denied = kubectl_as(kubeconfig, "get", "secrets", "-n", release_ns)
     assert "forbidden" in denied.stderr.lower(), denied.stderr
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log_path = tmp_path / "operator.log"
-    argv = [sys.executable, "-m", "promethios.cli", "operator", f"--kubeconfig={kubeconfig}",
-            f"--namespace={watched}", f"--ingest-port={port}", "--liveness-port=0",
-            "--resync-seconds=600"]  # fmt: skip
+    out = cluster.kubectl("get", "deployment", "-n", release_ns, "-o", "json").stdout
+    chart_args = json.loads(out)["items"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    local = ("--ingest-port=", "--ingest-metrics-port=", "--ingest-url=", "--liveness-port=")
+    args = [arg for arg in chart_args[1:] if not arg.startswith(local)]
+    assert f"--tls-secret-namespace={release_ns}" in args and "--tls-mode=auto" in args, args
+    argv = [sys.executable, "-m", "promethios.cli", "operator", *args, f"--kubeconfig={kubeconfig}",
+            f"--ingest-port={port}", f"--ingest-metrics-port={metrics_port}",
+            f"--ingest-url=https://127.0.0.1:{port}", "--liveness-port=0"]  # fmt: skip
+
+    def issued() -> list[dict[str, Any]]:
+        out = cluster.kubectl("get", "secret", "-n", release_ns, "-o", "json",
+                              "-l", "promethios.ai/component=ingest-tls").stdout  # fmt: skip
+        return list(json.loads(out)["items"])
+
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        run_flow(cluster, watched, port, log_path)
+        (item,) = wait_for(issued, "the operator to issue the ingest certificate")
+        ca = base64.b64decode(item["data"]["ca.crt"]).decode()
+        run_flow(cluster, watched, port, ssl.create_default_context(cadata=ca), log_path)
     finally:
         stop_process(process)
     log_text = log_path.read_text()
     assert "Forbidden" not in log_text and " 403" not in log_text, log_text[-4000:]
 
 
-def run_flow(cluster: Any, ns: str, port: int, log_path: Path) -> None:
+def run_flow(cluster: Any, ns: str, port: int, context: ssl.SSLContext, log_path: Path) -> None:
     def get(kind: str, name: str) -> dict[str, Any] | None:
         out = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", "--ignore-not-found")
         return json.loads(out.stdout) if out.stdout.strip() else None
@@ -108,7 +125,7 @@ def run_flow(cluster: Any, ns: str, port: int, log_path: Path) -> None:
             "violation": {"type": "blocked-pattern", "severity": "critical",
                           "description": "no-credentials matched", "context": {}}}  # fmt: skip
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/governance/violations",
+        f"https://127.0.0.1:{port}/api/v1/governance/violations",
         data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {api_key}", "X-Agent-ID": f"{ns}/{AGENT}",
                  "X-Governance-ID": identity, "Content-Type": "application/json"},
@@ -117,7 +134,7 @@ def run_flow(cluster: Any, ns: str, port: int, log_path: Path) -> None:
 
     def post() -> int:
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return 0 if error.code in (401, 503) else int(error.code)  # keys load async

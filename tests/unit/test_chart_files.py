@@ -232,6 +232,24 @@ def test_schema_accepts_defaults_and_rejects_bad_values() -> None:
     assert list(validator.iter_errors({**load_values(), "ingest": good})) == []
 
 
+def test_schema_pins_the_tls_modes_and_refuses_bad_tls_values() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema, values = load_schema(), load_values()
+    tls = schema["properties"]["tls"]
+    assert tls["properties"]["mode"]["enum"] == ["auto", "cert-manager", "off"]
+    assert values["tls"]["mode"] == "auto"  # TLS unless turned off on purpose
+    assert values["ingest"]["metricsPort"] != values["ingest"]["port"]
+    assert values["ingest"]["metricsPort"] != values["livenessPort"]
+    validator = jsonschema.Draft7Validator(schema)
+    for bad in ({"mode": "plain"}, {"checkSeconds": 0}, {"extraNames": ["has space"]},
+                {"certManager": {"issuerRef": {"kind": "Vault"}}},
+                {"certManager": {"duration": "90 days"}}, {"bogus": 1}):  # fmt: skip
+        assert list(validator.iter_errors({**values, "tls": {**values["tls"], **bad}})), bad
+    issuer = {"certManager": {"issuerRef": {"kind": "ClusterIssuer", "name": "corp-ca"}}}
+    good = {**values, "tls": {**values["tls"], "mode": "cert-manager", **issuer}}
+    assert list(validator.iter_errors(good)) == []
+
+
 # ---- samples, versions, image ------------------------------------------------------------
 
 SAMPLE_MODELS = {

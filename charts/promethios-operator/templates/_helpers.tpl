@@ -6,7 +6,7 @@
 {{/*
 Full name. A release named like the chart (the documented `helm install promethios-operator`)
 gives "promethios-operator", which makes the default ingest URL
-http://promethios-operator.promethios-system.svc:8443 (the operator's built-in default).
+https://promethios-operator.promethios-system.svc:8443 (the operator's built-in default).
 */}}
 {{- define "promethios-operator.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -116,9 +116,30 @@ app.kubernetes.io/component: ingest
 {{- end }}
 {{- end }}
 
-{{/* Where sidecars send heartbeats, metrics and violations. */}}
+{{/* Where sidecars send heartbeats, metrics and violations: https unless tls.mode=off. */}}
 {{- define "promethios-operator.ingestUrl" -}}
-{{- default (printf "http://%s.%s.svc:%d" (include "promethios-operator.fullname" .) .Release.Namespace (int .Values.service.port)) .Values.ingest.url }}
+{{- $scheme := ternary "http" "https" (eq .Values.tls.mode "off") }}
+{{- default (printf "%s://%s.%s.svc:%d" $scheme (include "promethios-operator.fullname" .) .Release.Namespace (int .Values.service.port)) .Values.ingest.url }}
+{{- end }}
+
+{{/* The Secret holding the ingest API's certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "promethios-operator.tlsSecretName" -}}
+{{- default (printf "%s-ingest-tls" (include "promethios-operator.fullname" . | trunc 52 | trimSuffix "-")) .Values.tls.secretName }}
+{{- end }}
+
+{{/* True (non-empty) when the ingest API speaks TLS. */}}
+{{- define "promethios-operator.tlsOn" -}}
+{{- if ne .Values.tls.mode "off" }}true{{ end }}
+{{- end }}
+
+{{/* The DNS names of the ingest Service (the serving certificate's names). */}}
+{{- define "promethios-operator.serviceDnsNames" -}}
+{{- $host := printf "%s.%s.svc" (include "promethios-operator.fullname" .) .Release.Namespace -}}
+- {{ $host }}
+- {{ $host }}.cluster.local
+{{- range .Values.tls.extraNames }}
+- {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Cross-field checks the JSON schema cannot express. */}}
@@ -134,5 +155,19 @@ app.kubernetes.io/component: ingest
 {{- end }}
 {{- if eq (int .Values.service.port) (int .Values.service.metricsPort) }}
 {{- fail (printf "service.port and service.metricsPort must differ (both are %d)" (int .Values.service.port)) }}
+{{- end }}
+{{- if eq (int .Values.ingest.port) (int .Values.ingest.metricsPort) }}
+{{- fail (printf "ingest.port and ingest.metricsPort must differ (both are %d)" (int .Values.ingest.port)) }}
+{{- end }}
+{{- if and (not (include "promethios-operator.ingestStandalone" .)) (eq (int .Values.ingest.metricsPort) (int .Values.livenessPort)) }}
+{{- fail (printf "ingest.metricsPort and livenessPort must differ (both are %d)" (int .Values.livenessPort)) }}
+{{- end }}
+{{- with .Values.ingest.url }}
+{{- if and (eq $.Values.tls.mode "off") (hasPrefix "https://" .) }}
+{{- fail "ingest.url is https:// but tls.mode is off (the ingest API would speak plain HTTP)" }}
+{{- end }}
+{{- if and (ne $.Values.tls.mode "off") (hasPrefix "http://" .) }}
+{{- fail (printf "ingest.url must be https:// when tls.mode is %s (got %s)" $.Values.tls.mode .) }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -29,12 +29,16 @@ from aiohttp import web
 
 from promethios.api.crdgen import all_crds
 from promethios.api.sidecarconfig import CONFIG_KEY
+from promethios.builders.sidecar import CA_BUNDLE_KEY
 from promethios_local.localcluster import LocalCluster, LocalClusterError, free_ports
 from promethios_local.localcluster.process import ManagedProcess
 
 from .agent import run_agent
 from .samples import DEMO_AGENT, DEMO_NAMESPACE, demo_objects
 from .upstream import UpstreamLog, build_upstream_app
+
+#: Where the demo's operator keeps the ingest API's TLS Secret (as an install would).
+OPERATOR_NAMESPACE = "promethios-system"
 
 
 def say(message: str) -> None:
@@ -53,10 +57,13 @@ def local_sidecar_config(
     """The pod's sidecar config, rewritten for a process on this machine.
 
     Only paths and ports change; the policy, identity and ingest URL are the
-    operator's, byte for byte.
+    operator's, byte for byte. The ingest API's CA bundle (``ca.crt`` of the ConfigMap)
+    is expected at ``files["ca"]``.
     """
     local: dict[str, Any] = json.loads(json.dumps(config))
     local["ingest"]["apiKeyFile"] = str(files["api_key"])
+    if local["ingest"].get("caFile"):
+        local["ingest"]["caFile"] = str(files["ca"])
     if local["provider"].get("credentialFile"):
         local["provider"]["credentialFile"] = str(files["credential"])
     local["spoolDir"] = str(files["spool"])
@@ -73,15 +80,16 @@ class Demo:
         self.cluster: LocalCluster | None = None
         self.processes: list[ManagedProcess] = []
         self.upstream_log = UpstreamLog()
-        # Distinct free loopback ports: ingest API, model proxy, operator liveness,
-        # sidecar metrics, fake model provider.
+        # Distinct free loopback ports: ingest API, its metrics/probes, model proxy,
+        # operator liveness, sidecar metrics, fake model provider.
         (
             self.ingest_port,
+            self.ingest_metrics_port,
             self.proxy_port,
             self.liveness_port,
             self.metrics_port,
             self.upstream_port,
-        ) = free_ports(5)
+        ) = free_ports(6)
 
     # ------------------------------------------------------------------ steps
 
@@ -110,13 +118,18 @@ class Demo:
 
     def start_operator(self) -> None:
         assert self.cluster is not None
-        say(f"starting the operator with its ingest API on 127.0.0.1:{self.ingest_port}")
+        say(f"starting the operator with its ingest API on https://127.0.0.1:{self.ingest_port}")
+        # The operator issues the ingest API's certificate into a Secret in its own
+        # namespace (--tls-mode=auto, the default), as it does when the chart installs it.
+        self.kubectl("create", "namespace", OPERATOR_NAMESPACE)
         argv = promethios_argv(
             "operator",
             f"--kubeconfig={self.cluster.kubeconfig}",
             f"--namespace={DEMO_NAMESPACE}",
             f"--ingest-port={self.ingest_port}",
-            f"--ingest-url=http://127.0.0.1:{self.ingest_port}",
+            f"--ingest-metrics-port={self.ingest_metrics_port}",
+            f"--ingest-url=https://127.0.0.1:{self.ingest_port}",
+            f"--tls-secret-namespace={OPERATOR_NAMESPACE}",
             f"--liveness-port={self.liveness_port}",
         )
         self._spawn("operator", argv)
@@ -141,13 +154,16 @@ class Demo:
 
     def start_sidecar(self) -> None:
         say(f"starting the agent's governance sidecar (model proxy on 127.0.0.1:{self.proxy_port})")
-        config = json.loads(self._config_map_data()[CONFIG_KEY])
+        data = self._config_map_data()
+        config = json.loads(data[CONFIG_KEY])
         files = {
             "api_key": self.workdir / "api-key",
             "credential": self.workdir / "provider-credential",
             "spool": self.workdir / "spool",
+            "ca": self.workdir / "ingest-ca.crt",
         }
         files["spool"].mkdir(exist_ok=True)
+        files["ca"].write_text(data.get(CA_BUNDLE_KEY, ""))
         files["api_key"].write_text(self._secret_value(f"{DEMO_AGENT}-api-key", "apiKey"))
         provider_ref = self._agent()["spec"]["modelProvider"].get("credentialsSecretRef")
         if provider_ref:
@@ -160,6 +176,7 @@ class Demo:
         local = local_sidecar_config(config, files, self.proxy_port, self.metrics_port)
         config_path = self.workdir / "sidecar-config.json"
         config_path.write_text(json.dumps(local, indent=2))
+        # The sidecar verifies the ingest API against the operator's CA bundle (caFile).
         self._spawn("sidecar", promethios_argv("sidecar", f"--config={config_path}"))
 
     # ------------------------------------------------------------------ reading back
@@ -199,8 +216,8 @@ class Demo:
 
     # ------------------------------------------------------------------ processes
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def _spawn(self, name: str, argv: list[str], env_extra: dict[str, str] | None = None) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
         process = ManagedProcess(name, argv, self.workdir / f"{name}.log", env)
         process.start()
         self.processes.append(process)
@@ -261,7 +278,7 @@ async def run_demo(demo: Demo, headless: bool, wait_seconds: float) -> int:
         assert cluster is not None
         await asyncio.to_thread(demo.install_crds)
         demo.start_operator()
-        await wait_http(f"http://127.0.0.1:{demo.ingest_port}/healthz", 60, demo)
+        await wait_http(f"http://127.0.0.1:{demo.ingest_metrics_port}/healthz", 60, demo)
         await asyncio.to_thread(demo.apply_samples, f"http://127.0.0.1:{demo.upstream_port}/v1")
         await asyncio.to_thread(demo.wait_ready, int(wait_seconds))
         await asyncio.to_thread(demo.start_sidecar)

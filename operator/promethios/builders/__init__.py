@@ -5,6 +5,7 @@
 - :mod:`.sidecar`   the sidecar's configuration and its ConfigMap
 - :mod:`.images`    the allowlist of sidecar images an agent may name
 - :mod:`.workload`  the Deployment, Service and quarantine NetworkPolicy
+- :mod:`.tls`       the ingest API's CA and serving certificate, their renewal, their Secret
 """
 
 from .apikey import KeyState, build_api_key_secret, plan_api_key

@@ -15,6 +15,7 @@ from ..api.policy import GovernancePolicySpec
 from ..api.sidecarconfig import (
     API_KEY_MOUNT,
     CONFIG_KEY,
+    CONFIG_MOUNT,
     PROVIDER_CREDENTIAL_MOUNT,
     IngestConfig,
     ProviderConfig,
@@ -31,7 +32,9 @@ from .meta import (
 COMPONENT = "sidecar-config"
 DEFAULT_SIDECAR_IMAGE = f"ghcr.io/promethios/promethios-operator:{__version__}"
 #: Where the sidecars report when the operator is installed by the chart (in-process ingest).
-DEFAULT_INGEST_URL = "http://promethios-operator.promethios-system.svc:8443"
+DEFAULT_INGEST_URL = "https://promethios-operator.promethios-system.svc:8443"
+#: Key of the ingest API's CA bundle in the sidecar's ConfigMap, beside ``config.json``.
+CA_BUNDLE_KEY = "ca.crt"
 #: File names inside the sidecar's secret mounts (``items`` projects only these keys).
 API_KEY_FILE = "apiKey"
 PROVIDER_CREDENTIAL_FILE = "credential"
@@ -84,6 +87,10 @@ class BuildSettings:
         """Whether the operator may run ``image`` as an agent's governance sidecar."""
         return image == self.sidecar_image or image_allowed(image, self.allowed_sidecar_images)
 
+    #: PEM CAs the sidecars verify the ingest API's certificate against; None: no bundle
+    #: is published (plain HTTP, or a certificate from a publicly trusted CA).
+    ca_bundle: str | None = None
+
 
 def default_base_url(provider: str) -> str:
     """The provider's public API base URL; ``custom`` has none (its spec requires one)."""
@@ -122,6 +129,7 @@ def build_sidecar_config(
         ingest=IngestConfig(
             url=settings.ingest_url,
             api_key_file=f"{API_KEY_MOUNT}/{API_KEY_FILE}",
+            ca_file=f"{CONFIG_MOUNT}/{CA_BUNDLE_KEY}" if settings.ca_bundle else None,
             heartbeat_interval_seconds=governance.heartbeat_interval_seconds,
             metrics_interval_seconds=settings.metrics_interval_seconds,
         ),
@@ -133,15 +141,25 @@ def render_config(config: SidecarConfig) -> str:
     return json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, indent=2)
 
 
-def config_hash(rendered: str) -> str:
-    """Hash of config.json; on the pod template it rolls the pods when the config changes."""
-    return hashlib.sha256(rendered.encode()).hexdigest()[:16]
+def config_hash(rendered: str, ca_bundle: str | None = None) -> str:
+    """Hash of config.json (and the CA bundle, if any); on the pod template it rolls the
+    pods when either changes."""
+    digest = hashlib.sha256(rendered.encode())
+    if ca_bundle:
+        digest.update(b"\0" + ca_bundle.encode())
+    return digest.hexdigest()[:16]
 
 
-def build_config_map(agent: Agent, config: SidecarConfig) -> tuple[Manifest, str]:
-    """The ConfigMap with ``config.json``, and the config hash for the pod template."""
+def build_config_map(
+    agent: Agent, config: SidecarConfig, ca_bundle: str | None = None
+) -> tuple[Manifest, str]:
+    """The ConfigMap with ``config.json`` (and ``ca.crt``: the ingest API's CA bundle),
+    and the config hash for the pod template."""
     rendered = render_config(config)
-    digest = config_hash(rendered)
+    digest = config_hash(rendered, ca_bundle)
+    data = {CONFIG_KEY: rendered}
+    if ca_bundle:
+        data[CA_BUNDLE_KEY] = ca_bundle
     manifest: Manifest = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -151,6 +169,6 @@ def build_config_map(agent: Agent, config: SidecarConfig) -> tuple[Manifest, str
             COMPONENT,
             annotations={ANNOTATION_CONFIG_HASH: digest},
         ),
-        "data": {CONFIG_KEY: rendered},
+        "data": data,
     }
     return stamp_applied_hash(manifest), digest

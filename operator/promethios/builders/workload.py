@@ -32,7 +32,13 @@ from .meta import (
     selector_labels,
     stamp_applied_hash,
 )
-from .sidecar import API_KEY_FILE, PROVIDER_CREDENTIAL_FILE, BuildSettings, IngestPeer
+from .sidecar import (
+    API_KEY_FILE,
+    CA_BUNDLE_KEY,
+    PROVIDER_CREDENTIAL_FILE,
+    BuildSettings,
+    IngestPeer,
+)
 
 AGENT_CONTAINER = "agent"
 SIDECAR_CONTAINER = "governance-sidecar"
@@ -193,16 +199,17 @@ def sidecar_container(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
     return container
 
 
-def pod_volumes(agent: Agent) -> list[dict[str, Any]]:
-    """Volumes; ``items`` projects only the needed key of each Secret and ConfigMap."""
+def pod_volumes(agent: Agent, settings: BuildSettings) -> list[dict[str, Any]]:
+    """Volumes; ``items`` projects only the needed keys of each Secret and ConfigMap (the
+    ingest API's CA bundle lands next to config.json, where ``ingest.caFile`` points)."""
     names = ChildNames.of(agent.name)
+    config_items = [{"key": CONFIG_KEY, "path": CONFIG_KEY}]
+    if settings.ca_bundle:
+        config_items.append({"key": CA_BUNDLE_KEY, "path": CA_BUNDLE_KEY})
     volumes: list[dict[str, Any]] = [
         {
             "name": VOLUME_CONFIG,
-            "configMap": {
-                "name": names.config_map,
-                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
-            },
+            "configMap": {"name": names.config_map, "items": config_items},
         },
         {
             "name": VOLUME_API_KEY,
@@ -242,7 +249,7 @@ def pod_spec(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
             "fsGroup": SIDECAR_UID,
         },
         "containers": [agent_container(agent)],
-        "volumes": pod_volumes(agent),
+        "volumes": pod_volumes(agent, settings),
     }
     if settings.native_sidecar:
         spec["initContainers"] = [sidecar]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import kopf
 
@@ -24,11 +27,13 @@ from ..api.alertsink import allowed_cidr
 from ..builders import BuildSettings
 from ..builders.images import parse_image_pattern
 from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE, IngestPeer
+from ..builders.tls import ServingMaterial, TlsMode
 from ..kube import objects
 from ..kube.client import Client, ClientSettings, shared_client
 from . import handlers
 from .reconcile import ReconcileContext
 from .resync import Resync
+from .tls import CertificateKeeper, Listener, TlsOptions
 
 log = logging.getLogger("promethios.operator")
 
@@ -44,6 +49,7 @@ class OperatorOptions:
     kubeconfig: str | None
     ingest: bool
     ingest_port: int
+    ingest_metrics_port: int
     liveness_port: int | None
     sidecar_image: str
     ingest_url: str
@@ -51,6 +57,7 @@ class OperatorOptions:
     standalone: bool
     resync_seconds: float
     verbose: bool
+    tls: TlsOptions = field(default_factory=TlsOptions)
     #: Patterns of the sidecar images a GovernedAgent may name besides ``sidecar_image``.
     allowed_sidecar_images: tuple[str, ...] = ()
     alert_sink_allowed_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -76,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ingest-port", type=int, default=8443, help="ingest API port")
     parser.add_argument(
+        "--ingest-metrics-port",
+        type=int,
+        default=9090,
+        help="plain-HTTP port of the in-process ingest API's /metrics, /healthz and /readyz",
+    )
+    parser.add_argument(
         "--liveness-port",
         type=int,
         default=8080,
@@ -99,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "'ghcr.io/promethios/*'; an agent naming any other image gets no workload",
     )
     parser.add_argument(
-        "--ingest-url", default=DEFAULT_INGEST_URL, help="the ingest API URL the sidecars report to"
+        "--ingest-url",
+        help=f"the ingest API URL the sidecars report to (default {DEFAULT_INGEST_URL}; "
+        "http:// only with --tls-mode=off)",
     )
     parser.add_argument(
         "--ingest-pods",
@@ -132,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "loopback/private, and the only ones plain http may reach (repeatable)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_tls_arguments(parser.add_argument_group("ingest TLS"))
     return parser
 
 
@@ -155,14 +171,101 @@ def _cidr(text: str) -> IPv4Network | IPv6Network:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def add_tls_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--tls-*``: where the ingest API's certificate comes from (see controller/tls.py)."""
+    group.add_argument(
+        "--tls-mode",
+        choices=[mode.value for mode in TlsMode],
+        default=TlsMode.AUTO.value,
+        help="auto: the operator issues and renews it (default); cert-manager: read the "
+        "Secret cert-manager fills; files: --tls-cert-file/--tls-key-file/--tls-ca-file; "
+        "off: plain HTTP (local development only)",
+    )
+    group.add_argument(
+        "--tls-secret",
+        default="promethios-operator-ingest-tls",
+        help="Secret holding the certificate",
+    )
+    group.add_argument(
+        "--tls-secret-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "promethios-system",
+        help="namespace of that Secret and of the ingest Service (default $POD_NAMESPACE)",
+    )
+    group.add_argument(
+        "--tls-service",
+        default="promethios-operator",
+        help="the ingest Service: <svc>.<ns>.svc[.cluster.local] are the certificate's names",
+    )
+    group.add_argument(
+        "--tls-extra-san",
+        action="append",
+        default=[],
+        help="another DNS name or IP address for the certificate (repeatable)",
+    )
+    group.add_argument("--tls-cert-file", help="files mode: certificate chain (PEM)")
+    group.add_argument("--tls-key-file", help="files mode: private key (PEM)")
+    group.add_argument("--tls-ca-file", help="files mode: CA bundle published to the sidecars")
+    group.add_argument(
+        "--tls-check-seconds",
+        type=float,
+        default=300.0,
+        help="interval of the certificate check (renewal, rotation by cert-manager)",
+    )
+
+
+def _tls_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TlsOptions:
+    """The ``--tls-*`` flags, checked together; an error names the flag."""
+    mode = TlsMode(args.tls_mode)
+    files = {"--tls-cert-file": args.tls_cert_file, "--tls-key-file": args.tls_key_file,
+             "--tls-ca-file": args.tls_ca_file}  # fmt: skip
+    given = [flag for flag, value in files.items() if value]
+    if mode != TlsMode.FILES and given:
+        parser.error(f"{', '.join(given)} need --tls-mode=files (not {mode.value})")
+    if mode == TlsMode.FILES and args.ingest and not (args.tls_cert_file and args.tls_key_file):
+        parser.error("--tls-mode=files needs --tls-cert-file and --tls-key-file "
+                     "(the in-process ingest API serves them)")  # fmt: skip
+    scheme = urlsplit(args.ingest_url).scheme
+    wanted = "http" if mode == TlsMode.OFF else "https"
+    if scheme != wanted:
+        parser.error(f"--ingest-url must start with {wanted}:// when --tls-mode={mode.value} "
+                     f"(got {args.ingest_url!r})")  # fmt: skip
+    return TlsOptions(
+        mode=mode,
+        secret_namespace=args.tls_secret_namespace,
+        secret_name=args.tls_secret,
+        service_name=args.tls_service,
+        extra_sans=tuple(args.tls_extra_san),
+        cert_file=args.tls_cert_file,
+        key_file=args.tls_key_file,
+        ca_file=args.tls_ca_file,
+        check_seconds=args.tls_check_seconds,
+    )
+
+
+def _default_ingest_url(mode: str) -> str:
+    """The chart's Service URL; http only when TLS is off."""
+    if mode == TlsMode.OFF.value:
+        return DEFAULT_INGEST_URL.replace("https://", "http://", 1)
+    return DEFAULT_INGEST_URL
+
+
 def parse_options(argv: Sequence[str]) -> OperatorOptions:
     """Parse the command line into :class:`OperatorOptions`."""
-    args = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    args.ingest_url = args.ingest_url or _default_ingest_url(args.tls_mode)
+    tls = _tls_options(args, parser)
+    ports = [args.ingest_port, args.ingest_metrics_port] if args.ingest else []
+    ports += [args.liveness_port] if args.liveness_port else []
+    if len(set(ports)) != len(ports):
+        parser.error(f"--ingest-port, --ingest-metrics-port and --liveness-port must differ "
+                     f"(got {ports})")  # fmt: skip
     return OperatorOptions(
         namespaces=tuple(args.namespaces),
         kubeconfig=args.kubeconfig,
         ingest=args.ingest,
         ingest_port=args.ingest_port,
+        ingest_metrics_port=args.ingest_metrics_port,
         liveness_port=args.liveness_port or None,
         sidecar_image=args.sidecar_image,
         ingest_url=args.ingest_url,
@@ -172,6 +275,7 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         verbose=args.verbose,
         allowed_sidecar_images=tuple(args.allowed_sidecar_images),
         alert_sink_allowed_cidrs=tuple(args.alert_sink_allow_cidr),
+        tls=tls,
     )
 
 
@@ -241,18 +345,44 @@ def register_login(registry: kopf.OperatorRegistry, ctx: ReconcileContext) -> No
         return kopf.ConnectionInfo(**objects.connection_facts(ctx.client))
 
 
+def publish_ca_bundle(ctx: ReconcileContext, resync: Resync) -> Listener:
+    """A listener putting the CA bundle into the build settings; once the operator runs,
+    a new bundle reconciles every agent at once (their ConfigMaps must carry it)."""
+
+    def publish(material: ServingMaterial | None) -> None:
+        bundle = material.ca_bundle_pem.decode() if material and material.ca_bundle_pem else None
+        if bundle == ctx.settings.ca_bundle:
+            return
+        ctx.settings = dataclasses.replace(ctx.settings, ca_bundle=bundle)
+        if resync.is_alive():
+            log.info("new ingest CA bundle: reconciling every agent")
+            resync.pass_once(spread=False)
+
+    return publish
+
+
 def run(
     options: OperatorOptions,
     companions: Sequence[Companion] = (),
     stop_flag: threading.Event | None = None,
+    certificate_listeners: Sequence[Listener] = (),
 ) -> None:
-    """Run kopf until stopped (signal or ``stop_flag``), with the resync thread beside it."""
+    """Run kopf until stopped (signal or ``stop_flag``), with the resync thread beside it.
+
+    The ingest certificate is had (issued, or waited for) before kopf starts, so the
+    first reconcile already publishes the CA bundle; ``certificate_listeners`` (the
+    in-process ingest) hear of it then and of every change after.
+    """
     ctx = make_context(options)
     registry = kopf.OperatorRegistry()
     handlers.register(ctx, registry)
     register_login(registry, ctx)
     register_companions(registry, ctx, companions)
     resync = Resync(ctx, options.resync_seconds, options.namespaces)
+    identity = options.tls.identity(options.ingest_url)
+    keeper = CertificateKeeper(ctx.client, options.tls, identity)
+    keeper.listeners += [publish_ca_bundle(ctx, resync), *certificate_listeners]
+    keeper.start()
     resync.start()
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
     try:
@@ -267,6 +397,7 @@ def run(
             )
         )
     finally:
+        keeper.stop()
         resync.stop()
 
 

@@ -325,7 +325,7 @@ def _plan_workload(
     agent, policy = observed.agent, observed.policy
     assert policy is not None
     config = build_sidecar_config(agent, agent.spec.governance.policy_ref.name, policy, settings)
-    config_map, digest = build_config_map(agent, config)
+    config_map, digest = build_config_map(agent, config, settings.ca_bundle)
     _add(plan, config_map, observed.live.get("ConfigMap"))
     deployment = build_deployment(agent, settings, digest, replicas)
     _add(plan, deployment, observed.live.get("Deployment"))

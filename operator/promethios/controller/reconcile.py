@@ -90,6 +90,8 @@ class ReconcileContext:
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _timers: dict[tuple[str, str], _Scheduled] = field(default_factory=dict)
     _retries: dict[str, int] = field(default_factory=dict)
+    #: resourceVersion of the Deployment each agent's last reconcile read (see ``known``).
+    deployment_rv: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def lock_for(self, namespace: str, name: str) -> threading.RLock:
         """One lock per agent: handlers, child events and the resync never interleave.
@@ -104,6 +106,7 @@ class ReconcileContext:
         """Drop a deleted agent's lock, retry count and every reconcile scheduled for it."""
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+            self.deployment_rv.pop((namespace, name), None)
             self._retries.pop(uid, None)
             gone = [key for key in self._timers if key[0] == uid]
             timers = [self._timers.pop(key).timer for key in gone]
@@ -289,6 +292,8 @@ def reconcile_agent(
         for _ in range(CONFLICT_RETRIES):
             agent = parse_agent(body)
             observed = observe(ctx.client, agent, body.get("status") or {}, references, known)
+            if (rv := objects.revision(observed.live.get("Deployment"))) is not None:
+                ctx.deployment_rv[(agent.namespace, agent.name)] = rv
             plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
             if defer_progress and progress_only(plan, observed.status):
                 plan.status = None
@@ -387,8 +392,12 @@ def reconcile_named(
     """Read a GovernedAgent afresh and reconcile it; None when it no longer exists.
 
     The read is made under the agent's lock: after a reconcile in progress, not before.
+    A ``known`` Deployment older than one already read is dropped (events lag reads).
     """
     with ctx.lock_for(namespace, name):
+        seen = objects.revision((known or {}).get("Deployment"))
+        if seen is not None and seen < ctx.deployment_rv.get((namespace, name), seen):
+            known = None
         body = objects.get_governed_agent(ctx.client, namespace, name)
         if body is None:
             return None

@@ -42,11 +42,12 @@ class Resync(threading.Thread):
             except Exception:
                 log.exception("resync pass failed")
 
-    def pass_once(self) -> int:
-        """Reconcile every agent once, with a random pause between them; the count done."""
+    def pass_once(self, spread: bool = True) -> int:
+        """Reconcile every agent once, with a random pause between them (none unless
+        ``spread``: e.g. a new CA bundle every ConfigMap must carry); the count done."""
         agents = objects.list_governed_agents(self.ctx.client, self.namespaces)
         random.shuffle(agents)
-        pause = self.interval / (2 * max(len(agents), 1))
+        pause = self.interval / (2 * max(len(agents), 1)) if spread else 0.0
         done = 0
         for body in agents:
             if self.stopping.wait(random.uniform(0, pause)):

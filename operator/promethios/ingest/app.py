@@ -1,9 +1,12 @@
 """The ingest HTTP API (aiohttp): routes, authentication, error mapping, OpenAPI.
 
-Routes: ``POST /api/v1/agents/heartbeat`` (202), ``POST /api/v1/governance/metrics``
-(202), ``POST /api/v1/governance/violations`` (200, after the status write),
-``GET /api/v1/governance/summary?range=1h`` (read token), ``GET /openapi.json``,
-``/healthz``, ``/readyz``, ``/metrics``.
+Two applications on two listeners. :func:`build_app`, the report API (HTTPS when a
+certificate is given): ``POST /api/v1/agents/heartbeat`` (202),
+``POST /api/v1/governance/metrics`` (202), ``POST /api/v1/governance/violations`` (200,
+after the status write), ``GET /api/v1/governance/summary?range=1h`` (read token),
+``GET /openapi.json``. :func:`build_metrics_app`, plain HTTP on its own port for
+Prometheus and the kubelet: ``/metrics``, ``/healthz``, ``/readyz``. ``/metrics`` names
+every namespace's agents, so it is not served where the agents report.
 
 Every error is JSON :class:`~promethios.api.wire.ErrorBody`: 400 unparsable JSON,
 401 missing/unknown/expired key, 403 key of another agent or mismatched identity,
@@ -325,7 +328,7 @@ async def metrics_scrape(request: web.Request) -> web.Response:
 
 
 def build_app(service: IngestService) -> web.Application:
-    """The aiohttp application around a service."""
+    """The report API around a service (the agents' listener)."""
     settings = service.settings
     # aiohttp's own limit sits above ours so our 413 (with an ErrorBody) answers first.
     app = web.Application(
@@ -343,6 +346,13 @@ def build_app(service: IngestService) -> web.Application:
     app.router.add_post(wire.PATH_VIOLATIONS, violations, name="violations")
     app.router.add_get(wire.PATH_SUMMARY, summary, name="summary")
     app.router.add_get("/openapi.json", openapi, name="openapi")
+    return app
+
+
+def build_metrics_app(service: IngestService) -> web.Application:
+    """Prometheus exposition and the probes (the plain-HTTP listener)."""
+    app = web.Application(middlewares=[error_middleware])
+    app[SERVICE_KEY] = service
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics_scrape, name="metrics_scrape")

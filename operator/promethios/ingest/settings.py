@@ -17,7 +17,19 @@ class IngestSettings:
     host: str = "0.0.0.0"
     """Address to listen on."""
     port: int = 8443
-    """TCP port to listen on (0 picks a free port; the runner reports the real one)."""
+    """TCP port of the report API (0 picks a free port; the runner reports the real one)."""
+    metrics_host: str = "0.0.0.0"
+    """Address of the plain-HTTP listener for ``/metrics``, ``/healthz`` and ``/readyz``."""
+    metrics_port: int = 9090
+    """Its port (0 picks a free one). Never the report port: the reports are on TLS only,
+    and ``/metrics`` names every namespace's agents, so it is kept off the agents' path."""
+    tls_cert_file: str | None = None
+    """PEM certificate chain the report API serves (HTTPS); re-read when it changes."""
+    tls_key_file: str | None = None
+    """PEM private key of ``tls_cert_file``. Neither file: plain HTTP, unless the caller
+    hands :func:`~promethios.ingest.main.start_ingest` a certificate it keeps itself."""
+    tls_reload_seconds: float = 30.0
+    """How often the certificate files are checked for a new certificate (rotation)."""
     namespaces: tuple[str, ...] = ()
     """Namespaces whose GovernedAgents are served; empty means every namespace."""
     kubeconfig: str | None = None
@@ -77,3 +89,9 @@ class IngestSettings:
     """How often the Kubernetes watches re-list from scratch."""
     status_write_timeout_seconds: float = 10.0
     """Time a violation report waits for its status write before answering 503."""
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(f"metrics_port must differ from port (both are {self.port})")

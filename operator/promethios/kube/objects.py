@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from .apply import KINDS, ApiException, request
@@ -17,6 +18,13 @@ def get(client: Client, kind: str, namespace: str, name: str) -> dict[str, Any] 
         if error.status == 404:
             return None
         raise
+
+
+def revision(obj: Mapping[str, Any] | None) -> int | None:
+    """An object's resourceVersion as a number (etcd's revision: later writes are larger);
+    None when absent or not numeric (another storage), so callers cannot compare it."""
+    rv = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else None
 
 
 def get_governed_agent(client: Client, namespace: str, name: str) -> dict[str, Any] | None:

@@ -38,15 +38,20 @@ def test_bad_allowlist_entries_are_refused_naming_the_value(text: str) -> None:
 
 def test_promethios_ingest_takes_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     settings = parse_args(
-        ["--alert-sink-allow-cidr=127.0.0.1/32", "--alert-sink-allow-cidr", "10.96.0.0/12"]
+        [
+            "--plain-http",
+            "--alert-sink-allow-cidr=127.0.0.1/32",
+            "--alert-sink-allow-cidr",
+            "10.96.0.0/12",
+        ]  # fmt: skip
     )
     assert settings.alert_sink_allowed_cidrs == (
         ip_network("127.0.0.1/32"),
         ip_network("10.96.0.0/12"),
     )
-    assert parse_args([]).alert_sink_allowed_cidrs == ()
+    assert parse_args(["--plain-http"]).alert_sink_allowed_cidrs == ()
     with pytest.raises(SystemExit):
-        parse_args(["--alert-sink-allow-cidr=10.0.0.1/8"])
+        parse_args(["--plain-http", "--alert-sink-allow-cidr=10.0.0.1/8"])
     assert "--alert-sink-allow-cidr: '10.0.0.1/8' is not a CIDR" in capsys.readouterr().err
 
 

@@ -334,21 +334,34 @@ async def test_summary_requires_read_token_and_aggregates(client: Client) -> Non
     assert {a["agentId"] for a in summary["agents"]} == {AGENT, "team-a/other"}
 
 
-async def test_openapi_health_ready_metrics(client: Client) -> None:
+async def test_openapi_health_ready_metrics(client: Client, metrics_client: Client) -> None:
     doc = await (await client.get("/openapi.json")).json()
     assert "/api/v1/agents/heartbeat" in doc["paths"]
     assert "HeartbeatReport" in doc["components"]["schemas"]
     assert "trustScore" in json.dumps(doc["components"]["schemas"]["GovernanceMetrics"])
-    assert (await client.get("/healthz")).status == 200
-    assert (await client.get("/readyz")).status == 200
+    assert (await metrics_client.get("/healthz")).status == 200
+    assert (await metrics_client.get("/readyz")).status == 200
     await post(client, "/api/v1/governance/violations", VIOLATION)
-    text = await (await client.get("/metrics")).text()
+    text = await (await metrics_client.get("/metrics")).text()
     assert (
         'promethios_violations_total{name="support-bot",namespace="team-a",'
         'severity="high",type="pii"} 1.0' in text
     )
     assert "promethios_agent_trust_score" in text
     assert 'promethios_ingest_requests_total{code="200",endpoint="violations"}' in text
+
+
+async def test_metrics_and_probes_are_not_on_the_report_listener(
+    client: Client, metrics_client: Client
+) -> None:
+    """``/metrics`` names every namespace's agents: never where the agents report."""
+    for path in ("/metrics", "/healthz", "/readyz"):
+        response = await client.get(path)
+        assert response.status == 404, path
+        assert (await response.json())["error"] == "not_found"
+    for path in ("/api/v1/agents/heartbeat", "/api/v1/governance/violations"):
+        assert (await metrics_client.post(path, json={})).status == 404, path
+    assert (await metrics_client.get("/api/v1/governance/summary")).status == 404
 
 
 async def test_events_aggregated_and_context_free(clock: Clock, sink: MemorySink) -> None:

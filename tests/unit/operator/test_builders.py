@@ -380,6 +380,52 @@ def test_config_hash_changes_with_the_policy_only(agent_factory: Any) -> None:
     assert digest(agent_factory(), stricter) != base
 
 
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+TLS_SETTINGS = BuildSettings(
+    ingest_url="https://ingest.promethios-system.svc:8443", ca_bundle=CA_PEM
+)
+
+
+def test_the_ca_bundle_travels_beside_config_json(agent_factory: Any) -> None:
+    agent = agent_factory()
+    config = build_sidecar_config(agent, "p", GovernancePolicySpec(), TLS_SETTINGS)
+    assert config.ingest.ca_file == "/etc/promethios/ca.crt"
+    assert config.ingest.url.startswith("https://")
+    config_map, digest = build_config_map(agent, config, TLS_SETTINGS.ca_bundle)
+    assert config_map["data"]["ca.crt"] == CA_PEM
+    assert '"caFile": "/etc/promethios/ca.crt"' in config_map["data"]["config.json"]
+    pod = build_deployment(agent, TLS_SETTINGS, digest, None)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("configMap")]
+    assert volume["configMap"]["items"] == [
+        {"key": "config.json", "path": "config.json"},
+        {"key": "ca.crt", "path": "ca.crt"},
+    ]
+    mounts = containers(build_deployment(agent, TLS_SETTINGS, digest, None))
+    sidecar_mounts = {m["name"]: m["mountPath"] for m in mounts[SIDECAR_CONTAINER]["volumeMounts"]}
+    assert sidecar_mounts[volume["name"]] == "/etc/promethios"
+    assert "volumeMounts" not in mounts[AGENT_CONTAINER]
+
+
+def test_no_ca_bundle_means_no_ca_file_and_no_ca_key(agent_factory: Any) -> None:
+    agent = agent_factory()
+    config = build_sidecar_config(agent, "p", GovernancePolicySpec(), SETTINGS)
+    assert config.ingest.ca_file is None
+    config_map, digest = build_config_map(agent, config)
+    assert set(config_map["data"]) == {"config.json"}
+    assert '"caFile": null' in config_map["data"]["config.json"]
+    pod = build_deployment(agent, SETTINGS, digest, None)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("configMap")]
+    assert [item["key"] for item in volume["configMap"]["items"]] == ["config.json"]
+
+
+def test_a_new_ca_bundle_rolls_the_pods(agent_factory: Any) -> None:
+    agent = agent_factory()
+    config = build_sidecar_config(agent, "p", GovernancePolicySpec(), TLS_SETTINGS)
+    first = build_config_map(agent, config, CA_PEM)[1]
+    assert build_config_map(agent, config, CA_PEM)[1] == first
+    assert build_config_map(agent, config, CA_PEM + CA_PEM)[1] != first
+
+
 # --- Service and NetworkPolicy ------------------------------------------------------------
 
 

@@ -141,3 +141,22 @@ def test_the_status_written_with_a_new_deployment_already_describes_it(
         Observed(agent, policy, provider, (), live, first.status), BuildSettings(), now, keys
     )
     assert again.apply == [] and again.status is None  # no second status write
+
+
+def test_a_known_deployment_older_than_one_already_read_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Watch events lag behind reads: planning from a Deployment older than the one the
+    last reconcile read would take Ready back to False (seen live: True, False, True)."""
+    ctx = ReconcileContext(client=None)
+    ctx.deployment_rv[(NS, "support-bot")] = 351
+    handed: list[Any] = []
+    monkeypatch.setattr(reconcile.objects, "get_governed_agent", lambda *_: {"metadata": {}})
+    monkeypatch.setattr(reconcile, "reconcile_agent", lambda *args: handed.append(args[3]))
+
+    def deployment(rv: str) -> dict[str, Any]:
+        return {"Deployment": {"metadata": {"name": "support-bot", "resourceVersion": rv}}}
+
+    for rv in ("323", "351", "352", "not-a-number"):
+        reconcile.reconcile_named(ctx, NS, "support-bot", None, deployment(rv))
+    assert handed == [None, deployment("351"), deployment("352"), deployment("not-a-number")]
