@@ -306,8 +306,13 @@ def test_an_agent_reaches_ready_with_the_policy_installed(
     name = "ready-bot"
     assert create_as(cluster, install, "carol", agent_manifest(name)).returncode == 0
     log_path = tmp_path / "operator.log"
+    port = free_port()
+    # The ingest's certificate is kept where the chart keeps it (its Role names that Secret).
     argv = [sys.executable, "-m", "promethios.cli", "operator", f"--kubeconfig={kubeconfig}",
-            f"--namespace={install.agents}", f"--ingest-port={free_port()}",
+            f"--namespace={install.agents}", f"--ingest-port={port}",
+            f"--ingest-metrics-port={free_port()}", f"--ingest-url=https://127.0.0.1:{port}",
+            f"--tls-secret-namespace={install.release_ns}",
+            f"--tls-secret={install.fullname}-ingest-tls", f"--tls-service={install.fullname}",
             "--liveness-port=0", "--resync-seconds=600"]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

@@ -525,7 +525,9 @@ class Flow:
             "X-Agent-ID": self.agent_id,
             "X-Governance-ID": self.identity(),
         }
-        return http("POST", self.operator.ingest_url + PATH_VIOLATIONS, body, headers)[0]
+        return http(
+            "POST", self.operator.ingest_url + PATH_VIOLATIONS, body, headers, self.operator.ca_file
+        )[0]
 
     def wait_total(self, total: int, timeout: float = 30) -> None:
         wait_for(

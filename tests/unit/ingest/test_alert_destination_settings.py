@@ -43,7 +43,7 @@ def test_promethios_ingest_takes_the_flag(capsys: pytest.CaptureFixture[str]) ->
             "--alert-sink-allow-cidr=127.0.0.1/32",
             "--alert-sink-allow-cidr",
             "10.96.0.0/12",
-        ]  # fmt: skip
+        ]
     )
     assert settings.alert_sink_allowed_cidrs == (
         ip_network("127.0.0.1/32"),
