@@ -147,3 +147,56 @@ def test_a_quarantine_revokes_the_key_except_for_delivering_violations() -> None
     assert outcome("key-1", "reports") is AuthOutcome.UNAUTHENTICATED
     assert outcome("key-1", "violations", now + 601) is AuthOutcome.UNAUTHENTICATED
     assert outcome("key-2", "reports") is AuthOutcome.OK
+
+
+def test_pods_get_time_to_drain_the_spool_when_they_stop() -> None:
+    """A rollout, scale-down, suspend or eviction gives the sidecar its drain time."""
+    from promethios.builders import BuildSettings
+    from promethios.builders.workload import pod_spec
+
+    pod = pod_spec(make_agent(sidecar={"drainSeconds": 45}), BuildSettings())
+    assert pod["terminationGracePeriodSeconds"] >= 30 + 45  # the agent's own stop, then the drain
+    default = pod_spec(make_agent(), BuildSettings())
+    assert default["terminationGracePeriodSeconds"] >= 30 + 20
+
+
+def test_a_pod_that_stopped_with_undelivered_violations_is_reported_once() -> None:
+    """What the sidecar could not deliver before its pod went away shows on the agent."""
+    import json
+
+    from promethios.controller.losses import undelivered_report
+
+    summary = {"undeliveredViolations": 3, "undeliveredBySeverity": {"high": 1, "low": 2}}
+    pod = {
+        "metadata": {
+            "name": "support-bot-5d8f-abcde",
+            "namespace": "team-a",
+            "uid": "pod-uid-1234567890",
+            "labels": {"promethios.ai/agent": "support-bot"},
+        },
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "governance-sidecar",
+                    "state": {"terminated": {"exitCode": 0, "message": json.dumps(summary)}},
+                }
+            ]
+        },
+    }
+    report = undelivered_report(pod)
+    assert report is not None
+    assert (report.agent, report.undelivered, report.by_severity) == (
+        "support-bot",
+        3,
+        {"high": 1, "low": 2},
+    )
+    assert report.event_name == undelivered_report(pod).event_name  # type: ignore[union-attr]
+    assert "3 undelivered" in report.message and "support-bot-5d8f-abcde" in report.message
+    # nothing to report: an empty spool, no message, garbage, or a container still running
+    for message in [json.dumps({"undeliveredViolations": 0}), "", "not json", "{" * 5000]:
+        quiet = json.loads(json.dumps(pod))
+        quiet["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = message
+        assert undelivered_report(quiet) is None
+    running = json.loads(json.dumps(pod))
+    running["status"]["initContainerStatuses"][0]["state"] = {"running": {}}
+    assert undelivered_report(running) is None

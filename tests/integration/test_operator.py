@@ -398,3 +398,31 @@ def test_quarantine_and_release(kube: Kube) -> None:
     status = (kube.get("ga", "bot") or {})["status"]
     assert status["enforcement"]["action"] == "None" and status["enforcement"]["breach"] == 1
     assert (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 1
+
+
+def test_a_pod_stopped_with_undelivered_violations_is_reported_once(kube: Kube) -> None:
+    """The sidecar's termination summary (what the drain could not deliver) becomes one
+    Warning Event on the agent, however often the pod's status is seen."""
+    ready_agent(kube)
+    pod = kube.items("pods", "app.kubernetes.io/instance=bot")[0]
+    summary = {"undeliveredViolations": 2, "undeliveredBySeverity": {"critical": 2}}
+    terminated = {"terminated": {"exitCode": 0, "reason": "Completed",
+                                 "message": json.dumps(summary)}}  # fmt: skip
+    statuses = pod["status"].get("initContainerStatuses") or []
+    sidecar = next(s for s in statuses if s["name"] == "governance-sidecar")
+    sidecar = {**sidecar, "state": terminated, "ready": False, "started": False}
+    for attempt in range(2):  # the same pod seen twice (a second status change)
+        others = [s for s in statuses if s["name"] != "governance-sidecar"]
+        patch = {"status": {"initContainerStatuses": [*others, sidecar],
+                            "message": f"seen {attempt}"}}  # fmt: skip
+        kube.run("patch", "pod", pod["metadata"]["name"], "--subresource=status",
+                 "--type=merge", "-p", json.dumps(patch))  # fmt: skip
+
+    def reported() -> list[dict[str, Any]]:
+        events = json.loads(kube.run("get", "events", "-o", "json"))["items"]
+        return [e for e in events if e["reason"] == "ViolationsUndelivered"]
+
+    events = wait_for(reported, what="the ViolationsUndelivered Event")
+    assert len(events) == 1, events
+    assert events[0]["involvedObject"]["name"] == "bot"
+    assert "2 undelivered violations (2 critical)" in events[0]["message"]

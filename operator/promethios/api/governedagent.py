@@ -146,6 +146,15 @@ class SidecarSettings(Model):
         None, min_length=1, max_length=1024, description="Sidecar image (default: the operator's)."
     )
     resources: ResourceRequirements | None = Field(None, description="Sidecar resources.")
+    drain_seconds: int = Field(
+        20,
+        ge=0,
+        le=600,
+        description=(
+            "On stop, how long the sidecar keeps delivering spooled violations (the pod's "
+            "termination grace period grows by this much)."
+        ),
+    )
 
 
 class GovernedAgentSpec(Model):

@@ -126,6 +126,7 @@ def build_sidecar_config(
             credential_file=credential_file,
             allowed_models=list(provider.allowed_models),
         ),
+        drain_seconds=agent.spec.sidecar.drain_seconds,
         ingest=IngestConfig(
             url=settings.ingest_url,
             api_key_file=f"{API_KEY_MOUNT}/{API_KEY_FILE}",

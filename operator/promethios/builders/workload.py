@@ -59,6 +59,12 @@ ENV_REPORTING_URL = "PROMETHIOS_REPORTING_URL"
 #: SDKs refuse to build a client without a key; the sidecar replaces it with the real one.
 PLACEHOLDER_PROVIDER_KEY = "promethios-sidecar-holds-the-credential"
 
+#: Time the agent container gets to stop before the (native) sidecar is told to: the
+#: Kubernetes default grace period. The sidecar's drain comes after it.
+AGENT_STOP_SECONDS = 30
+#: Slack for the kubelet between the drain's end and the kill.
+STOP_SLACK_SECONDS = 5
+
 DEFAULT_SIDECAR_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "25m", "memory": "64Mi"},
     "limits": {"memory": "256Mi"},
@@ -242,6 +248,11 @@ def pod_spec(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
     sidecar = sidecar_container(agent, settings)
     spec: dict[str, Any] = {
         "automountServiceAccountToken": agent.spec.automount_service_account_token,
+        # A rollout, scale-down, suspend or eviction leaves the sidecar time to deliver what
+        # it holds (it drains on SIGTERM and reports what it could not, see losses.py).
+        "terminationGracePeriodSeconds": (
+            AGENT_STOP_SECONDS + agent.spec.sidecar.drain_seconds + STOP_SLACK_SECONDS
+        ),
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},

@@ -30,9 +30,13 @@ import kopf
 
 from ..api.agent import InvalidSpec
 from ..api.common import GROUP, VERSION
+from ..api.conditions import format_time
 from ..api.enforcement import EnforcementAction
 from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..builders.meta import ChildNames
+from ..kube import apply as kapply
+from ..kube import objects
+from .losses import REASON, undelivered_report
 from .plan import Plan, stored_enforcement
 from .reconcile import (
     ApiReferences,
@@ -311,6 +315,21 @@ def _owner_if_deleted_child(seen: Seen, child: str) -> list[str]:
     return [agent] if getattr(ChildNames.of(agent), child) == seen.name else []
 
 
+def _report_undelivered(ctx: ReconcileContext, pod: Mapping[str, Any]) -> None:
+    """A stopped pod's sidecar could not deliver everything: say so on its agent, once."""
+    report = undelivered_report(pod)
+    if report is None:
+        return
+    agent = objects.get_governed_agent(ctx.client, report.namespace, report.agent)
+    if agent is None:
+        return
+    now = format_time(ctx.clock())
+    if kapply.post_event(
+        ctx.client, agent, "Warning", REASON, report.message, now, name=report.event_name
+    ):
+        log.warning("%s/%s: %s", report.namespace, report.agent, report.message)
+
+
 def _register_child_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployment")
     def deployment_event(*, body: kopf.Body, **kwargs: Any) -> None:
@@ -322,6 +341,15 @@ def _register_child_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
             known = {} if seen.type == "DELETED" else {"Deployment": dict(body)}
             # Pod counts alone are written a moment later, with Ready if it follows.
             _reconcile_dependents(ctx, [agent], seen.namespace, kwargs, known, defer_progress=True)
+
+    @kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry, id="pod")
+    def pod_event(*, body: kopf.Body, **kwargs: Any) -> None:
+        # Only a stopping pod's sidecar summary matters (see losses.py); never a reconcile.
+        if Seen.of(kwargs).type in ("MODIFIED", "DELETED"):
+            try:
+                _report_undelivered(ctx, body)
+            except Exception:
+                log.warning("could not report a stopped pod's losses", exc_info=True)
 
     @kopf.on.event("", "v1", "configmaps", labels=MANAGED, registry=registry, id="config-map")
     def config_map_event(**kwargs: Any) -> None:

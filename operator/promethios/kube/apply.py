@@ -191,13 +191,18 @@ def post_event(
     reason: str,
     message: str,
     now: str,
-) -> None:
-    """A core/v1 Event about ``involved`` (an object with apiVersion, kind and metadata)."""
+    name: str | None = None,
+) -> bool:
+    """A core/v1 Event about ``involved`` (an object with apiVersion, kind and metadata).
+
+    With ``name`` the Event is created under that name, once: False when it exists already.
+    """
     metadata = involved["metadata"]
+    naming = {"name": name} if name else {"generateName": f"{metadata['name']}."}
     event = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "metadata": {**naming, "namespace": metadata["namespace"]},
         "involvedObject": {
             "apiVersion": involved["apiVersion"],
             "kind": involved["kind"],
@@ -214,4 +219,10 @@ def post_event(
         "lastTimestamp": now,
         "count": 1,
     }
-    create(client, event)
+    try:
+        create(client, event)
+    except ApiException as error:
+        if name and error.status == 409:
+            return False
+        raise
+    return True
