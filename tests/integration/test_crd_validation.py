@@ -311,13 +311,17 @@ def test_kubectl_get_ga_shows_printer_columns(
             "violations": {"total": 2},
         },
         "heartbeat": {"state": "active", "lastHeartbeat": now},
+        # What the ingest API writes for budgets: the highest percentage.
+        "usage": {"summary": "42%"},
     }
     objects.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "governedagents", "shown", {"status": status}
     )
     header, row = kubectl_until(cluster, "get", "ga", "-n", namespace).splitlines()
-    assert header.split() == ["NAME", "READY", "TRUST", "VIOLATIONS", "HEARTBEAT", "AGE"]
-    assert row.split()[:4] == ["shown", "True", "0.85", "2"]
+    assert header.split() == [
+        "NAME", "READY", "TRUST", "VIOLATIONS", "BUDGET", "HEARTBEAT", "AGE"
+    ]  # fmt: skip
+    assert row.split()[:5] == ["shown", "True", "0.85", "2", "42%"]
     wide = kubectl_until(cluster, "get", "ga", "-n", namespace, "-o", "wide").splitlines()
     assert wide[0].split()[-2:] == ["MODE", "POLICY"]
     assert wide[1].split()[-2:] == ["enforce", "default"]

@@ -354,6 +354,7 @@ def test_governed_agent_printer_columns() -> None:
         "Ready",
         "Trust",
         "Violations",
+        "Budget",
         "Heartbeat",
         "Age",
         "Mode",
@@ -364,6 +365,7 @@ def test_governed_agent_printer_columns() -> None:
     assert by_name["Heartbeat"]["type"] == "date"
     assert by_name["Mode"]["priority"] == 1
     assert "priority" not in by_name["Trust"]
+    assert by_name["Budget"]["jsonPath"] == ".status.usage.summary"
 
 
 # --- converter edge cases ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
+from .budget import UsageStatus
 from .common import (
     RESERVED_PORTS,
     Condition,
@@ -367,6 +368,9 @@ class GovernedAgentStatus(Model):
     heartbeat: HeartbeatStatus | None = None
     governance: GovernanceStatus | None = None
     enforcement: EnforcementStatus | None = None
+    usage: UsageStatus | None = Field(
+        None, description="The agent's own budgets (scope Agent), written by the ingest API."
+    )
 
 
 GOVERNED_AGENT = CustomResourceInfo(
@@ -391,6 +395,7 @@ GOVERNED_AGENT = CustomResourceInfo(
         PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         PrinterColumn("Trust", "string", ".status.governance.trustScoreDisplay"),
         PrinterColumn("Violations", "integer", ".status.governance.violations.total"),
+        PrinterColumn("Budget", "string", ".status.usage.summary"),
         PrinterColumn("Heartbeat", "date", ".status.heartbeat.lastHeartbeat"),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
         PrinterColumn("Mode", "string", ".spec.governance.mode", priority=1),

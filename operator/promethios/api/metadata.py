@@ -15,6 +15,8 @@ PREFIX = "promethios.ai"
 OPERATOR_FIELD_MANAGER = "promethios-operator"
 #: Field manager of the ingest API's part of a GovernedAgent's status.
 INGEST_FIELD_MANAGER = "promethios-ingest"
+#: Field manager of ``status.usage`` (budgets), on GovernedAgents and GovernancePolicies.
+BUDGET_FIELD_MANAGER = "promethios-budgets"
 
 #: Recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
 LABEL_NAME = "app.kubernetes.io/name"

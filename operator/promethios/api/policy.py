@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from .common import Condition, Model, Severity
+from .budget import MAX_BUDGETS, Budget, BudgetOptions, Pricing, UsageStatus
+from .common import Condition, Model, Severity, api_config
 from .resource import CustomResourceInfo, PrinterColumn
 
 
@@ -78,7 +79,8 @@ class PiiDetection(Model):
 
 
 class RateLimits(Model):
-    """Per-agent rate limits, enforced by the sidecar over a sliding minute."""
+    """Rate limits each sidecar enforces on its own over a sliding minute (per replica: for a
+    limit over all replicas, use a budget with window Minute)."""
 
     requests_per_minute: int | None = Field(
         None, ge=1, le=1_000_000, description="Model calls per minute; unset: no limit."
@@ -89,7 +91,8 @@ class RateLimits(Model):
 
 
 class TokenBudget(Model):
-    """A token budget per window; calls beyond it are refused in enforce mode."""
+    """A token budget each sidecar keeps in memory over a sliding window (per replica, reset by
+    a restart); ``budgets`` are kept by the ingest API for all replicas and survive restarts."""
 
     tokens: int = Field(ge=1, le=10_000_000_000, description="Tokens allowed per window.")
     window_seconds: int = Field(
@@ -118,6 +121,20 @@ class TrustScoring(Model):
 class GovernancePolicySpec(Model):
     """Desired state of a GovernancePolicy."""
 
+    model_config = api_config(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.budgets) || !self.budgets.exists(b, has(b.cost)) "
+                    "|| has(self.pricing)",
+                    "message": "a budget with cost needs spec.pricing",
+                    "fieldPath": ".pricing",
+                    "reason": "FieldValueRequired",
+                },
+            ]
+        }
+    )
+
     blocked_patterns: list[BlockedPattern] = Field(
         default_factory=list,
         max_length=128,
@@ -132,8 +149,27 @@ class GovernancePolicySpec(Model):
         Annotated[str, Field(min_length=1, max_length=256, description="A model name.")]
     ] = Field(default_factory=list, max_length=64, description="Models allowed; empty allows any.")
     rate_limits: RateLimits = Field(default_factory=RateLimits)
-    budget: TokenBudget | None = Field(None, description="Token budget per window.")
+    budget: TokenBudget | None = Field(
+        None, description="Token budget per sliding window, kept by each sidecar on its own."
+    )
     trust_scoring: TrustScoring = Field(default_factory=TrustScoring)
+    budgets: list[Budget] = Field(
+        default_factory=list,
+        max_length=MAX_BUDGETS,
+        description="Budgets per calendar window, kept by the ingest API across all replicas.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    pricing: Pricing | None = Field(None, description="Token prices, for budgets in currency.")
+    budget_options: BudgetOptions = Field(default_factory=BudgetOptions)
+
+    @model_validator(mode="after")
+    def _cost_needs_pricing(self) -> GovernancePolicySpec:
+        if self.pricing is None and any(b.cost is not None for b in self.budgets):
+            raise ValueError("a budget with cost needs spec.pricing")
+        return self
 
 
 class GovernancePolicyStatus(Model):
@@ -150,6 +186,9 @@ class GovernancePolicyStatus(Model):
             "x-kubernetes-list-map-keys": ["type"],
         },
     )
+    usage: UsageStatus | None = Field(
+        None, description="Shared budgets (scope Policy or Namespace), written by the ingest API."
+    )
 
 
 GOVERNANCE_POLICY = CustomResourceInfo(
@@ -162,6 +201,7 @@ GOVERNANCE_POLICY = CustomResourceInfo(
     description="What the governance sidecar enforces on every model call.",
     printer_columns=(
         PrinterColumn("PII", "string", ".spec.piiDetection.action"),
+        PrinterColumn("Budget", "string", ".status.usage.summary"),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),
 )
