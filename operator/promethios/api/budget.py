@@ -140,7 +140,9 @@ class TokenPrice(Model):
 class ModelPrice(TokenPrice):
     """Token prices of one model."""
 
-    model: str = Field(min_length=1, max_length=256, description="Model name as the agent sends it.")
+    model: str = Field(
+        min_length=1, max_length=256, description="Model name as the agent sends it."
+    )
 
 
 class Pricing(Model):
@@ -151,10 +153,14 @@ class Pricing(Model):
         default_factory=list,
         max_length=64,
         description="Prices per model.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["model"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["model"],
+        },
     )
     default: TokenPrice | None = Field(
-        None, description="Price of models not listed; unset: such calls are refused by cost budgets."
+        None,
+        description="Price of models not listed; unset: such calls are refused by cost budgets.",
     )
 
     def price(self, model: str | None) -> TokenPrice | None:
@@ -291,7 +297,10 @@ class BudgetUsage(Model):
         default_factory=list,
         max_length=MAX_MODELS + 1,
         description="Spend by model.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["model"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["model"],
+        },
     )
     leases: list[Lease] = Field(
         default_factory=list,

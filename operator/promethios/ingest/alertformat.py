@@ -35,6 +35,7 @@ from ..api.common import Severity, severity_rank
 from ..api.metadata import INGEST_FIELD_MANAGER
 
 SIGNATURE_HEADER = "X-Promethios-Signature"
+BUDGET_KIND = "BudgetThreshold"
 PAGERDUTY_SEVERITY: dict[str, str] = {
     Severity.CRITICAL: "critical",
     Severity.HIGH: "error",
@@ -59,6 +60,10 @@ class Alert:
     time: str
     trust_score: float
     enforcement: str = "None"
+    kind: str = "PolicyViolation"
+    """``PolicyViolation``, or ``BudgetThreshold`` (then ``budget`` says which and how far)."""
+    budget: tuple[tuple[str, Any], ...] = ()
+    """A budget alert's figures (name, scope, window, threshold, used, limit, ...)."""
 
     @property
     def agent_id(self) -> str:
@@ -93,6 +98,8 @@ def one_line(text: str) -> str:
 
 def summary_line(alert: Alert) -> str:
     """One-line human summary (plain text: escape it for the format it goes into)."""
+    if alert.kind == BUDGET_KIND:
+        return one_line(f"[{alert.severity.upper()}] {alert.description[:MAX_DESCRIPTION]}")
     return one_line(
         f"[{alert.severity.upper()}] {alert.type} violation by {alert.agent_id}: "
         f"{alert.description[:MAX_DESCRIPTION]}"
@@ -101,6 +108,25 @@ def summary_line(alert: Alert) -> str:
 
 def webhook_body(alert: Alert) -> bytes:
     """The generic webhook JSON."""
+    if alert.kind == BUDGET_KIND:
+        return _dumps(
+            {
+                "kind": alert.kind,
+                "agent": {
+                    "namespace": alert.namespace,
+                    "name": alert.name,
+                    "agentId": alert.agent_id,
+                },
+                "budget": dict(alert.budget),
+                "alert": {
+                    "id": alert.violation_id,
+                    "type": alert.type,
+                    "severity": alert.severity,
+                    "description": alert.description[:MAX_DESCRIPTION],
+                    "time": alert.time,
+                },
+            }
+        )
     return _dumps(
         {
             "kind": "PolicyViolation",
@@ -174,12 +200,21 @@ def slack_body(alert: Alert) -> bytes:
             "unfurl_links": False,
             "unfurl_media": False,
             "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": "Policy violation"}},
+                {"type": "header", "text": {"type": "plain_text", "text": _title(alert)}},
                 {"type": "section", "text": _mrkdwn(text)},
                 {"type": "section", "fields": fields},
             ],
         }
     )
+
+
+def _dedup_key(alert: Alert) -> str:
+    """One PagerDuty incident per violation type and severity, or per budget alert."""
+    return alert.violation_id if alert.kind == BUDGET_KIND else f"{alert.type}/{alert.severity}"
+
+
+def _title(alert: Alert) -> str:
+    return "Budget threshold" if alert.kind == BUDGET_KIND else "Policy violation"
 
 
 def pagerduty_body(alert: Alert, routing_key: str) -> bytes:
@@ -188,7 +223,7 @@ def pagerduty_body(alert: Alert, routing_key: str) -> bytes:
         {
             "routing_key": routing_key,
             "event_action": "trigger",
-            "dedup_key": f"promethios/{alert.agent_id}/{alert.type}/{alert.severity}",
+            "dedup_key": f"promethios/{alert.agent_id}/{_dedup_key(alert)}",
             "payload": {
                 "summary": summary_line(alert)[:1024],
                 "source": alert.agent_id,

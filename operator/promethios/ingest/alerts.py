@@ -257,17 +257,22 @@ class AlertDispatcher:
         """Where deliveries may connect."""
         return self._client.policy
 
-    def submit(self, alert: Alert, sinks: tuple[str, ...]) -> None:
-        """Queue an alert for the named sinks (never blocks a request)."""
+    def submit(self, alert: Alert, sinks: tuple[str, ...], dedup: bool = True) -> None:
+        """Queue an alert for the named sinks (never blocks a request).
+
+        ``dedup=False`` for alerts already decided once (budget thresholds: once per window,
+        recorded in status), which the type+severity window must not swallow.
+        """
         if not sinks:
             return
-        if not self._dedup.first(alert, self._clock()):
+        if dedup and not self._dedup.first(alert, self._clock()):
             self._metrics.alert_deliveries.labels("any", "deduplicated").inc()
             return
         try:
             self._queue.put_nowait((alert, sinks))
         except asyncio.QueueFull:
-            self._dedup.forget(alert)  # a dropped alert must not silence the next one
+            if dedup:
+                self._dedup.forget(alert)  # a dropped alert must not silence the next one
             self._metrics.alert_deliveries.labels("any", "dropped").inc()
 
     async def run(self) -> None:

@@ -3,7 +3,8 @@
 Two applications on two listeners. :func:`build_app`, the report API (HTTPS when a
 certificate is given): ``POST /api/v1/agents/heartbeat`` (202),
 ``POST /api/v1/governance/metrics`` (202), ``POST /api/v1/governance/violations`` (200,
-after the status write), ``GET /api/v1/governance/summary?range=1h`` (read token),
+after the status write), ``POST /api/v1/budgets/allowance`` (200, after the usage
+write), ``GET /api/v1/governance/summary?range=1h`` (read token),
 ``GET /openapi.json``. :func:`build_metrics_app`, plain HTTP on its own port for
 Prometheus and the kubelet: ``/metrics``, ``/healthz``, ``/readyz``. ``/metrics`` names
 every namespace's agents, so it is not served where the agents report.
@@ -29,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from ..api import wire
+from ..api.allowance import PATH_ALLOWANCE, AllowanceRequest
 from .keystore import AuthOutcome
 from .openapi import openapi_document
 from .ratelimit import RateLimiter, retry_after_header
@@ -41,7 +43,12 @@ log = logging.getLogger(__name__)
 SERVICE_KEY = web.AppKey("service", IngestService)
 LIMITERS_KEY = web.AppKey("limiters", dict[str, RateLimiter])
 #: Rate-limit budgets by endpoint: violations never share one with the chattier reports.
-BUDGET_OF = {"heartbeat": "reports", "metrics": "reports", "violations": "violations"}
+BUDGET_OF = {
+    "heartbeat": "reports",
+    "metrics": "reports",
+    "violations": "violations",
+    "allowance": "allowance",
+}
 Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _RANGE = re.compile(r"^([0-9]{1,7})([smhd]?)$")
@@ -270,6 +277,22 @@ async def _guard(call: Awaitable[Outcome]) -> Outcome:
         ) from None
 
 
+async def allowance(request: web.Request) -> web.Response:
+    """``POST /api/v1/budgets/allowance``: 200 once every lease it reports is on record."""
+    service, state, report = await _report(request, AllowanceRequest)
+    try:
+        answer = await service.allowance.exchange(state.config, report)
+    except StatusWriteError as error:
+        raise ApiError(
+            503,
+            "usage_write_failed",
+            f"not recorded ({error}); retry",
+            headers={"Retry-After": "1"},
+        ) from None
+    body = answer.model_dump_json(by_alias=True).encode()
+    return web.Response(body=body, content_type="application/json")
+
+
 async def summary(request: web.Request) -> web.Response:
     """``GET /api/v1/governance/summary?range=1h`` (read token)."""
     service = request.app[SERVICE_KEY]
@@ -340,10 +363,12 @@ def build_app(service: IngestService) -> web.Application:
         "violations": RateLimiter(
             settings.violation_rate_per_second, settings.violation_rate_burst
         ),
+        "allowance": RateLimiter(settings.allowance_rate_per_second, settings.allowance_rate_burst),
     }
     app.router.add_post(wire.PATH_HEARTBEAT, heartbeat, name="heartbeat")
     app.router.add_post(wire.PATH_METRICS, metrics, name="metrics")
     app.router.add_post(wire.PATH_VIOLATIONS, violations, name="violations")
+    app.router.add_post(PATH_ALLOWANCE, allowance, name="allowance")
     app.router.add_get(wire.PATH_SUMMARY, summary, name="summary")
     app.router.add_get("/openapi.json", openapi, name="openapi")
     return app

@@ -26,6 +26,7 @@ from ..kube.client import Client, ClientSettings, shared_client
 from ..kube.watch import WatchCallback, watch_forever
 from .agents import config_from_object, policy_scoring
 from .alertformat import ResolvedSink
+from .budgetcatalog import Owner
 from .service import IngestService
 from .state import stored_agent
 from .writer import WriteResult
@@ -59,6 +60,34 @@ class KubeStatusSink:
     async def read_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
         """GET the GovernedAgent (after a 409)."""
         return await asyncio.to_thread(requests.get_governed_agent, self._api, namespace, name)
+
+
+class KubeUsageStore:
+    """Reads GovernedAgents and GovernancePolicies and applies their ``status.usage``."""
+
+    def __init__(self, api: Client) -> None:
+        self._api = api
+
+    async def read_owner(self, owner: Owner) -> dict[str, Any] | None:
+        """GET the owner object (after a 409, or before its first write)."""
+        return await asyncio.to_thread(
+            requests.read_object, self._api, owner.kind, owner.namespace, owner.name
+        )
+
+    async def write_usage_if(
+        self, owner: Owner, usage: dict[str, Any], resource_version: str
+    ) -> WriteResult:
+        """SSA ``status.usage`` with ``metadata.resourceVersion`` as a precondition."""
+        code, obj = await asyncio.to_thread(
+            requests.apply_usage_status_if,
+            self._api,
+            owner.kind,
+            owner.namespace,
+            owner.name,
+            usage,
+            resource_version,
+        )
+        return WriteResult(code, obj)
 
 
 class KubeEventSink:
@@ -213,15 +242,23 @@ class ClusterFeed:
 
     def _on_policy(self, event_type: str, obj: dict[str, Any]) -> None:
         items = obj["items"] if event_type == "SYNC" else [obj]
+        changed = event_type == "SYNC"
         for item in items:
             metadata = item.get("metadata") or {}
             key = f"{metadata.get('namespace')}/{metadata.get('name')}"
             if event_type == "DELETED":
-                self._scorings.pop(key, None)
+                changed = self._scorings.pop(key, None) is not None or changed
+                self._service.policy_removed(
+                    str(metadata.get("namespace")), str(metadata.get("name"))
+                )
             else:
-                self._scorings[key] = policy_scoring(item)
-        for agent in list(self._agents.values()):  # re-derive configs that use the policy
-            self._upsert(agent)
+                scoring = policy_scoring(item)
+                changed = changed or self._scorings.get(key) != scoring
+                self._scorings[key] = scoring
+                self._service.policy_seen(item)
+        if changed:  # re-derive configs that use the policy (not for a status-only change)
+            for agent in list(self._agents.values()):
+                self._upsert(agent)
 
     def _on_agent(self, scope: str | None, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "SYNC":

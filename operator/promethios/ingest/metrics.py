@@ -34,6 +34,7 @@ ENDPOINTS = frozenset(
         "heartbeat",
         "metrics",
         "violations",
+        "allowance",
         "summary",
         "openapi",
         "healthz",

@@ -27,6 +27,9 @@ from .alerts import (
     SinkResolver,
     failure_message,
 )
+from .allowance import AllowanceService
+from .budgetcatalog import AGENT_KIND, POLICY_KIND, BudgetCatalog, Owner, policy_budgets
+from .budgetmetrics import BudgetMetrics
 from .codec import rfc3339
 from .destinations import DestinationPolicy
 from .keystore import KeyStore
@@ -34,9 +37,12 @@ from .metrics import IngestMetrics
 from .records import Outcome, Recorded
 from .settings import IngestSettings
 from .state import AgentState, StoredAgent
+from .usagewriter import MemoryUsageStore, UsageStore, UsageWriter
 from .writer import StatusSink, StatusWriter
 
 log = logging.getLogger(__name__)
+USAGE_ROLL_SECONDS = 30.0
+"""How often ended budget windows are written out as reset (nothing else writes them)."""
 
 
 class EventSink(Protocol):
@@ -66,6 +72,7 @@ class IngestService:
         event_sink: EventSink | None = None,
         sink_resolver: SinkResolver | None = None,
         clock: Callable[[], float] = time.time,
+        usage_store: UsageStore | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -100,11 +107,37 @@ class IngestService:
             backoff_cap=settings.alert_backoff_cap_seconds,
             policy=DestinationPolicy(settings.alert_sink_allowed_cidrs),
         )
+        self._budgets(usage_store or MemoryUsageStore())
         self.events = ev.EventAggregator(settings.event_aggregation_seconds)
         self._event_sink = event_sink
         self._background: set[asyncio.Task[None]] = set()
         self._runners: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+
+    def _budgets(self, store: UsageStore) -> None:
+        """Budgets: the catalog, the usage writer, the allowance exchange, their metrics."""
+        self.budgets = BudgetCatalog()
+        self.usage = UsageWriter(
+            store,
+            self.budgets,
+            self.clock,
+            on_crossed=lambda *args: self.allowance.on_crossed(*args),
+            on_result=lambda result: self.budget_metrics.writes.labels(result).inc(),
+        )
+        self.budget_metrics = BudgetMetrics(self.metrics.registry, self.usage.books.values)
+        self.allowance = AllowanceService(
+            self.budgets,
+            self.usage,
+            self.budget_metrics,
+            self.clock,
+            lambda alert, sinks: self.alerts.submit(alert, sinks, dedup=False),
+            self._trust_of,
+            self.settings.status_write_timeout_seconds,
+        )
+
+    def _trust_of(self, agent_id: str) -> float:
+        state = self.aggregator.agents.get(agent_id)
+        return state.trust_score(self.clock()) if state is not None else 1.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -114,7 +147,13 @@ class IngestService:
         self._runners = [
             loop.create_task(self.writer.run(self.settings.stale_check_seconds)),
             loop.create_task(self.alerts.run()),
+            loop.create_task(self._roll_budgets()),
         ]
+
+    async def _roll_budgets(self) -> None:
+        while True:
+            await asyncio.sleep(USAGE_ROLL_SECONDS)
+            self.usage.roll_due()
 
     async def idle(self) -> None:
         """Return once no status write and no Event request is in flight (tests, shutdown)."""
@@ -130,6 +169,7 @@ class IngestService:
             task.cancel()
         await asyncio.gather(*self._runners, *self._background, return_exceptions=True)
         await self.writer.close()
+        await self.usage.close()
 
     # -- agents (fed by the watch) ----------------------------------------------------------
 
@@ -142,6 +182,11 @@ class IngestService:
         """An agent appeared, its spec changed or its stored status moved (``stored``)."""
         self.aggregator.upsert_agent(config, self.clock(), status, stored)
         self.writer.note(config.agent_id)
+        if stored is not None:
+            owner = Owner(AGENT_KIND, config.namespace, config.name)
+            usage = stored.status.get("usage")
+            policy = config.governance.policy_ref.name
+            self.usage.observe(owner, stored.resource_version, usage, policy if usage else None)
 
     def remove_agent(self, agent_id: str) -> None:
         """An agent was deleted."""
@@ -149,6 +194,21 @@ class IngestService:
         self.writer.forget(agent_id)
         namespace, _, name = agent_id.partition("/")
         self.metrics.forget_agent(namespace, name)
+        self.usage.forget(Owner(AGENT_KIND, namespace, name))
+
+    def policy_seen(self, obj: dict[str, Any]) -> None:
+        """A GovernancePolicy appeared or changed (its budgets, or its stored usage)."""
+        policy = policy_budgets(obj)
+        self.budgets.put(policy)
+        version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        usage = (obj.get("status") or {}).get("usage")
+        if usage or policy.budgets:
+            self.usage.observe(Owner(POLICY_KIND, policy.namespace, policy.name), version, usage)
+
+    def policy_removed(self, namespace: str, name: str) -> None:
+        """A GovernancePolicy was deleted."""
+        self.budgets.remove(namespace, name)
+        self.usage.forget(Owner(POLICY_KIND, namespace, name))
 
     def agent(self, agent_id: str) -> AgentState | None:
         """The state of a known agent."""

@@ -47,6 +47,11 @@ class IngestSettings:
     flooding heartbeats or metrics never defers its own violations."""
     violation_rate_burst: int = 200
     """Violation reports an agent may send at once (a sidecar draining its spool)."""
+    allowance_rate_per_second: float = 50.0
+    """Sustained allowance exchanges per second per agent (all its sidecars together): a
+    sidecar exchanges about once per lease, well under one per second."""
+    allowance_rate_burst: int = 200
+    """Allowance exchanges an agent may send at once (a rollout starting many sidecars)."""
     idempotency_ttl_seconds: float = 3600.0
     """How long a report's idempotency key is remembered per agent."""
     idempotency_max_keys: int = 4096

@@ -114,8 +114,9 @@ def apply_status(
     *,
     field_manager: str = OPERATOR_FIELD_MANAGER,
     resource_version: str | None = None,
+    kind: str = "GovernedAgent",
 ) -> dict[str, Any]:
-    """Server-side apply one writer's part of a GovernedAgent's status.
+    """Server-side apply one writer's part of a GovernedAgent's (or another ``kind``'s) status.
 
     Conditions are a list-map keyed by type, so the operator applying
     Ready/Progressing/Degraded leaves the ingest API's conditions alone (and vice versa:
@@ -126,8 +127,8 @@ def apply_status(
     if resource_version is not None:
         metadata["resourceVersion"] = resource_version
     manifest = {
-        "apiVersion": KINDS["GovernedAgent"].api_version,
-        "kind": "GovernedAgent",
+        "apiVersion": KINDS[kind].api_version,
+        "kind": kind,
         "metadata": metadata,
         "status": dict(status),
     }

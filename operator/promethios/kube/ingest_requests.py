@@ -14,6 +14,8 @@ the watches.
   ``metadata.resourceVersion`` (:func:`apply_ingest_status_if`): the API server then
   treats it as a precondition and answers 409 when another writer got there first.
 - Events: core/v1 Events created, then merge-patched when they repeat.
+- Budgets: ``status.usage`` of GovernedAgents and GovernancePolicies, server-side applied
+  with field manager ``promethios-budgets`` and a resourceVersion precondition.
 - Reads: AlertSinks by name and the Secrets they reference (decoded only on demand).
 
 Watches are :mod:`.watch`'s.
@@ -25,7 +27,7 @@ import base64
 import logging
 from typing import Any
 
-from ..api.metadata import INGEST_FIELD_MANAGER
+from ..api.metadata import BUDGET_FIELD_MANAGER, INGEST_FIELD_MANAGER
 from . import apply as kapply
 from . import objects
 from .apply import ApiException
@@ -70,6 +72,41 @@ def apply_ingest_status_if(
     resourceVersion and status); 409 means the object changed since that version.
     """
     return _apply_status(api, namespace, name, status, resource_version)
+
+
+def apply_usage_status_if(
+    api: Client,
+    kind: str,
+    namespace: str,
+    name: str,
+    usage: dict[str, Any],
+    resource_version: str,
+) -> tuple[int, dict[str, Any] | None]:
+    """SSA ``status.usage`` of a GovernedAgent or GovernancePolicy (field manager
+    ``promethios-budgets``) if the object is still at ``resource_version``; the HTTP code
+    (409: another writer got there first, 404: gone) and the object as written."""
+    try:
+        result = kapply.apply_status(
+            api,
+            namespace,
+            name,
+            {"usage": usage},
+            field_manager=BUDGET_FIELD_MANAGER,
+            resource_version=resource_version,
+            kind=kind,
+        )
+    except ApiException as error:
+        if error.status in (404, 409, 422):
+            if error.status != 409:
+                log.warning("usage apply %s %s/%s: HTTP %s", kind, namespace, name, error.status)
+            return int(error.status), None
+        raise
+    return 200, result
+
+
+def read_object(api: Client, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A GovernedAgent or GovernancePolicy as stored, None if it is gone."""
+    return objects.get(api, kind, namespace, name)
 
 
 def create_event(api: Client, namespace: str, body: dict[str, Any]) -> int:
