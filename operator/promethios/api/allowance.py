@@ -54,6 +54,12 @@ class LeaseReport(WireModel):
     )
     usage: list[ModelTokens] = Field(default_factory=list, max_length=MAX_LEASE_MODELS)
     target: WireAmounts = Field(default_factory=WireAmounts)
+    minimum: WireAmounts | None = Field(
+        None,
+        description="The part of target needed now (spent, in flight, waiting); the rest is "
+        "granted only up to half of what the budget has left, so one sidecar cannot take all. "
+        "Absent: all of target is needed now.",
+    )
     returned: WireAmounts = Field(default_factory=WireAmounts)
     close: bool = False
 

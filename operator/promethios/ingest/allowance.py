@@ -43,10 +43,15 @@ def lease_op(lease_id: str, report: LeaseReport) -> LeaseOp:
         lease_id,
         epoch(report.window_start),
         tuple((m.model, m.input_tokens, m.output_tokens, m.requests) for m in report.usage),
-        Units(report.target.tokens, report.target.requests, report.target.cost),
-        Units(report.returned.tokens, report.returned.requests, report.returned.cost),
+        _units(report.target),
+        _units(report.returned),
         report.close,
+        _units(report.minimum) if report.minimum is not None else None,
     )
+
+
+def _units(amounts: WireAmounts) -> Units:
+    return Units(amounts.tokens, amounts.requests, amounts.cost)
 
 
 def _wire(units: Units) -> WireAmounts:

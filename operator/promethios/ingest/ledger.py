@@ -146,6 +146,8 @@ class LeaseOp:
     target: Units = field(default_factory=Units)
     returned: Units = field(default_factory=Units)
     close: bool = False
+    minimum: Units | None = None
+    """The part of ``target`` needed at once; None: all of it."""
 
 
 @dataclass(frozen=True)
@@ -275,16 +277,24 @@ def _charge(
 
 
 def _grant(ledger: Ledger, lease: LeaseBook, op: LeaseOp, now: float) -> tuple[bool, float]:
-    """Grant towards the target as far as the limits allow; (short of it?, Retry-After)."""
+    """Grant towards the target as far as the limits allow; (short of it?, Retry-After).
+
+    What the holder needs at once (``op.minimum``) is granted as far as there is room; the
+    rest of its target only up to half the room left, so that a sidecar asking for a lot
+    leaves the others some.
+    """
     reserved = ledger.reserved()
+    minimum = op.minimum if op.minimum is not None else op.target
     short: list[str] = []
     for unit in UNITS:
         limit = ledger.limits.get(unit)
         want = op.target.get(unit) - lease.granted.get(unit)
         if limit is None or want <= 0:
             continue
-        room = limit - ledger.used.get(unit) - reserved.get(unit)
-        give = max(0, min(want, room))
+        room = max(0, limit - ledger.used.get(unit) - reserved.get(unit))
+        needed = max(0, min(want, minimum.get(unit) - lease.granted.get(unit)))
+        now_part = min(needed, room)
+        give = now_part + min(want - now_part, (room - now_part) // 2)
         setattr(lease.granted, unit, lease.granted.get(unit) + give)
         if give < want:
             short.append(unit)

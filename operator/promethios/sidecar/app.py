@@ -1,12 +1,13 @@
 """Wiring: the agent-facing app, the metrics app and the background loops.
 
-:class:`Sidecar` owns one :class:`~.state.SidecarState`, three HTTP client
+:class:`Sidecar` owns one :class:`~.state.SidecarState`, four HTTP client
 sessions (model provider; ingest API for violations; ingest API for heartbeats
-and metrics: an ingest outage never starves model calls, and reports never hold
-up a violation), two listeners and four background tasks (config poll, heartbeat,
-metrics, violation delivery). The agent-facing listener binds ``listen_host``
-(localhost); the metrics listener binds all interfaces because Prometheus and
-the kubelet's probes reach it from outside the pod.
+and metrics; ingest API for budget allowances: an ingest outage never starves
+model calls, reports never hold up a violation, and a lease renewal never waits
+behind either), two listeners and five background tasks (config poll, heartbeat,
+metrics, violation delivery, allowance). The agent-facing listener binds
+``listen_host`` (localhost); the metrics listener binds all interfaces because
+Prometheus and the kubelet's probes reach it from outside the pod.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from promethios.api.wire import PATH_HEARTBEAT, PATH_METRICS, PATH_VIOLATIONS
 
+from .allowance import Allowance
 from .config import ConfigStore, Snapshot
 from .delivery import Delivery
 from .ingestclient import IngestClient
@@ -34,6 +36,8 @@ from .termination import summarize, write_summary
 log = logging.getLogger(__name__)
 
 CONFIG_POLL_SECONDS = 3.0
+#: On SIGTERM, how long closing the budget leases may take (after the spool drained).
+LEASE_CLOSE_SECONDS = 3.0
 
 
 class Sidecar:
@@ -59,6 +63,7 @@ class Sidecar:
         self._sessions: list[aiohttp.ClientSession] = []
         self._clients: list[IngestClient] = []
         self.delivery: Delivery | None = None
+        self.allowance: Allowance | None = None
 
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
         # The store is created before the state; the first reload can only come later.
@@ -116,9 +121,12 @@ class Sidecar:
         self._sessions = [upstream]
         # Violations have a pool of their own: heartbeats and metrics never hold one up.
         violations, reports = IngestClient(self.state, 4), IngestClient(self.state, 2)
-        self._clients = [violations, reports]
+        leases = IngestClient(self.state, 2)
+        self._clients = [violations, reports, leases]
         self.delivery = Delivery(self.state, violations, reports, *self.backoff)
-        agent = self.agent_app(ModelProxy(self.state, upstream), ReportingApi(self.state))
+        self.allowance = Allowance(self.state, leases)
+        proxy = ModelProxy(self.state, upstream, self.allowance)
+        agent = self.agent_app(proxy, ReportingApi(self.state))
         self.agent_port = await self._serve(
             agent, config.listen_host, config.proxy_port if agent_port is None else agent_port
         )
@@ -132,6 +140,7 @@ class Sidecar:
             self._spawn(self.delivery.heartbeat_loop)
             self._spawn(self.delivery.metrics_loop)
             self._spawn(self.delivery.violation_loop)
+            self._spawn(self.allowance.run)
         log.info(
             "sidecar for %s listening on %s:%d (metrics :%d)",
             config.agent_id,
@@ -187,9 +196,17 @@ class Sidecar:
             if drain.cancelled():
                 log.warning("stopping without draining the violation spool")
         unreported = self.delivery.unreported_drops() if self.delivery else {}
+        await self.close_leases()
         await self.stop()
         summary = summarize([self.state.spool, self.state.agent_spool], unreported)
         write_summary(config.termination_message_path, summary)
+
+    async def close_leases(self, seconds: float = LEASE_CLOSE_SECONDS) -> None:
+        """Give the unspent allowance back to the ingest API (best effort, bounded)."""
+        if self.allowance is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self.allowance.close()
 
     async def _cancel_loops(self) -> None:
         for task in self.tasks:

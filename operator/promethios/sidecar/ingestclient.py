@@ -8,9 +8,10 @@ is verified against ``ingest.caFile`` (else the system trust store).
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,8 @@ class IngestResponse:
 
     status: int | None
     retry_after: float | None = None
+    body: Any = field(default=None, compare=False)
+    """The parsed JSON answer, when asked for (``read_json``) and it was JSON."""
 
     @property
     def ok(self) -> bool:
@@ -97,13 +100,21 @@ class IngestClient:
             self._session = None
 
     async def post(
-        self, path: str, payload: dict[str, Any], idempotency_key: str | None = None
+        self,
+        path: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None = None,
+        read_json: bool = False,
+        timeout: aiohttp.ClientTimeout = REQUEST_TIMEOUT,  # noqa: ASYNC109 - aiohttp's own
     ) -> IngestResponse:
-        """POST ``payload`` to ``path``; on 401 re-read the key file and retry once."""
-        response = await self._post_once(path, payload, idempotency_key)
+        """POST ``payload`` to ``path``; on 401 re-read the key file and retry once.
+
+        ``read_json``: keep the parsed answer in ``body``.
+        """
+        response = await self._post_once(path, payload, idempotency_key, read_json, timeout)
         if response.status == 401 and self.state.store.reread_api_key():
             log.info("ingest API answered 401; retrying with the re-read key")
-            response = await self._post_once(path, payload, idempotency_key)
+            response = await self._post_once(path, payload, idempotency_key, read_json, timeout)
         return response
 
     def _url(self, path: str) -> str:
@@ -122,7 +133,12 @@ class IngestClient:
         return headers
 
     async def _post_once(
-        self, path: str, payload: dict[str, Any], idempotency_key: str | None
+        self,
+        path: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None,
+        read_json: bool = False,
+        timeout: aiohttp.ClientTimeout = REQUEST_TIMEOUT,  # noqa: ASYNC109 - aiohttp's own
     ) -> IngestResponse:
         try:
             session = await self.session()
@@ -130,13 +146,21 @@ class IngestClient:
                 self._url(path),
                 json=payload,
                 headers=self._headers(idempotency_key),
-                timeout=REQUEST_TIMEOUT,
+                timeout=timeout,
             ) as resp:
-                await resp.read()
-                return IngestResponse(resp.status, _retry_after(resp.headers.get("Retry-After")))
+                raw = await resp.read()
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                return IngestResponse(resp.status, retry_after, _json(raw) if read_json else None)
         except (aiohttp.ClientError, TimeoutError) as error:
             log.debug("ingest API unreachable: %s", error)
             return IngestResponse(None)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from .allowance import Allowance
 from .bounds import LimitExceeded, Reservation, check_json_shape, read_bounded
+from .budgetgate import BudgetGate
 from .policy import Finding, PolicyEngine
 from .relay import (
     INLINE_INSPECTION_BYTES,
@@ -38,6 +41,7 @@ from .relay import (
 )
 from .routes import Dialect, Route, RouteRefusal, dialect_of, resolve
 from .state import SidecarState
+from .usage import OPERATIONS, CallMeter, output_bounds
 from .walk import string_values
 
 log = logging.getLogger(__name__)
@@ -118,16 +122,23 @@ def prepare_call(engine: PolicyEngine, raw: bytes | bytearray) -> PreparedCall |
     findings.extend(verdict.findings)
     chars = sum(len(text) for text in string_values(verdict.payload))
     data = json.dumps(verdict.payload).encode() if verdict.findings else raw
-    return PreparedCall(data, CallInfo(model, chars), findings)
+    cap, choices = output_bounds(verdict.payload)
+    return PreparedCall(data, CallInfo(model, chars, len(data), cap, choices), findings)
 
 
 class ModelProxy:
     """The aiohttp handlers of the model proxy."""
 
-    def __init__(self, state: SidecarState, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        state: SidecarState,
+        session: aiohttp.ClientSession,
+        allowance: Allowance | None = None,
+    ) -> None:
         self.state = state
         self.session = session
         self.relay = Relay(state)
+        self.gate = BudgetGate(state, allowance)
 
     @property
     def dialect(self) -> Dialect:
@@ -152,14 +163,36 @@ class ModelProxy:
     async def call(self, request: web.Request, route: Route) -> web.StreamResponse:
         """A model call: read within limits, check, forward, check the answer."""
         started = self.state.clock()
+        meter = CallMeter(OPERATIONS.get(route.path, "chat"))
+        response: web.StreamResponse | None = None
         try:
-            return await self._checked_call(request, route)
+            response = await self._checked_call(request, route, meter)
+            return response
         finally:
             elapsed = self.state.clock() - started
             self.state.record_call(elapsed)
             self.state.metrics.upstream_latency.labels(endpoint=route.path).observe(elapsed)
+            self._observe(meter, elapsed, response)
 
-    async def _checked_call(self, request: web.Request, route: Route) -> web.StreamResponse:
+    def _observe(
+        self, meter: CallMeter, elapsed: float, response: web.StreamResponse | None
+    ) -> None:
+        """GenAI semantic-convention metrics and the governance overhead of one call."""
+        metrics = self.state.metrics
+        labels = (meter.operation, self.state.store.config.provider.type,
+                  metrics.model_label(meter.model))  # fmt: skip
+        status = response.status if response is not None else 500
+        metrics.operation_duration.labels(*labels, str(status) if status >= 400 else "").observe(
+            elapsed
+        )
+        if meter.usage is not None:
+            metrics.token_usage.labels(*labels, "input").observe(meter.usage[0])
+            metrics.token_usage.labels(*labels, "output").observe(meter.usage[1])
+        metrics.overhead.observe(meter.governance if meter.status is not None else elapsed)
+
+    async def _checked_call(
+        self, request: web.Request, route: Route, meter: CallMeter
+    ) -> web.StreamResponse:
         limits = self.state.store.config.limits
         try:
             raw, reservation = await read_bounded(
@@ -175,6 +208,9 @@ class ModelProxy:
         try:
             prepared = await self._prepare(route, raw)
             del raw  # the prepared call holds the bytes to send, and nothing else of the body
+            if isinstance(prepared, PreparedCall):
+                meter.model = prepared.info.model
+                prepared.info = replace(prepared.info, meter=meter)
             return await self._checked_forward(request, route, prepared, reservation)
         finally:
             await reservation.release()
@@ -210,7 +246,16 @@ class ModelProxy:
         if limited is not None:
             self.relay.outcome(route, "rate_limited")
             return limited
-        return await self._forward(request, route, engine, prepared, reservation)
+        budget = await self.gate.admit(engine, prepared.info, route.path)
+        if isinstance(budget, web.Response):
+            self.relay.outcome(route, "over_budget")
+            return budget
+        info = prepared.info
+        try:
+            return await self._forward(request, route, engine, prepared, reservation)
+        finally:
+            if info.meter is not None:
+                self.gate.settle(budget, info.meter, info)
 
     async def _check_limits(
         self, engine: PolicyEngine, extra: dict[str, Any] | None
@@ -255,10 +300,15 @@ class ModelProxy:
         url = upstream_url(self.state.store.config.provider.base_url, route.path)
         headers = self._upstream_headers(request)
         headers["Content-Type"] = "application/json"
+        meter = prepared.info.meter
+        if meter is not None:  # everything so far was the sidecar's own work
+            meter.governance += time.perf_counter() - meter.started
         try:
             async with self.session.post(
                 url, data=prepared.data, headers=headers, timeout=UPSTREAM_TIMEOUT
             ) as upstream:
+                if meter is not None:
+                    meter.status = upstream.status
                 prepared.data = b""  # sent: its bytes go back to the budget
                 await reservation.release()
                 if upstream.content_type == "text/event-stream":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from .ratelimit import estimate_tokens
 from .routes import Route
 from .sse import SseRewriter, error_body, usage_tokens
 from .state import SidecarState
+from .usage import CallMeter, StreamUsage, split_usage
 from .walk import string_values
 
 #: Response headers passed back to the agent (an allow-list: nothing else can leak).
@@ -73,6 +75,10 @@ class CallInfo:
 
     model: str | None
     request_chars: int  # characters in the call's strings, for token estimates
+    sent_bytes: int = 0  # bytes forwarded: at least the input tokens (budgets)
+    output_cap: int | None = None  # max_tokens or its spellings, if set
+    choices: int = 1  # n / best_of
+    meter: CallMeter | None = None  # the call's record (usage, status, time governed)
 
     @property
     def extra(self) -> dict[str, Any] | None:
@@ -118,9 +124,11 @@ class Relay:
         except LimitExceeded as error:
             self.outcome(route, "upstream_error")
             return plain_error(502, "upstream_error", "answer_too_large", error.message)
+        started = time.perf_counter()
         try:
             return await self._checked(route, upstream, engine, call, raw)
         finally:
+            _spent(call.meter if call is not None else None, started)
             await reservation.release()
 
     async def _checked(
@@ -139,6 +147,9 @@ class Relay:
             return plain_error(502, "upstream_error", "answer_too_deep", error.message)
         except ValueError:
             answer = None  # not JSON: inspected as one text
+        if call is not None and call.meter is not None:  # what the provider charged
+            usage = answer.get("usage") if isinstance(answer, dict) else None
+            call.meter.usage, call.meter.output_bytes = split_usage(usage), len(raw)
         body: bytes | bytearray = raw
         if engine.inspects_responses:
             text = raw.decode("utf-8", errors="replace") if answer is None else None
@@ -177,12 +188,19 @@ class Relay:
         await response.prepare(request)
         max_event = self.state.store.config.limits.max_response_bytes
         rewriter = SseRewriter(engine, max_event=max_event) if engine.inspects_responses else None
+        meter = call.meter
+        seen = StreamUsage(count_text=self.state.budgets.active) if meter is not None else None
         outcome = "forwarded"
         async for chunk in upstream.content.iter_any():
+            started = time.perf_counter()
+            if seen is not None:
+                seen.feed(chunk)
             if rewriter is None:
+                _spent(meter, started)
                 await response.write(chunk)
                 continue
             result = rewriter.feed(chunk)
+            _spent(meter, started)
             await self.state.report(result.findings, call.extra)
             if result.data:
                 await response.write(result.data)
@@ -202,6 +220,8 @@ class Relay:
             self.count_tokens(call, None, None)
         else:
             self.count_tokens(call, None, rewriter.usage_tokens, rewriter.released_chars)
+        if meter is not None and seen is not None:
+            meter.usage, meter.output_bytes = seen.usage, seen.text_bytes
         self.outcome(route, outcome)
         await response.write_eof()
         return response
@@ -220,6 +240,12 @@ class Relay:
     def outcome(self, route: Route, outcome: str) -> None:
         """Count a call's outcome."""
         self.state.metrics.requests.labels(endpoint=route.path, outcome=outcome).inc()
+
+
+def _spent(meter: CallMeter | None, started: float) -> None:
+    """Count the time since ``started`` as spent governing the call."""
+    if meter is not None:
+        meter.governance += time.perf_counter() - started
 
 
 def _event_too_large(limit: int) -> bytes:

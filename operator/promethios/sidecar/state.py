@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from promethios.api.wire import MAX_CONTEXT_BYTES
 
 from .bounds import ByteBudget
+from .budget import BudgetBook
 from .config import ConfigStore, Snapshot
 from .folding import AgentReports, TokenBucket
 from .metrics import SidecarMetrics
@@ -90,6 +91,8 @@ class SidecarState:
         self.heartbeat_due = asyncio.Event()
         self.engine = self._engine(store.current)
         self.limiter = Limiter(config.policy)
+        #: Leases of the budgets the ingest API keeps (see :mod:`.budget`, :mod:`.allowance`).
+        self.budgets = BudgetBook(expected=bool(config.policy.budgets))
         self.trust = TrustEstimator(config.policy, clock())
         self.started_wall = wall_clock()
         self.started = clock()
@@ -114,6 +117,7 @@ class SidecarState:
             limiter.carry_over(self.limiter)
             self.limiter = limiter
             self.trust.policy = new.config.policy
+            self.budgets.expected = bool(new.config.policy.budgets)
         self.metrics.config_reloads.labels(result="ok").inc()
 
     # -- activity --------------------------------------------------------------
