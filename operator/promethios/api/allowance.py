@@ -111,7 +111,9 @@ class LeaseState(BaseModel):
     granted: WireAmounts
     consumed: WireAmounts
     returned: WireAmounts
-    exhausted: bool = Field(False, description="Less was granted than wanted.")
+    exhausted: bool = Field(
+        False, description="Less was granted than needed at once (minimum): the budget is spent."
+    )
     retry_after: float = Field(0.0, alias="retryAfter", description="When asking again may help.")
     unknown: bool = Field(False, description="No such budget applies to the agent (any more).")
 

@@ -278,7 +278,13 @@ async def _guard(call: Awaitable[Outcome]) -> Outcome:
 
 
 async def allowance(request: web.Request) -> web.Response:
-    """``POST /api/v1/budgets/allowance``: 200 once every lease it reports is on record."""
+    """``POST /api/v1/budgets/allowance``: 200 once every lease it reports is on record.
+
+    Not before the policies are loaded: an answer without a budget that exists would let a
+    sidecar drop its lease.
+    """
+    if not request.app[SERVICE_KEY].ready.is_set():
+        raise ApiError(503, "not_ready", "policies not loaded yet", headers={"Retry-After": "2"})
     service, state, report = await _report(request, AllowanceRequest)
     try:
         answer = await service.allowance.exchange(state.config, report)

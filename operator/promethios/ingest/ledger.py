@@ -160,6 +160,7 @@ class LeaseOutcome:
     consumed: Units = field(default_factory=Units)
     returned: Units = field(default_factory=Units)
     exhausted: bool = False
+    """Not even what the holder needs at once could be granted."""
     retry_after: float = 0.0
     stale: bool = False
     """The lease's window is over: nothing was applied; start a lease in the current one."""
@@ -277,7 +278,9 @@ def _charge(
 
 
 def _grant(ledger: Ledger, lease: LeaseBook, op: LeaseOp, now: float) -> tuple[bool, float]:
-    """Grant towards the target as far as the limits allow; (short of it?, Retry-After).
+    """Grant towards the target as far as the limits allow; (exhausted?, Retry-After).
+
+    Exhausted: not even what the holder needs at once could be granted.
 
     What the holder needs at once (``op.minimum``) is granted as far as there is room; the
     rest of its target only up to half the room left, so that a sidecar asking for a lot
@@ -296,7 +299,7 @@ def _grant(ledger: Ledger, lease: LeaseBook, op: LeaseOp, now: float) -> tuple[b
         now_part = min(needed, room)
         give = now_part + min(want - now_part, (room - now_part) // 2)
         setattr(lease.granted, unit, lease.granted.get(unit) + give)
-        if give < want:
+        if now_part < needed:
             short.append(unit)
     if not short:
         return False, 0.0

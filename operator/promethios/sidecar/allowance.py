@@ -164,9 +164,8 @@ class Allowance:
             state.metrics.allowance.labels(result="ok").inc()
             return True
         self._failures += 1
-        if response.status == 404:
+        if response.status == 404:  # an ingest without budgets: ask again much later
             self._not_before = now + UNSUPPORTED_SECONDS
-            self.book.known = True  # an ingest without budgets: none can apply
         else:
             delay = min(RETRY_CAP, 0.25 * 2 ** min(self._failures, 10))
             self._not_before = now + random.uniform(delay / 2, delay)

@@ -155,17 +155,16 @@ NOTHING = Reservation(())
 class BudgetBook:
     """Every budget that applies to this sidecar's agent, and its leases."""
 
-    def __init__(self, expected: bool) -> None:
+    def __init__(self, required: frozenset[str] = frozenset()) -> None:
         self.pools: dict[str, Pool] = {}
-        self.expected = expected
-        """The agent's own policy has budgets: calls wait for the first exchange."""
-        self.known = False
-        """An exchange has answered: ``pools`` is the ingest's word."""
+        self.required = required
+        """``<policy>/<budget>`` of the agent's own policy (its config): calls wait for a
+        lease of each, whatever an answer says, until the config says otherwise."""
 
     @property
     def active(self) -> bool:
         """Whether calls are checked at all (no budget anywhere: a no-op)."""
-        return bool(self.pools) or (self.expected and not self.known)
+        return bool(self.pools) or bool(self.required)
 
     def admit(
         self, call: CallBounds, mono: float, wall: float, final: bool | None = None
@@ -175,9 +174,10 @@ class BudgetBook:
         ``final``: an exchange was just tried (True: it answered, False: it failed); what
         still does not fit is refused, as used up or as unavailable.
         """
+        missing = self.required.difference(self.pools)
+        if missing:  # not (yet) in any answer: the first exchange, or an ingest lagging
+            return self._unavailable(min(missing)) if final is not None else Shortfall(())
         if not self.pools:
-            if self.expected and not self.known:
-                return self._unavailable(None) if final is not None else Shortfall(())
             return NOTHING
         held: list[tuple[Pool, Triple]] = []
         short: list[tuple[Pool, Triple]] = []
@@ -195,7 +195,7 @@ class BudgetBook:
             elif pool.exhausted_until > mono and pool.usable(mono, wall):
                 return self._exhausted(pool, mono)
             elif final is not None:
-                return self._exhausted(pool, mono) if final else self._unavailable(pool)
+                return self._exhausted(pool, mono) if final else self._unavailable(pool.info.budget)
             else:
                 short.append((pool, need))
         if short:
@@ -214,9 +214,8 @@ class BudgetBook:
         return Refusal("budget.exhausted", 429, retry, detail)
 
     @staticmethod
-    def _unavailable(pool: Pool | None) -> Refusal:
-        which = f"budget {pool.info.budget}" if pool is not None else "the agent's budgets"
-        detail = f"no allowance for {which}: the ingest API could not be reached"
+    def _unavailable(budget: str) -> Refusal:
+        detail = f"no allowance for budget {budget}: the ingest API could not grant one"
         return Refusal("budget.unavailable", 503, 5.0, detail)
 
     def track(self) -> Reservation:
@@ -328,7 +327,6 @@ class BudgetBook:
             pool.granted = [max(a, b) for a, b in zip(pool.granted, granted, strict=True)]
             pool.renewed = mono
             pool.exhausted_until = mono + state.retry_after if state.exhausted else -math.inf
-        self.known = True
 
     def due(self, mono: float, wall: float) -> bool:
         """Whether an exchange is due now (see :class:`~.allowance.Allowance`)."""

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from promethios.api.sidecarconfig import SidecarConfig
 from promethios.api.wire import MAX_CONTEXT_BYTES
 
 from .bounds import ByteBudget
@@ -92,7 +93,7 @@ class SidecarState:
         self.engine = self._engine(store.current)
         self.limiter = Limiter(config.policy)
         #: Leases of the budgets the ingest API keeps (see :mod:`.budget`, :mod:`.allowance`).
-        self.budgets = BudgetBook(expected=bool(config.policy.budgets))
+        self.budgets = BudgetBook(required_budgets(config))
         self.trust = TrustEstimator(config.policy, clock())
         self.started_wall = wall_clock()
         self.started = clock()
@@ -117,7 +118,7 @@ class SidecarState:
             limiter.carry_over(self.limiter)
             self.limiter = limiter
             self.trust.policy = new.config.policy
-            self.budgets.expected = bool(new.config.policy.budgets)
+            self.budgets.required = required_budgets(new.config)
         self.metrics.config_reloads.labels(result="ok").inc()
 
     # -- activity --------------------------------------------------------------
@@ -198,6 +199,11 @@ class SidecarState:
         dropped = Counter(self.spool.take_dropped())
         dropped.update(self.agent_spool.take_dropped())
         return dict(dropped)
+
+
+def required_budgets(config: SidecarConfig) -> frozenset[str]:
+    """``<policy>/<budget>`` of every budget of the agent's own policy."""
+    return frozenset(f"{config.policy_name}/{budget.name}" for budget in config.policy.budgets)
 
 
 def _spool_all(spool: Spool, violations: list[dict[str, Any]]) -> None:

@@ -13,7 +13,7 @@ from ingest_fakes import AGENT, KEY, Clock, MemoryEvents, MemorySink, agent_conf
 
 from promethios.api.allowance import PATH_ALLOWANCE, AllowanceRequest, AllowanceResponse
 from promethios.ingest.alertformat import Alert
-from promethios.ingest.app import build_app
+from promethios.ingest.app import SERVICE_KEY, build_app
 from promethios.ingest.budgetcatalog import AGENT_KIND, POLICY_KIND, Owner
 from promethios.ingest.service import IngestService
 from promethios.ingest.settings import IngestSettings
@@ -213,3 +213,14 @@ async def test_the_route(client: tuple[TestClient[Any, Any], RacingStore]) -> No
     store.code = 500
     down = await http.post(PATH_ALLOWANCE, json=body, headers=headers())
     assert down.status == 503 and down.headers["Retry-After"] == "1"
+
+
+async def test_no_answer_before_the_policies_are_loaded(
+    client: tuple[TestClient[Any, Any], RacingStore],
+) -> None:
+    http, _ = client
+    service = http.app[SERVICE_KEY]
+    service.ready.clear()
+    body = {"agentId": AGENT, "instance": "abcdefgh", "leases": []}
+    response = await http.post(PATH_ALLOWANCE, json=body, headers=headers())
+    assert response.status == 503 and "policies not loaded" in await response.text()

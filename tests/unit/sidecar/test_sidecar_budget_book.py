@@ -18,6 +18,7 @@ from promethios.sidecar.usage import CallMeter, StreamUsage, output_bounds, spli
 
 WALL = 1_750_000_000.0
 WINDOW = "2025-06-15T00:00:00Z"
+REQUIRED = frozenset({"policy/team"})
 
 
 def info(budget: str = "policy/team", **fields: Any) -> dict[str, Any]:
@@ -61,23 +62,29 @@ def call(input_bytes: int = 50, cap: int | None = 20, model: str = "gpt") -> Cal
 
 
 def test_without_budgets_nothing_is_checked() -> None:
-    book = BudgetBook(expected=False)
+    book = BudgetBook()
     assert not book.active
     verdict = book.admit(call(), 0.0, WALL)
     assert isinstance(verdict, Reservation) and verdict.held == ()
 
 
-def test_expected_budgets_wait_for_the_first_exchange() -> None:
-    book = BudgetBook(expected=True)
+def test_the_own_policys_budgets_wait_for_a_lease_whatever_an_answer_says() -> None:
+    book = BudgetBook(REQUIRED)
     assert book.active and isinstance(book.admit(call(), 0.0, WALL), Shortfall)
     refused = book.admit(call(), 0.0, WALL, final=False)
     assert isinstance(refused, Refusal) and (refused.code, refused.status) == (
-        "budget.unavailable", 503
-    )  # fmt: skip
+        "budget.unavailable",
+        503,
+    )
+    book.apply(AllowanceResponse(), 0.0)  # an ingest that has not seen the policy yet
+    assert isinstance(book.admit(call(), 0.0, WALL), Shortfall)
+    other = BudgetBook(frozenset({"policy/other"}))
+    other.apply(answer({"tokens": 500}), 0.0)
+    assert isinstance(other.admit(call(), 0.0, WALL), Shortfall)  # fmt: skip
 
 
 def test_calls_reserve_their_worst_case_and_settle_what_they_used() -> None:
-    book = BudgetBook(expected=True)
+    book = BudgetBook(REQUIRED)
     book.apply(answer({"tokens": 200}), 0.0)
     pool = book.pools["policy/team"]
     first = book.admit(call(50, 20), 1.0, WALL)
@@ -95,7 +102,7 @@ def test_calls_reserve_their_worst_case_and_settle_what_they_used() -> None:
 
 
 def test_reports_are_cumulative_and_ask_for_what_is_needed_plus_a_margin() -> None:
-    book = BudgetBook(expected=True)
+    book = BudgetBook(REQUIRED)
     book.apply(answer({"tokens": 200}), 0.0)
     held = book.admit(call(50, 20), 1.0, WALL)
     assert isinstance(held, Reservation)
@@ -116,7 +123,7 @@ def test_reports_are_cumulative_and_ask_for_what_is_needed_plus_a_margin() -> No
 
 
 def test_an_exhausted_budget_refuses_without_asking_again() -> None:
-    book = BudgetBook(expected=True)
+    book = BudgetBook(REQUIRED)
     book.apply(answer({"tokens": 30}, exhausted=True), 10.0)
     refused = book.admit(call(50, 20), 11.0, WALL)
     assert isinstance(refused, Refusal)
@@ -126,13 +133,13 @@ def test_an_exhausted_budget_refuses_without_asking_again() -> None:
 
 
 def test_leases_end_with_their_window_and_fail_closed_leases_with_their_age() -> None:
-    book = BudgetBook(expected=True)
+    book = BudgetBook(REQUIRED)
     book.apply(answer({"tokens": 10_000}, whenIngestUnreachable="FailClosed"), 0.0)
     assert isinstance(book.admit(call(), 59.0, WALL), Reservation)
     assert isinstance(book.admit(call(), 61.0, WALL), Shortfall)  # not renewed in time
     refused = book.admit(call(), 61.0, WALL, final=False)
     assert isinstance(refused, Refusal) and refused.code == "budget.unavailable"
-    open_book = BudgetBook(expected=True)
+    open_book = BudgetBook(REQUIRED)
     open_book.apply(answer({"tokens": 10_000}), 0.0)
     assert isinstance(open_book.admit(call(), 3600.0, WALL), Reservation)  # FailOpen: spend on
     assert isinstance(open_book.admit(call(), 1.0, WALL + 3600), Shortfall)  # the window ended
@@ -140,7 +147,7 @@ def test_leases_end_with_their_window_and_fail_closed_leases_with_their_age() ->
 
 def test_cost_budgets_need_a_price() -> None:
     prices = [{"model": "gpt", "inputPerMillion": 2.0, "outputPerMillion": 8.0}]
-    book = BudgetBook(expected=True)
+    book = BudgetBook(REQUIRED)
     book.apply(answer({"cost": 10_000}, tokens=False, cost=True, prices=prices), 0.0)
     held = book.admit(call(1000, 500, "gpt"), 1.0, WALL)
     assert isinstance(held, Reservation) and held.held[0][1] == [1500, 1, 2000 + 4000]
@@ -151,7 +158,7 @@ def test_cost_budgets_need_a_price() -> None:
 
 
 def test_a_new_window_starts_a_new_lease() -> None:
-    book = BudgetBook(expected=True)
+    book = BudgetBook(REQUIRED)
     book.apply(answer({"tokens": 500}), 0.0)
     held = book.admit(call(), 1.0, WALL)
     assert isinstance(held, Reservation)
