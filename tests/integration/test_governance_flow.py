@@ -197,7 +197,14 @@ class Operator:
     The ingest API speaks TLS with the certificate the operator issues into
     ``system_ns/promethios-operator-ingest-tls``; ``ca_file`` holds that Secret's CA bundle."""
 
-    def __init__(self, cluster: Any, namespaces: list[str], system_ns: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        cluster: Any,
+        namespaces: list[str],
+        system_ns: str,
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.cluster, self.system_ns = cluster, system_ns
         self.ingest_port, self.metrics_port = free_port(), free_port()
         self.ingest_url = f"https://127.0.0.1:{self.ingest_port}"
@@ -213,6 +220,7 @@ class Operator:
             f"--tls-secret-namespace={system_ns}",
             "--liveness-port=0",
             "--resync-seconds=600",
+            *extra_args,
         )
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = ManagedProcess("operator", argv, log_path, env)

@@ -469,3 +469,26 @@ def test_every_schema_node_has_a_description(crd: dict[str, Any]) -> None:
         # shows ObjectMeta's own documentation there.
         missing = _nodes_without_description(schema, kind)
         assert missing == [f"{kind}.metadata"]
+
+
+def _exclusive_bounds(node: Any, path: str) -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    found = [
+        f"{path}.{key}"
+        for key in ("exclusiveMinimum", "exclusiveMaximum")
+        if key in node and not isinstance(node[key], bool)
+    ]
+    for name, child in (node.get("properties") or {}).items():
+        found += _exclusive_bounds(child, f"{path}.{name}")
+    found += _exclusive_bounds(node.get("items"), f"{path}[]")
+    return found
+
+
+@pytest.mark.parametrize("crd", crdgen.all_crds(), ids=lambda crd: crd["spec"]["names"]["kind"])
+def test_no_numeric_exclusive_bounds(crd: dict[str, Any]) -> None:
+    """The API server reads exclusiveMinimum/Maximum as booleans (OpenAPI v3.0): a number there
+    (pydantic's ``gt``/``lt``) makes the whole CRD unloadable."""
+    for version in crd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        assert _exclusive_bounds(schema, crd["spec"]["names"]["kind"]) == []

@@ -94,7 +94,7 @@ class Budget(Model):
     requests: int | None = Field(None, ge=1, le=10**12, description="Model calls per window.")
     cost: float | None = Field(
         None,
-        gt=0,
+        ge=0.000001,
         le=10**9,
         allow_inf_nan=False,
         description="Spend per window in spec.pricing.currency (needs spec.pricing).",
@@ -240,7 +240,7 @@ class BudgetLimits(Model):
 
     tokens: int | None = Field(None, ge=1, description="Tokens per window.")
     requests: int | None = Field(None, ge=1, description="Model calls per window.")
-    cost: float | None = Field(None, gt=0, description="Cost per window.")
+    cost: float | None = Field(None, ge=0.000001, description="Cost per window.")
 
 
 class ModelUsage(Model):
