@@ -18,9 +18,9 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from .budget import MAX_LEASE_MODELS, BudgetScope, BudgetWindow, WhenUnreachable
-from .wire import AgentId, WireModel, WireTime
+from .wire import PATH_ALLOWANCE, AgentId, WireModel, WireTime
 
-PATH_ALLOWANCE = "/api/v1/budgets/allowance"
+__all__ = ["PATH_ALLOWANCE", "AllowanceRequest", "AllowanceResponse"]
 BUDGET_REF = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """``<policy>/<budget>``: a budget of a GovernancePolicy in the agent's namespace."""
 INSTANCE_PATTERN = r"^[A-Za-z0-9-]{8,64}$"

@@ -220,7 +220,14 @@ def from_micro(micro: int) -> float:
 Count = Annotated[int, Field(ge=0, description="A count.")]
 
 
-class Amounts(Model):
+class StatusModel(Model):
+    """Base of the usage models: built on first use, not at import (the sidecar, which
+    imports the policy model, never reads a status; it saves its memory)."""
+
+    model_config = api_config(defer_build=True)
+
+
+class Amounts(StatusModel):
     """Tokens, requests and cost (in the policy's currency)."""
 
     tokens: int = Field(0, ge=0, description="Tokens.")
@@ -235,7 +242,7 @@ class UsedAmounts(Amounts):
     output_tokens: int = Field(0, ge=0, description="Output (completion) tokens.")
 
 
-class BudgetLimits(Model):
+class BudgetLimits(StatusModel):
     """The limits in force (unset: no limit on that unit)."""
 
     tokens: int | None = Field(None, ge=1, description="Tokens per window.")
@@ -243,7 +250,7 @@ class BudgetLimits(Model):
     cost: float | None = Field(None, ge=0.000001, description="Cost per window.")
 
 
-class ModelUsage(Model):
+class ModelUsage(StatusModel):
     """Usage of one model in the window."""
 
     model: str = Field(min_length=1, max_length=256, description="Model name (or other).")
@@ -253,7 +260,7 @@ class ModelUsage(Model):
     cost: float = Field(0.0, ge=0, description="Cost.")
 
 
-class LeaseModelUsage(Model):
+class LeaseModelUsage(StatusModel):
     """What one lease holder reported for one model (cumulative over the window)."""
 
     model: str = Field(min_length=1, max_length=256, description="Model name.")
@@ -262,7 +269,7 @@ class LeaseModelUsage(Model):
     requests: int = Field(0, ge=0, description="Model calls.")
 
 
-class Lease(Model):
+class Lease(StatusModel):
     """An allowance granted to one sidecar instance in the window (cumulative figures)."""
 
     id: str = Field(
@@ -278,7 +285,7 @@ class Lease(Model):
     closed: bool = Field(False, description="The holder stopped and gave back the rest.")
 
 
-class BudgetUsage(Model):
+class BudgetUsage(StatusModel):
     """One budget in its current window: limit, spend, allowance held by sidecars."""
 
     name: str = Field(min_length=1, max_length=63, description="The budget's name.")
@@ -316,7 +323,7 @@ class BudgetUsage(Model):
     )
 
 
-class UsageStatus(Model):
+class UsageStatus(StatusModel):
     """Budget usage, written by the ingest API (field manager promethios-budgets)."""
 
     budgets: list[BudgetUsage] = Field(

@@ -175,6 +175,8 @@ class GovernancePolicySpec(Model):
 class GovernancePolicyStatus(Model):
     """Observed state of a GovernancePolicy."""
 
+    model_config = api_config(defer_build=True)  # the sidecar imports this module, never this
+
     observed_generation: int | None = Field(
         None, ge=0, description="The metadata.generation last acted on."
     )

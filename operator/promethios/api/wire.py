@@ -29,6 +29,8 @@ PATH_HEARTBEAT = "/api/v1/agents/heartbeat"
 PATH_METRICS = "/api/v1/governance/metrics"
 PATH_VIOLATIONS = "/api/v1/governance/violations"
 PATH_SUMMARY = "/api/v1/governance/summary"
+PATH_ALLOWANCE = "/api/v1/budgets/allowance"
+"""Budget leases (an extension: :mod:`promethios.api.allowance`)."""
 
 #: Reported times must fall in this range (UTC): anything else is a client bug or an attack,
 #: and some of it cannot even be represented once converted to UTC (year 0, year 10000).

@@ -3,12 +3,12 @@
 One :class:`Allowance` per sidecar, with its own connection pool. Exchanges
 (``POST /api/v1/budgets/allowance``) run one at a time:
 
-- at start (the budgets that apply are learnt; leases for the agent's own policy's);
+- for the first call that needs a lease (the budgets that apply are learnt with it);
 - in the background (:meth:`run`, checking every :data:`TICK` seconds while calls flow)
   when a lease runs low, is half its ``leaseSeconds`` old, its window ended, or it has
   been idle for :data:`~.budget.IDLE_SECONDS` (then the unspent allowance goes back);
-  every :data:`REFRESH_SECONDS` while calls flow even without budgets (a ``Namespace``
-  budget of another policy may have appeared);
+  after the first call and then every :data:`REFRESH_SECONDS` while calls flow, even
+  without budgets (a ``Namespace`` budget of another policy may apply);
 - by a call that does not fit its leases (:meth:`acquire`): it waits, at most
   :data:`ACQUIRE_SECONDS`, for an exchange that includes what it needs;
 - on stop (:meth:`close`): every lease closed, what is unspent given back.
@@ -26,17 +26,21 @@ import math
 import random
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
-from promethios.api.allowance import PATH_ALLOWANCE, AllowanceResponse
+from promethios.api.wire import PATH_ALLOWANCE
 
 from .budget import UNIT_NAMES, BudgetBook, Shortfall
 from .ingestclient import IngestClient
 from .state import SidecarState
+
+if TYPE_CHECKING:
+    from promethios.api.allowance import AllowanceResponse
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,8 @@ class Allowance:
     # -- background ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Exchange at start, then whenever one is due (see the module docstring)."""
-        await self._exchange()
+        """Exchange whenever one is due (see the module docstring); an idle sidecar never
+        does (nor loads what an exchange needs)."""
         while not self.closed:
             busy = self.state.interactions != self._calls_seen or any(
                 any(p.inflight) or any(p.waiting) for p in self.book.pools.values()
@@ -176,6 +180,9 @@ class Allowance:
 
 
 def _answer(body: object) -> AllowanceResponse | None:
+    # Imported here: a sidecar that never exchanges never loads the wire models.
+    from promethios.api.allowance import AllowanceResponse
+
     try:
         return AllowanceResponse.model_validate(body)
     except ValidationError:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from promethios.api.allowance import AllowanceResponse, BudgetInfo
 from promethios.api.budget import MAX_LEASE_MODELS, OTHER_MODEL, WhenUnreachable
+
+if TYPE_CHECKING:  # the wire models are loaded with the first exchange, not at start
+    from promethios.api.allowance import AllowanceResponse, BudgetInfo
 
 TOKENS, REQUESTS, COST = 0, 1, 2
 UNIT_NAMES = ("tokens", "requests", "cost")
