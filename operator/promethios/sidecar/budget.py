@@ -66,11 +66,18 @@ class Pool:
     last_call: float = -math.inf
     asked: Triple = field(default_factory=_zero)
     """The target of the last report beyond what was needed then (for the low-water mark)."""
+    limited: tuple[bool, bool, bool] = (False, False, False)
+    """Which units this budget limits (from ``info``, see :meth:`told`)."""
+    fail_closed: bool = False
 
-    @property
-    def limited(self) -> tuple[bool, bool, bool]:
-        """Which units this budget limits."""
-        return (self.info.tokens, self.info.requests, self.info.cost)
+    def __post_init__(self) -> None:
+        self.told(self.info, self.prices)
+
+    def told(self, info: BudgetInfo, prices: dict[str | None, tuple[float, float]]) -> None:
+        """The budget as the latest answer describes it (read once here, not per call)."""
+        self.info, self.prices = info, prices
+        self.limited = (info.tokens, info.requests, info.cost)
+        self.fail_closed = info.when_ingest_unreachable == WhenUnreachable.FAIL_CLOSED
 
     def remaining(self, unit: int) -> int:
         """Allowance left to reserve from."""
@@ -88,16 +95,26 @@ class Pool:
         return [input_bound + output_bound, 1, cost]
 
     def fits(self, need: Triple) -> bool:
-        """Whether the lease has room for ``need`` on every limited unit."""
-        limited = self.limited
-        return all(not limited[u] or self.remaining(u) >= need[u] for u in (TOKENS, REQUESTS, COST))
+        """Whether the lease has room for ``need`` on every limited unit (the hot path:
+        written out rather than looped)."""
+        granted, consumed, returned, inflight = (
+            self.granted,
+            self.consumed,
+            self.returned,
+            self.inflight,
+        )
+        tokens, requests, cost = self.limited
+        return (
+            (not tokens or granted[0] - consumed[0] - returned[0] - inflight[0] >= need[0])
+            and (not requests or granted[1] - consumed[1] - returned[1] - inflight[1] >= need[1])
+            and (not cost or granted[2] - consumed[2] - returned[2] - inflight[2] >= need[2])
+        )
 
     def usable(self, mono: float, wall: float) -> bool:
         """The lease is in force: known, its window not over, not expired if FailClosed."""
         if not self.window_start or wall >= self.info.reset_at:
             return False
-        closed = self.info.when_ingest_unreachable == WhenUnreachable.FAIL_CLOSED
-        return not closed or mono - self.renewed <= self.info.lease_seconds
+        return not self.fail_closed or mono - self.renewed <= self.info.lease_seconds
 
     def reset(self, window_start: str) -> None:
         """A new lease (a new window): nothing granted, spent or given back yet. Calls in
@@ -176,9 +193,10 @@ class BudgetBook:
         ``final``: an exchange was just tried (True: it answered, False: it failed); what
         still does not fit is refused, as used up or as unavailable.
         """
-        missing = self.required.difference(self.pools)
-        if missing:  # not (yet) in any answer: the first exchange, or an ingest lagging
-            return self._unavailable(min(missing)) if final is not None else Shortfall(())
+        if self.required and not self.required <= self.pools.keys():
+            # not (yet) in any answer: the first exchange, or an ingest lagging behind
+            missing = min(self.required.difference(self.pools))
+            return self._unavailable(missing) if final is not None else Shortfall(())
         if not self.pools:
             return NOTHING
         held: list[tuple[Pool, Triple]] = []
@@ -203,11 +221,15 @@ class BudgetBook:
         if short:
             return Shortfall(tuple(short))
         for pool, need in held:
-            for unit in (TOKENS, REQUESTS, COST):
-                pool.inflight[unit] += need[unit]
-                pool.spent[unit] += need[unit]
+            inflight, spent = pool.inflight, pool.spent
+            inflight[0] += need[0]
+            inflight[1] += need[1]
+            inflight[2] += need[2]
+            spent[0] += need[0]
+            spent[1] += need[1]
+            spent[2] += need[2]
             pool.last_need, pool.last_call = need, mono
-        return Reservation(tuple((pool, need, pool.window_start) for pool, need in held))
+        return Reservation(tuple([(pool, need, pool.window_start) for pool, need in held]))
 
     @staticmethod
     def _exhausted(pool: Pool, mono: float) -> Refusal:
@@ -318,7 +340,7 @@ class BudgetBook:
             if pool is None:
                 self.pools[ref] = Pool(info, prices)
             else:
-                pool.info, pool.prices = info, prices
+                pool.told(info, prices)
         for state in answer.leases:
             pool = self.pools.get(state.budget)
             if pool is None or state.unknown:
@@ -355,8 +377,10 @@ def _low(pool: Pool, unit: int) -> bool:
 
 
 def _release(pool: Pool, need: Triple) -> None:
-    for unit in (TOKENS, REQUESTS, COST):
-        pool.inflight[unit] = max(0, pool.inflight[unit] - need[unit])
+    inflight = pool.inflight
+    inflight[0] = max(0, inflight[0] - need[0])
+    inflight[1] = max(0, inflight[1] - need[1])
+    inflight[2] = max(0, inflight[2] - need[2])
 
 
 def _wire(values: Triple, limited: tuple[bool, bool, bool]) -> dict[str, int]:
