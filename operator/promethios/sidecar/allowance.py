@@ -4,7 +4,8 @@ One :class:`Allowance` per sidecar, with its own connection pool. Exchanges
 (``POST /api/v1/budgets/allowance``) run one at a time:
 
 - for the first call that needs a lease (the budgets that apply are learnt with it);
-- in the background (:meth:`run`, checking every :data:`TICK` seconds while calls flow)
+- in the background (:meth:`run`, checking every :data:`TICK` seconds while calls flow,
+  every :data:`IDLE_TICK` seconds otherwise)
   when a lease runs low, is half its ``leaseSeconds`` old, its window ended, or it has
   been idle for :data:`~.budget.IDLE_SECONDS` (then the unspent allowance goes back);
   after the first call and then every :data:`REFRESH_SECONDS` while calls flow, even
@@ -35,7 +36,7 @@ from pydantic import ValidationError
 
 from promethios.api.wire import PATH_ALLOWANCE
 
-from .budget import UNIT_NAMES, BudgetBook, Shortfall
+from .budget import IDLE_SECONDS, UNIT_NAMES, BudgetBook, Shortfall
 from .ingestclient import IngestClient
 from .state import SidecarState
 
@@ -98,15 +99,22 @@ class Allowance:
         """Exchange whenever one is due (see the module docstring); an idle sidecar never
         does (nor loads what an exchange needs)."""
         while not self.closed:
-            busy = self.state.interactions != self._calls_seen or any(
-                any(p.inflight) or any(p.waiting) for p in self.book.pools.values()
-            )
-            await asyncio.sleep(TICK if busy or self.book.pools else IDLE_TICK)
+            await asyncio.sleep(TICK if self._busy() else IDLE_TICK)
             now = self.state.clock()
             if now < self._not_before:
                 continue
             if self.book.due(now, self.state.wall_clock()) or self._refresh_due(now):
                 await self._exchange()
+
+    def _busy(self) -> bool:
+        """Calls since the last exchange, or a lease used within the idle time: check often."""
+        if self.state.interactions != self._calls_seen:
+            return True
+        now = self.state.clock()
+        return any(
+            now - pool.last_call < IDLE_SECONDS or any(pool.inflight)
+            for pool in self.book.pools.values()
+        )
 
     def _refresh_due(self, now: float) -> bool:
         return (
