@@ -15,6 +15,12 @@
 - :mod:`.summary`      the fleet summary over a time range (pure)
 - :mod:`.writer`       status flush policy, the coalescing writer and conditional (409) writes
 - :mod:`.events`       Kubernetes Event aggregation (pure)
+- :mod:`.budgetcatalog` which budgets exist, who keeps each, which apply to an agent (pure)
+- :mod:`.ledger`       one budget in its window and the lease operations on it (pure)
+- :mod:`.usagecodec`   the codec between ledgers and ``status.usage``
+- :mod:`.usagewriter`  lease operations replayed on the stored ledgers, written conditionally
+- :mod:`.allowance`    the allowance exchange with sidecars, and budget threshold alerts
+- :mod:`.budgetmetrics` budget metrics
 - :mod:`.alertformat`  AlertSink bodies and signatures (pure)
 - :mod:`.alerts`       async alert delivery with dedup and retries
 - :mod:`.metrics`      Prometheus metrics (own registry)

@@ -20,7 +20,11 @@
 - :mod:`.escapes`    decoded views of JSON-escaped text
 - :mod:`.trust`      the local trust-score estimate
 - :mod:`.pii`        PII and secret detectors, Luhn check, redaction
-- :mod:`.ratelimit`  sliding-window rate limits and the token budget
+- :mod:`.ratelimit`  sliding-window rate limits and the token budget (per sidecar)
+- :mod:`.budget`     the ingest's budgets as leases, and the check on every call (pure)
+- :mod:`.budgetgate` that check on a call's way out, its settlement on the way back
+- :mod:`.allowance`  the lease exchange with the ingest API, off the hot path
+- :mod:`.usage`      a call's worst case before, and what it used after
 - :mod:`.config`     loading and watching the mounted config and secret files
 - :mod:`.metrics`    the Prometheus metrics
 
