@@ -281,11 +281,33 @@ def dependents(kwargs: Mapping[str, Any], kind: str, seen: Seen) -> list[str]:
     return list(index.get((kind, seen.namespace, seen.name), []))
 
 
+def policy_spec_changed(
+    generations: dict[ObjectKey, Any], event_type: str | None, key: ObjectKey, generation: Any
+) -> bool:
+    """Whether a GovernancePolicy event changes what its agents are built from.
+
+    Only a spec change moves ``metadata.generation``; status writes (budget usage, every
+    exchange of a shared budget; conditions) must not reconcile every agent using the
+    policy. The initial listing is covered by the agents' own events.
+    """
+    if event_type == "DELETED":
+        generations.pop(key, None)
+        return True
+    previous = generations.get(key)
+    generations[key] = generation
+    if event_type is None:
+        return False
+    return event_type == "ADDED" or previous is None or previous != generation
+
+
 def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    generations: dict[ObjectKey, Any] = {}
+
     @kopf.on.event(GROUP, VERSION, "governancepolicies", registry=registry, id="policy")
-    def policy_event(**kwargs: Any) -> None:
+    def policy_event(*, body: kopf.Body, **kwargs: Any) -> None:
         seen = Seen.of(kwargs)
-        if seen.type is not None:  # the initial listing is covered by the agents' own
+        key = (seen.namespace, seen.name)
+        if policy_spec_changed(generations, seen.type, key, body.metadata.get("generation")):
             _reconcile_dependents(
                 ctx, dependents(kwargs, "GovernancePolicy", seen), seen.namespace, kwargs
             )

@@ -9,7 +9,7 @@ from typing import Any
 
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import BuildSettings
-from promethios.controller.handlers import needs_reconcile
+from promethios.controller.handlers import needs_reconcile, policy_spec_changed
 from promethios.controller.plan import Observed, Plan, plan_agent, progress_only
 from promethios.controller.reconcile import (
     EXPIRY,
@@ -143,3 +143,17 @@ def test_a_replaced_timer_does_not_fire(now: datetime) -> None:
     ctx.reconcile_at(UID, "team-a", "bot", now + timedelta(seconds=10), RETRY)
     timers.started[0][1].fire()  # already cancelled: must not reconcile (client is None)
     assert ctx.scheduled(UID, RETRY) == now + timedelta(seconds=10)
+
+
+def test_policy_status_writes_reconcile_no_agent() -> None:
+    """Budget usage is written to a shared budget's policy on every exchange: only a spec
+    change (a new metadata.generation) may reconcile the agents using the policy."""
+    generations: dict[tuple[str, str], Any] = {}
+    key = ("team-a", "policy")
+    assert not policy_spec_changed(generations, None, key, 1)  # the initial listing
+    assert not policy_spec_changed(generations, "MODIFIED", key, 1)  # status.usage written
+    assert policy_spec_changed(generations, "MODIFIED", key, 2)  # the spec changed
+    assert not policy_spec_changed(generations, "MODIFIED", key, 2)
+    assert policy_spec_changed(generations, "DELETED", key, 2)
+    assert policy_spec_changed(generations, "ADDED", key, 1)
+    assert policy_spec_changed(generations, "MODIFIED", ("team-a", "new"), 3)  # unknown before
