@@ -15,9 +15,10 @@ leases locally, with no round trip:
 - :meth:`BudgetBook.reports` tells the ingest, per lease, cumulative usage by model, what
   it wants granted in total, what it gives back; :meth:`BudgetBook.apply` takes the answer.
 
-A lease is void once its window ends (wall clock); under ``FailClosed`` also once it is
-older than ``leaseSeconds`` without renewal. Clocks are passed in: ``mono`` (monotonic)
-and ``wall`` (epoch seconds).
+A lease is void once its window ends by this sidecar's clock (the window is the ingest's:
+a clock that runs ahead waits, one that lags spends its old lease, by as long as they
+differ); under ``FailClosed`` also once it is older than ``leaseSeconds`` without renewal.
+Clocks are passed in: ``mono`` (monotonic) and ``wall`` (epoch seconds).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ HORIZON_SECONDS = 5.0
 """A lease is sized for this long of the recent spend."""
 IDLE_SECONDS = 30.0
 """No call for this long: the unspent allowance goes back."""
+
 
 Triple = list[int]
 
@@ -363,8 +365,10 @@ class BudgetBook:
                 if pool.window_start and any(pool.remaining(u) > 0 for u in limited):
                     return True  # idle: give the allowance back
                 continue
-            if not pool.usable(mono, wall) or mono - pool.renewed >= pool.info.lease_seconds / 2:
+            if mono - pool.renewed >= pool.info.lease_seconds / 2:
                 return True
+            if not pool.usable(mono, wall) and mono - pool.renewed >= 1.0:
+                return True  # e.g. its window ended: the next lease, asked at most once a second
             if any(_low(pool, u) for u in (TOKENS, REQUESTS, COST)):
                 return True
         return False
