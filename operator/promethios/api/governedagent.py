@@ -112,7 +112,13 @@ class Governance(Model):
         0.7, ge=0.0, le=1.0, description="Trust score below which the agent is non-compliant."
     )
     heartbeat_interval_seconds: int = Field(
-        30, ge=1, le=300, description="Seconds between the sidecar's heartbeats."
+        15,
+        ge=1,
+        le=300,
+        description=(
+            "Seconds between the sidecar's heartbeats (with the default 3 missed beats, a "
+            "silent agent shows stale within a minute)."
+        ),
     )
     missed_heartbeats_before_stale: int = Field(
         3, ge=1, le=100, description="Missed heartbeats after which the agent is stale."

@@ -84,6 +84,7 @@ class IngestService:
             clock,
             settings.flush_interval_seconds,
             heartbeat_interval=settings.heartbeat_flush_seconds,
+            write_budget=settings.write_budget_per_second,
         )
         resolver: SinkResolver = sink_resolver or NoSinks()
         if settings.alert_sink_cache_seconds > 0:
