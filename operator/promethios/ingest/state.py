@@ -15,6 +15,7 @@ from typing import Any
 from ..api.common import SEVERITIES
 from ..api.conditions import parse_time
 from ..api.metadata import INGEST_FIELD_MANAGER
+from . import history
 from .agents import AgentConfig
 from .enforcement import EnforcementState
 from .pending import Pending
@@ -84,7 +85,10 @@ class AgentState:
     enforcement: EnforcementState = field(default_factory=EnforcementState)
     conditions: dict[str, ConditionState] = field(default_factory=dict)
     history: deque[tuple[float, str, str]] = field(default_factory=deque)
-    """(time, severity, type) of recent violations, for the summary's time ranges."""
+    """(time, severity, type) of recent violations: per-type counts of the summary's ranges
+    (this replica's only; the severities come from :attr:`buckets`)."""
+    buckets: history.Buckets = field(default_factory=dict)
+    """Violations per time bucket, every replica's (``status.governance.violationHistory``)."""
     version: int = 0
     """Bumped by every change worth a status write."""
     heartbeat_version: int = 0
