@@ -1,15 +1,23 @@
-"""The composition root: which parts run together in the ``promethios operator`` process.
+"""The composition root: which parts run together in one process.
 
-The controller and the ingest API never import each other; this module wires them. By
-default the operator runs the ingest API in its own event loop, on the operator's shared
-connection pool (``--no-ingest`` leaves it to a standalone ``promethios ingest``).
+The controller, the ingest API and the dashboard never import each other; this module
+wires them. By default the operator runs the ingest API in its own event loop, on the
+operator's shared connection pool (``--no-ingest`` leaves it to a standalone ``promethios
+ingest``), and with ``--dashboard-port`` the governance dashboard beside it. A standalone
+``promethios ingest --dashboard-port N`` serves the dashboard too.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import signal
 from collections.abc import Sequence
 
-from .controller.main import OperatorOptions, configure_logging, parse_options, run
+from .controller.main import Companion, OperatorOptions, configure_logging, parse_options, run
+from .dashboard.main import DashboardRunner, DashboardSettings, start_dashboard
+from .ingest import main as ingest
 from .ingest.main import IngestRunner, start_ingest
 from .ingest.settings import IngestSettings
 from .kube.client import Client
@@ -35,6 +43,26 @@ class InProcessIngest:
             self.runner = None
 
 
+class InProcessDashboard:
+    """The governance dashboard as a companion of the operator."""
+
+    name = "dashboard"
+
+    def __init__(self, settings: DashboardSettings) -> None:
+        self.settings = settings
+        self.runner: DashboardRunner | None = None
+
+    async def start(self, client: Client) -> None:
+        """Watch and serve with the operator's client."""
+        self.runner = await start_dashboard(self.settings, client)
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self.runner is not None:
+            await self.runner.stop()
+            self.runner = None
+
+
 def ingest_settings(options: OperatorOptions) -> IngestSettings:
     """The in-process ingest API's settings from the operator's command line."""
     return IngestSettings(
@@ -45,10 +73,51 @@ def ingest_settings(options: OperatorOptions) -> IngestSettings:
     )
 
 
+def companions(options: OperatorOptions) -> list[Companion]:
+    """What runs beside the controller, from the command line."""
+    found: list[Companion] = []
+    if options.ingest:
+        found.append(InProcessIngest(ingest_settings(options)))
+    if options.dashboard_port:
+        settings = DashboardSettings(port=options.dashboard_port, namespaces=options.namespaces)
+        found.append(InProcessDashboard(settings))
+    return found
+
+
 def operator_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``promethios operator``; the process exit code."""
     options = parse_options(argv or [])
     configure_logging(options)
-    companions = [InProcessIngest(ingest_settings(options))] if options.ingest else []
-    run(options, companions)
+    run(options, companions(options))
+    return 0
+
+
+async def _serve_ingest_and_dashboard(settings: IngestSettings, port: int) -> None:
+    ingest_runner = await start_ingest(settings)
+    dashboard = await start_dashboard(
+        DashboardSettings(port=port, namespaces=settings.namespaces, kubeconfig=settings.kubeconfig)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await dashboard.stop()
+    await ingest_runner.stop()
+
+
+def ingest_main(argv: list[str]) -> int:
+    """``promethios ingest [--dashboard-port N] ...``: the ingest API, and the dashboard."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--dashboard-port", type=int, default=0)
+    known, rest = parser.parse_known_args(argv)
+    if not known.dashboard_port or any(arg in ("-h", "--help") for arg in rest):
+        return ingest.main(rest)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = ingest.parse_args(rest)
+    except OSError as error:
+        print(f"promethios ingest: {error}")
+        return 2
+    asyncio.run(_serve_ingest_and_dashboard(settings, known.dashboard_port))
     return 0

@@ -33,7 +33,7 @@ def bucket_of(at: float) -> int:
 
 def add(buckets: Buckets, at: float, severity: str, count: int = 1) -> None:
     """Count ``count`` violations of ``severity`` at ``at``."""
-    counts = buckets.setdefault(bucket_of(at), dict.fromkeys(SEVERITIES, 0))
+    counts = buckets.setdefault(bucket_of(at), {str(s): 0 for s in SEVERITIES})
     counts[severity] = counts.get(severity, 0) + count
 
 
@@ -41,7 +41,7 @@ def combine(first: Mapping[int, Mapping[str, int]], second: Buckets) -> Buckets:
     """Bucket-wise sum (a new mapping)."""
     merged: Buckets = {start: dict(counts) for start, counts in first.items()}
     for start, counts in second.items():
-        target = merged.setdefault(start, dict.fromkeys(SEVERITIES, 0))
+        target = merged.setdefault(start, {str(s): 0 for s in SEVERITIES})
         for severity, count in counts.items():
             target[severity] = target.get(severity, 0) + count
     return merged
@@ -93,7 +93,7 @@ def decode(items: Iterable[ViolationBucket]) -> Buckets:
 def since(buckets: Mapping[int, Mapping[str, int]], start: float) -> dict[str, int]:
     """Counts by severity of every bucket from the one ``start`` falls in onwards."""
     first = bucket_of(start)
-    totals = dict.fromkeys(SEVERITIES, 0)
+    totals = {str(severity): 0 for severity in SEVERITIES}
     for bucket, counts in buckets.items():
         if bucket >= first:
             for severity, count in counts.items():

@@ -15,9 +15,9 @@ from typing import Any
 from ..api.common import SEVERITIES
 from ..api.conditions import parse_time
 from ..api.metadata import INGEST_FIELD_MANAGER
-from . import history
 from .agents import AgentConfig
 from .enforcement import EnforcementState
+from .history import Buckets
 from .pending import Pending
 from .records import ConditionState, Recorded
 from .trust import TrustDebt
@@ -87,7 +87,7 @@ class AgentState:
     history: deque[tuple[float, str, str]] = field(default_factory=deque)
     """(time, severity, type) of recent violations: per-type counts of the summary's ranges
     (this replica's only; the severities come from :attr:`buckets`)."""
-    buckets: history.Buckets = field(default_factory=dict)
+    buckets: Buckets = field(default_factory=dict)
     """Violations per time bucket, every replica's (``status.governance.violationHistory``)."""
     version: int = 0
     """Bumped by every change worth a status write."""
