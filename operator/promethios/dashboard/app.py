@@ -31,7 +31,6 @@ from .context import (
     visible_agent,
 )
 from .model import AgentRow
-from .sessions import Session
 from .summary import fleet_summary
 from .views import (
     DEFAULT_RANGE,
@@ -178,8 +177,7 @@ def _json_error(status: int, error: str, message: str, **headers: str) -> web.Re
 async def summary(request: web.Request) -> web.Response:
     """``GET /api/v1/governance/summary?range=``: a session, or a Kubernetes bearer token."""
     dash = request.app[DASHBOARD]
-    found: tuple[Session, str] | None = request.get(SESSION)
-    identity = found[0].identity if found else None
+    identity = session_of(request)[0].identity if SESSION in request else None
     header = request.headers.get("Authorization", "")
     if identity is None and header.lower().startswith("bearer "):
         identity = await dash.authz.authenticate(header[7:].strip(), cache=True)

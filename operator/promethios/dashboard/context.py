@@ -69,7 +69,8 @@ class Dashboard:
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
-SESSION = "promethios.session"
+SESSION = web.RequestKey("session", tuple)
+"""The request's (session, viewer token), set by the session guard."""
 
 
 def html(text: str, status: int = 200) -> web.Response:
@@ -86,7 +87,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
             await _require_session(request, dash)
         response = await handler(request)
     except web.HTTPException as error:
-        response = error
+        for name, value in SECURITY_HEADERS.items():
+            error.headers.setdefault(name, value)
+        raise
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
@@ -114,8 +117,9 @@ async def _require_session(request: web.Request, dash: Dashboard) -> None:
 
 
 def session_of(request: web.Request) -> tuple[Session, str]:
-    found: tuple[Session, str] = request[SESSION]
-    return found
+    session, token = request[SESSION]
+    assert isinstance(session, Session) and isinstance(token, str)
+    return session, token
 
 
 def common(request: web.Request, page: str) -> dict[str, Any]:

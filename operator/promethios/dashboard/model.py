@@ -147,6 +147,15 @@ def _conditions(raw: Any) -> tuple[ConditionRow, ...]:
     return tuple(rows)
 
 
+def _names(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of an object; ValueError when either is missing."""
+    metadata = obj.get("metadata") or {}
+    namespace, name = metadata.get("namespace"), metadata.get("name")
+    if not isinstance(namespace, str) or not namespace or not isinstance(name, str) or not name:
+        raise ValueError("metadata.namespace and metadata.name are required")
+    return namespace, name
+
+
 def _find(conditions: tuple[ConditionRow, ...], ctype: str) -> ConditionRow | None:
     return next((c for c in conditions if c.type == ctype), None)
 
@@ -158,7 +167,8 @@ def _number(value: Any, default: float) -> float:
 
 
 def agent_row(obj: Mapping[str, Any]) -> AgentRow:
-    """The row of a GovernedAgent body (a watch event's object)."""
+    """The row of a GovernedAgent body (a watch event's object); ValueError if unnamed."""
+    namespace, name = _names(obj)
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -171,8 +181,8 @@ def agent_row(obj: Mapping[str, Any]) -> AgentRow:
     missed = int(_number(governance_spec.get("missedHeartbeatsBeforeStale"), 3))
     created = parse_time(metadata.get("creationTimestamp"))
     return AgentRow(
-        namespace=str(metadata.get("namespace") or ""),
-        name=str(metadata.get("name") or ""),
+        namespace=namespace,
+        name=name,
         uid=str(metadata.get("uid") or ""),
         mode=str(governance_spec.get("mode") or "enforce"),
         provider=str((spec.get("modelProvider") or {}).get("type") or "openai"),
@@ -236,7 +246,7 @@ class PolicyRow:
 
 def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
     """The row of a GovernancePolicy body."""
-    metadata = obj.get("metadata") or {}
+    namespace, name = _names(obj)
     spec = obj.get("spec") or {}
     status = parse_or_default(GovernancePolicyStatus, obj.get("status"))
     lines = []
@@ -260,8 +270,8 @@ def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
         lines.append(f"budget: {budget['tokens']} tokens / {budget.get('windowSeconds', 86400)} s")
     conditions = _conditions([c.model_dump(by_alias=True, mode="json") for c in status.conditions])
     return PolicyRow(
-        namespace=str(metadata.get("namespace") or ""),
-        name=str(metadata.get("name") or ""),
+        namespace=namespace,
+        name=name,
         ready=_find(conditions, READY),
         summary=tuple(lines),
     )
@@ -290,13 +300,13 @@ class SinkRow:
 
 def sink_row(obj: Mapping[str, Any]) -> SinkRow:
     """The row of an AlertSink body (its URL and Secrets are never read or shown)."""
-    metadata = obj.get("metadata") or {}
+    namespace, name = _names(obj)
     spec = obj.get("spec") or {}
     status = parse_or_default(AlertSinkStatus, obj.get("status"))
     conditions = _conditions([c.model_dump(by_alias=True, mode="json") for c in status.conditions])
     return SinkRow(
-        namespace=str(metadata.get("namespace") or ""),
-        name=str(metadata.get("name") or ""),
+        namespace=namespace,
+        name=name,
         type=str(spec.get("type") or ""),
         min_severity=str(spec.get("minSeverity") or "high"),
         delivered=status.delivered,

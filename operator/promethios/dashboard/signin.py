@@ -29,15 +29,19 @@ def _safe_next(value: str | None) -> str:
 
 async def login_page(request: web.Request) -> web.Response:
     """The sign-in form (with its double-submit CSRF cookie)."""
-    return _login(request, "", 200)
+    return _login(request, "", 200, request.query.get("next"))
 
 
-def _login(request: web.Request, error: str, status: int) -> web.Response:
+def _login(request: web.Request, error: str, status: int, next_path: str | None) -> web.Response:
     dash = request.app[DASHBOARD]
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    next_path = _safe_next(request.query.get("next") or request.get("next"))
     text = dash.render(
-        "login.html", viewer=None, page="login", error=error, login_csrf=token, next=next_path
+        "login.html",
+        viewer=None,
+        page="login",
+        error=error,
+        login_csrf=token,
+        next=_safe_next(next_path),
     )
     response = html(text, status)
     response.set_cookie(
@@ -50,23 +54,23 @@ async def login(request: web.Request) -> web.StreamResponse:
     """Check the token with a TokenReview and start a session."""
     dash = request.app[DASHBOARD]
     form = await request.post()
-    request["next"] = str(form.get("next") or "/")
+    next_path = _safe_next(str(form.get("next") or "/"))
     if not same_origin(request) or not csrf_ok(
         request.cookies.get(LOGIN_COOKIE, ""), str(form.get("csrf") or "")
     ):
-        return _login(request, "The sign-in form expired; try again.", 403)
+        return _login(request, "The sign-in form expired; try again.", 403, next_path)
     if dash.logins.take("login", time.monotonic()) is not None:
-        return _login(request, "Too many sign-in attempts; wait a few seconds.", 429)
+        return _login(request, "Too many sign-in attempts; wait a few seconds.", 429, next_path)
     try:
         token = check_token(str(form.get("token") or ""))
     except TokenRefused as error:
-        return _login(request, str(error), 400)
+        return _login(request, str(error), 400, next_path)
     identity = await dash.authz.authenticate(token)
     if identity is None:
-        return _login(request, "The API server did not accept this token.", 401)
+        return _login(request, "The API server did not accept this token.", 401, next_path)
     cookie, _ = dash.sessions.create(identity, token, dash.clock())
     log.info("dashboard: %s signed in", identity.username)
-    response = web.HTTPSeeOther(_safe_next(request["next"]))
+    response = web.Response(status=303, headers={"Location": next_path})
     response.set_cookie(
         COOKIE, cookie, httponly=True, samesite="Strict", secure=request.secure, path="/"
     )
@@ -79,6 +83,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session, _ = session_of(request)
     await checked_form(request, session.csrf)
     request.app[DASHBOARD].sessions.end(request.cookies.get(COOKIE))
-    response = web.HTTPSeeOther("/login")
+    response = web.Response(status=303, headers={"Location": "/login"})
     response.del_cookie(COOKIE, path="/")
     return response
