@@ -33,6 +33,7 @@ from ..api.common import GROUP, VERSION
 from ..api.enforcement import EnforcementAction
 from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..builders.meta import ChildNames
+from . import policystatus
 from .plan import Plan, stored_enforcement
 from .reconcile import (
     ApiReferences,
@@ -84,6 +85,7 @@ def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     _register_agent_handlers(ctx, registry)
     _register_reference_handlers(ctx, registry)
     _register_child_handlers(ctx, registry)
+    policystatus.register(ctx, registry)
 
 
 def _register_settings(registry: kopf.OperatorRegistry) -> None:

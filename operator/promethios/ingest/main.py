@@ -75,7 +75,15 @@ async def start_ingest(
         status_sink = kubeio.KubeStatusSink(api)
         event_sink = event_sink or kubeio.KubeEventSink(api)
         sink_resolver = sink_resolver or kubeio.KubeSinkResolver(api)
-        service = IngestService(settings, status_sink, keystore, event_sink, sink_resolver, clock)
+        service = IngestService(
+            settings,
+            status_sink,
+            keystore,
+            event_sink,
+            sink_resolver,
+            clock,
+            sink_status=kubeio.KubeSinkStatus(api),
+        )
         feed = kubeio.ClusterFeed(service, api)
     else:
         service = IngestService(settings, status_sink, keystore, event_sink, sink_resolver, clock)
