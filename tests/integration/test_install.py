@@ -526,6 +526,7 @@ def test_switch_to_standalone_ingest_grants_its_service_account_least_privilege(
             ("list", "governancepolicies.governance.promethios.ai"),
             ("watch", "governancepolicies.governance.promethios.ai"),
             ("get", "alertsinks.governance.promethios.ai"),
+            ("patch", "alertsinks.governance.promethios.ai", "--subresource=status"),
             ("list", "secrets"),
             ("watch", "secrets"),
             ("get", "secrets"),

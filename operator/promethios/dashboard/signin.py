@@ -20,6 +20,12 @@ from .sessions import same_token as csrf_ok
 log = logging.getLogger(__name__)
 
 
+def _https(request: web.Request) -> bool:
+    """Mark cookies Secure over https, directly or behind a TLS-terminating Ingress (the
+    header can only add the attribute, never remove it)."""
+    return request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+
+
 def _safe_next(value: str | None) -> str:
     """Only a local path (no scheme, no host, no //): no open redirect."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -45,7 +51,7 @@ def _login(request: web.Request, error: str, status: int, next_path: str | None)
     )
     response = html(text, status)
     response.set_cookie(
-        LOGIN_COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/"
+        LOGIN_COOKIE, token, httponly=True, samesite="Strict", secure=_https(request), path="/"
     )
     return response
 
@@ -72,7 +78,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     log.info("dashboard: %s signed in", identity.username)
     response = web.Response(status=303, headers={"Location": next_path})
     response.set_cookie(
-        COOKIE, cookie, httponly=True, samesite="Strict", secure=request.secure, path="/"
+        COOKIE, cookie, httponly=True, samesite="Strict", secure=_https(request), path="/"
     )
     response.del_cookie(LOGIN_COOKIE, path="/")
     return response
