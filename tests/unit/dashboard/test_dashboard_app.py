@@ -241,6 +241,9 @@ async def test_pages_carry_security_headers_and_sign_out_ends_the_session(
     assert "default" in await page.text() and "no-secrets" in await page.text()
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "no-store"
+    agent = await (await client.get("/agents/team-a/alpha")).text()
+    for text in (agent, await page.text()):  # the CSP allows no inline style or script
+        assert 'style="' not in text and "<script>" not in text
     sinks = await (await client.get("/integrations")).text()
     assert "team-a/hook" in sinks and "hooks.example" not in sinks
     # a revoked token ends the session at the next periodic re-review

@@ -25,7 +25,12 @@ class SinkStore:
     def __init__(self) -> None:
         self.rv = 1
         self.obj: dict[str, Any] = {
-            "metadata": {"namespace": "ns", "name": "hook", "generation": 3, "resourceVersion": "1"},
+            "metadata": {
+                "namespace": "ns",
+                "name": "hook",
+                "generation": 3,
+                "resourceVersion": "1",
+            },
             "spec": {"type": "webhook"},
         }
         self.writes = 0
