@@ -166,9 +166,10 @@ async def test_tokenreview_and_subjectaccessreview_decide_what_is_shown(
 async def test_acknowledge_patches_as_the_viewer_and_a_reader_may_not(
     world: World, browser: Browser, dashboard: DashboardRunner
 ) -> None:
+    enforcement = {"action": "Quarantined", "breach": 1, "reason": "critical violation"}
+    patch = json.dumps({"status": {"enforcement": enforcement}})
     world.kubectl("patch", "governedagent", "alpha", "-n", world.a, "--subresource=status",
-                  "--type=merge", "-p", json.dumps({"status": {"enforcement": {
-                      "action": "Quarantined", "breach": 1, "reason": "critical violation"}}}))  # fmt: skip
+                  "--type=merge", "-p", patch)  # fmt: skip
     cache = dashboard.dashboard.cache
     for _ in range(100):
         row = cache.agents.get(f"{world.a}/alpha")

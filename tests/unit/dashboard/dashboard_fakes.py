@@ -62,7 +62,7 @@ def agent_object(
             "name": name,
             "uid": f"uid-{name}",
             "creationTimestamp": rfc(now - 3600),
-        },  # fmt: skip
+        },
         "spec": {
             "image": "agent:1",
             "modelProvider": {"type": "openai"},
@@ -70,7 +70,7 @@ def agent_object(
                 "policyRef": {"name": policy},
                 "acknowledgedBreach": acknowledged,
                 "onBreach": "Quarantine",
-            },  # fmt: skip
+            },
             "alertSinks": [{"name": s} for s in sinks],
             "suspend": suspend,
         },

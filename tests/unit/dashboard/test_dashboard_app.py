@@ -58,7 +58,8 @@ def dashboard(reviewer: FakeReviewer) -> Dashboard:
     cache = FleetCache()
     history = [bucket(NOW - 300, critical=1)]
     recent = [{"id": "v1", "type": "pii.email", "severity": "critical",
-               "description": "leaked jane@example.com", "time": "2023-11-14T23:00:00Z"}]  # fmt: skip
+               "description": "leaked jane@example.com",
+               "time": "2023-11-14T23:00:00Z"}]  # fmt: skip
     cache.apply("GovernedAgent", None, "SYNC", {"items": [
         agent_object("team-a", "alpha", action="Quarantined", breach=2, acknowledged=1,
                      history=history, recent=recent, sinks=("hook",), now=NOW),

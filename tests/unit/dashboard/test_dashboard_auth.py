@@ -96,7 +96,8 @@ def test_review_bodies_and_answers() -> None:
     attributes = body["spec"]["resourceAttributes"]
     assert body["spec"]["user"] == "alice" and body["spec"]["groups"] == ["dev"]
     assert attributes == {"verb": "patch", "group": "governance.promethios.ai",
-                          "resource": "governedagents", "namespace": "ns", "name": "bot"}  # fmt: skip
+                          "resource": "governedagents", "namespace": "ns",
+                          "name": "bot"}  # fmt: skip
     assert identity_from_review({"authenticated": False, "user": {"username": "x"}}) is None
     who = identity_from_review(
         {"authenticated": True,
