@@ -53,8 +53,9 @@ async def fleet(request: web.Request) -> web.Response:
     session, _ = session_of(request)
     visible = await dash.authz.visible(session.identity, dash.cache.namespaces())
     chosen = FleetFilter.from_query(request.query)
-    trends = {key: list(points) for key, points in dash.cache.trends.items()}
-    page = fleet_page(dash.cache.agents.values(), visible, chosen, dash.clock(), trends)
+    page = fleet_page(
+        dash.cache.agents.values(), visible, chosen, dash.clock(), dash.cache.sparklines
+    )
     context = {
         **common(request, "fleet"),
         "fleet": page,

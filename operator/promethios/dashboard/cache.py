@@ -22,6 +22,7 @@ from typing import Any
 from ..kube.client import Client
 from ..kube.watch import watch_forever
 from .model import AgentRow, PolicyRow, SinkRow, agent_row, policy_row, sink_row
+from .views import sparkline
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class FleetCache:
         self.policies: dict[str, PolicyRow] = {}
         self.sinks: dict[str, SinkRow] = {}
         self.trends: dict[str, deque[float]] = {}
+        self.sparklines: dict[str, str] = {}
+        """Each trend drawn once when it changes (the fleet page only reads them)."""
         self.synced: set[tuple[str, str | None]] = set()
         self.expected: set[tuple[str, str | None]] = set()
 
@@ -89,12 +92,14 @@ class FleetCache:
             trend = self.trends.setdefault(key, deque(maxlen=TREND_POINTS))
             if not trend or trend[-1] != row.trust:
                 trend.append(row.trust)
+                self.sparklines[key] = sparkline(trend)
 
     def _drop(self, kind: str, key: str) -> None:
         table, _ = self._table(kind)
         table.pop(key, None)
         if kind == AGENT:
             self.trends.pop(key, None)
+            self.sparklines.pop(key, None)
 
     def namespaces(self) -> set[str]:
         """Every namespace holding an agent, a policy or a sink."""

@@ -13,6 +13,8 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from markupsafe import Markup
+
 from ..api.common import SEVERITIES
 from ..api.governedagent import HISTORY_BUCKET_SECONDS
 from ..ingest import history
@@ -64,6 +66,7 @@ def health(row: AgentRow, now: float) -> str:
     return "Healthy"
 
 
+_MOST_SEVERE_FIRST = tuple(str(s) for s in reversed(SEVERITIES))
 _HEALTH_RANK = {"Quarantined": 0, "Suspended": 1, "NotReady": 2, "Stale": 3, "NonCompliant": 4}
 
 
@@ -75,6 +78,14 @@ def worst_first_key(
     by_severity = tuple(-counts.get(s, 0) for s in reversed(SEVERITIES))
     trust = row.trust if row.trust is not None else 1.0
     return (_HEALTH_RANK.get(word, 5), by_severity, trust, row.key)
+
+
+def _entry_key(entry: FleetEntry) -> tuple[int, tuple[int, ...], float, str]:
+    """:func:`worst_first_key` from what the entry already computed."""
+    row = entry.row
+    by_severity = tuple(-count for _, count in entry.cells)
+    trust = row.trust if row.trust is not None else 1.0
+    return (_HEALTH_RANK.get(entry.health, 5), by_severity, trust, row.key)
 
 
 def matches_state(row: AgentRow, state: str, now: float) -> bool:
@@ -124,6 +135,44 @@ class FleetEntry:
     in_range: int
     heartbeat_age: str
     trend: str
+    ready: str = "Unknown"
+    trust: str = "—"
+    total: int = 0
+    cells: tuple[tuple[str, int], ...] = ()
+    """(severity, count in range), most severe first: what the row shows."""
+
+    # Precomputed markup from numbers and fixed words only (nothing from the object's
+    # strings, which the template escapes): a 1,000-row page renders in a fraction of the time.
+    @property
+    def cells_html(self) -> Markup:
+        """The severity counts as badges."""
+        return Markup(
+            "".join(f'<span class="sev {s if n else "zero"}">{n}</span> ' for s, n in self.cells)
+        )
+
+    @property
+    def trend_svg(self) -> Markup:
+        """The trust sparkline (numbers only), or nothing."""
+        if not self.trend:
+            return Markup("")
+        return Markup(
+            '<svg class="trend" width="60" height="16" viewBox="0 0 60 16">'
+            f'<polyline points="{self.trend}"/></svg>'
+        )
+
+    @property
+    def heartbeat(self) -> str:
+        """``active · 5s``."""
+        return f"{self.row.heartbeat_state} · {self.heartbeat_age}"
+
+    @property
+    def enforcement_html(self) -> Markup:
+        """The breach action in force, or "none"."""
+        if not self.row.enforced:
+            return Markup('<span class="muted">none</span>')
+        return Markup('<span class="badge bad">{} #{}</span>').format(
+            self.row.enforcement, self.row.breach
+        )
 
 
 @dataclass(frozen=True)
@@ -155,7 +204,7 @@ def fleet_page(
     visible: Collection[str],
     chosen: FleetFilter,
     now: float,
-    trends: Mapping[str, Sequence[float]] | None = None,
+    sparklines: Mapping[str, str] | None = None,
 ) -> FleetPage:
     """The fleet page: only ``visible`` namespaces, filtered, worst first."""
     since = now - RANGES[chosen.range]
@@ -179,10 +228,14 @@ def fleet_page(
                 counts=counts,
                 in_range=sum(counts.values()),
                 heartbeat_age=age(now - row.last_heartbeat if row.last_heartbeat else None),
-                trend=sparkline((trends or {}).get(row.key, ())),
+                trend=(sparklines or {}).get(row.key, ""),
+                ready=row.ready.status if row.ready else "Unknown",
+                trust=f"{row.trust:.2f}" if row.trust is not None else "—",
+                total=sum(row.totals.values()),
+                cells=tuple((s, counts.get(s, 0)) for s in _MOST_SEVERE_FIRST),
             )
         )
-    entries.sort(key=lambda e: worst_first_key(e.row, e.counts, now))
+    entries.sort(key=lambda e: _entry_key(e))
     totals = {str(s): 0 for s in SEVERITIES}
     for entry in entries:
         for severity, count in entry.counts.items():
