@@ -13,11 +13,14 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Sequence
 
 from .controller.main import Companion, OperatorOptions, configure_logging, parse_options, run
+from .dashboard.authz import Authorizer, KubeReviewer
 from .dashboard.main import DashboardRunner, DashboardSettings, start_dashboard
 from .ingest import main as ingest
+from .ingest.app import SummaryAuth
 from .ingest.main import IngestRunner, start_ingest
 from .ingest.settings import IngestSettings
 from .kube.client import Client
@@ -33,8 +36,11 @@ class InProcessIngest:
         self.runner: IngestRunner | None = None
 
     async def start(self, client: Client) -> None:
-        """Serve the ingest API with the operator's client (one connection pool per process)."""
-        self.runner = await start_ingest(self.settings, api_client=client)
+        """Serve the ingest API with the operator's client (one connection pool per process);
+        its summary takes Kubernetes tokens (TokenReview + SubjectAccessReview)."""
+        self.runner = await start_ingest(
+            self.settings, api_client=client, summary_auth=kubernetes_summary_auth(client)
+        )
 
     async def stop(self) -> None:
         """Stop serving."""
@@ -61,6 +67,18 @@ class InProcessDashboard:
         if self.runner is not None:
             await self.runner.stop()
             self.runner = None
+
+
+def kubernetes_summary_auth(client: Client) -> SummaryAuth:
+    """The ingest summary's Kubernetes auth: the namespaces where the token's user may
+    ``get governedagents`` (the dashboard's cached reviews)."""
+    authz = Authorizer(KubeReviewer(client), time.time)
+
+    async def visible(token: str, namespaces: set[str]) -> set[str] | None:
+        identity = await authz.authenticate(token, cache=True)
+        return None if identity is None else await authz.visible(identity, namespaces)
+
+    return visible
 
 
 def ingest_settings(options: OperatorOptions) -> IngestSettings:
@@ -93,7 +111,12 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve_ingest_and_dashboard(settings: IngestSettings, port: int) -> None:
-    ingest_runner = await start_ingest(settings)
+    from .ingest.kubeio import cluster_client
+
+    api = cluster_client(settings.kubeconfig)
+    ingest_runner = await start_ingest(
+        settings, api_client=api, summary_auth=kubernetes_summary_auth(api)
+    )
     dashboard = await start_dashboard(
         DashboardSettings(port=port, namespaces=settings.namespaces, kubeconfig=settings.kubeconfig)
     )

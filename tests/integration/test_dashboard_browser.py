@@ -336,3 +336,21 @@ def test_the_dashboard_in_a_browser(env: Env, screenshots: Path, tmp_path: Path)
         policies = page.inner_text("#policies")
         assert f"{env.a}/policy" in policies and "alpha" in policies and env.b not in policies
         page.screenshot(path=str(screenshots / "policies.png"), full_page=True)
+
+
+def test_the_in_process_ingest_summary_takes_kubernetes_tokens(env: Env) -> None:
+    """Default mode has no read token: the ingest port's summary answers a viewer's token
+    (TokenReview + SubjectAccessReview) with the namespaces they may see, and 401 without."""
+    import urllib.error
+    import urllib.request
+
+    token = env.kubectl("create", "token", "viewer", "-n", env.a, "--duration=10m").strip()
+    url = env.ingest + "/api/v1/governance/summary?range=1h"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        document = json.loads(response.read())
+    agents = sorted(agent["agentId"] for agent in document["agents"])
+    assert agents == [f"{env.a}/alpha", f"{env.a}/beta"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=20)
+    assert refused.value.code == 401

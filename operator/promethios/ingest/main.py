@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..api.alertsink import allowed_cidr
 from .alerts import SinkResolver
-from .app import build_app
+from .app import SummaryAuth, build_app
 from .keystore import KeyStore
 from .service import EventSink, IngestService
 from .settings import IngestSettings
@@ -59,6 +59,7 @@ async def start_ingest(
     sink_resolver: SinkResolver | None = None,
     keystore: KeyStore | None = None,
     clock: Callable[[], float] = time.time,
+    summary_auth: SummaryAuth | None = None,
 ) -> IngestRunner:
     """Start the ingest API on the running loop and return once it listens.
 
@@ -91,7 +92,7 @@ async def start_ingest(
     service.start()
     if feed is not None:
         feed.start()
-    runner = web.AppRunner(build_app(service), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(service, summary_auth), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
