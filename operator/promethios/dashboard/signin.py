@@ -8,6 +8,7 @@ is a TokenReview). ``next`` is followed only to a local path.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 
@@ -18,6 +19,7 @@ from .sessions import COOKIE, LOGIN_COOKIE, TokenRefused, check_token
 from .sessions import same_token as csrf_ok
 
 log = logging.getLogger(__name__)
+_LOCAL_PATH = re.compile(r"/[A-Za-z0-9/_.~%?=&+-]*")
 
 
 def _https(request: web.Request) -> bool:
@@ -27,8 +29,9 @@ def _https(request: web.Request) -> bool:
 
 
 def _safe_next(value: str | None) -> str:
-    """Only a local path (no scheme, no host, no //): no open redirect."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Only a local path of plain characters (no scheme, host, ``//``, backslash or
+    whitespace, which browsers may fold into a host): no open redirect."""
+    if value and _LOCAL_PATH.fullmatch(value) and not value.startswith("//"):
         return value
     return "/"
 

@@ -129,6 +129,11 @@ async def test_sign_in_needs_the_form_token_and_an_accepted_token(
         allow_redirects=False,
     )  # fmt: skip
     assert response.status == 303 and response.headers["Location"] == "/"  # no open redirect
+    from promethios.dashboard.signin import _safe_next
+
+    for bad in ("https://evil", "//evil", "/\\evil", "/\t/evil", "/ /evil", "evil", ""):
+        assert _safe_next(bad) == "/", bad
+    assert _safe_next("/agents/team-a/alpha?x=1") == "/agents/team-a/alpha?x=1"
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and ALICE_TOKEN not in cookie
 
