@@ -249,6 +249,22 @@ class ViolationCounts(Model):
     total: int = Field(0, ge=0, description="All violations.")
 
 
+#: ``status.governance.violationHistory`` counts violations in buckets of this many seconds.
+HISTORY_BUCKET_SECONDS = 300
+#: Buckets kept (24 hours); only buckets that counted a violation are stored.
+HISTORY_BUCKETS = 288
+
+
+class ViolationBucket(Model):
+    """Violations recorded in one :data:`HISTORY_BUCKET_SECONDS` window, by severity."""
+
+    start: datetime = Field(description="Start of the window (a multiple of 300 s, UTC).")
+    low: int = Field(0, ge=0, description="Violations of severity low.")
+    medium: int = Field(0, ge=0, description="Violations of severity medium.")
+    high: int = Field(0, ge=0, description="Violations of severity high.")
+    critical: int = Field(0, ge=0, description="Violations of severity critical.")
+
+
 class RecentViolation(Model):
     """One recorded violation (the newest are kept, bounded)."""
 
@@ -300,6 +316,15 @@ class GovernanceStatus(Model):
     )
     last_violation_time: datetime | None = Field(
         None, description="When the newest violation was recorded."
+    )
+    violation_history: list[ViolationBucket] = Field(
+        default_factory=list,
+        max_length=HISTORY_BUCKETS,
+        description=(
+            "Violations per 5-minute window over the last 24 hours, newest first (windows "
+            "without violations are left out): every ingest replica adds its own into it, "
+            "so time-range totals read from it are the same whichever replica recorded them."
+        ),
     )
     recent_violation_keys: list[ViolationKey] = Field(
         default_factory=list,

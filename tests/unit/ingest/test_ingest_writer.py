@@ -8,9 +8,9 @@ from typing import Any
 
 from ingest_fakes import Clock, MemorySink, agent_config, make_service
 
+from promethios.ingest.codec import rfc3339
 from promethios.ingest.service import IngestService
 from promethios.ingest.state import AgentState
-from promethios.ingest.codec import rfc3339
 from promethios.ingest.writer import TICK_CHUNK
 
 
