@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv testenv run test test-unit test-integration lint format crds crds-check bench clean
+.PHONY: help venv host-packages testenv image run test test-unit test-integration lint format crds crds-check bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,8 +20,14 @@ $(BIN)/promethios: pyproject.toml localdev/pyproject.toml
 
 venv: $(BIN)/promethios  ## create .venv: the package, its dev extras and the local tooling (localdev/)
 
-testenv:  ## build the embedded control plane from Go module sources (cached, idempotent)
+host-packages:  ## apt-get install what images and the real node need, where missing
+	hack/host-packages.sh
+
+testenv: host-packages  ## build the control plane and the real node's binaries from Go module sources (cached)
 	testenv/build.sh
+
+image: host-packages  ## build the project's image with buildah on a local Debian base (cached)
+	hack/image/build.sh >/dev/null
 
 run: venv testenv  ## start the control plane, the operator and a live governed agent
 	$(BIN)/promethios demo
