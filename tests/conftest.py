@@ -35,7 +35,7 @@ from promethios_local.localcluster import (
 
 CLUSTER_MODES = ("local", "existing", "kind")
 TESTS_DIR = Path(__file__).parent
-DIRECTORY_MARKERS = {"integration": "cluster", "unit": "unit"}
+DIRECTORY_MARKERS = {"integration": "cluster", "unit": "unit", "e2e": "realnode"}
 
 
 class ClusterHandle(Protocol):
@@ -83,7 +83,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests under tests/integration as ``cluster`` and tests/unit as ``unit``."""
+    """Mark tests under tests/integration as ``cluster``, tests/unit as ``unit`` and
+    tests/e2e as ``realnode``."""
     for item in items:
         try:
             relative = Path(str(item.path)).resolve().relative_to(TESTS_DIR.resolve())

@@ -26,7 +26,7 @@ mkdir -p "$image_out"
 
 base="$("$here/base.sh")"
 inputs="$( { echo "$base"; cat Dockerfile .dockerignore pyproject.toml README.md;
-  find operator -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z |
+  find operator -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info*' -print0 | sort -z |
   xargs -0 sha256sum; } | sha256sum | cut -c1-16)"
 if [[ -s "$archive" && "$(cat "$archive.inputs" 2>/dev/null)" == "$inputs" ]]; then
   echo "image: $ref up to date ($archive)" >&2
@@ -38,16 +38,19 @@ start=$SECONDS
 # --isolation chroot and --network host: RUN steps get no network namespace, CNI or
 # cgroups of their own (pip reaches PyPI through the host network). The host's CA bundle
 # is lent to RUN steps (not committed), so pip trusts what the host trusts, e.g. a
-# TLS-inspecting proxy's CA.
+# TLS-inspecting proxy's CA. No --layers: buildah 1.28 does not key a RUN step's cache on
+# the content of a `--mount=type=bind,from=<stage>`, so a cached final stage could keep
+# stale wheels; the inputs hash above already skips builds that are not needed.
 trust=()
 host_ca=/etc/ssl/certs/ca-certificates.crt
 [[ -s "$host_ca" ]] && trust=(--volume "$host_ca:$host_ca:ro")
-buildah_cmd bud --layers --isolation chroot --network host "${trust[@]}" \
+buildah_cmd bud --isolation chroot --network host "${trust[@]}" \
   --build-arg "PYTHON_IMAGE=$base" -t "$ref" -f Dockerfile . >&2
 rm -f "$archive.tmp"
 buildah_cmd push --quiet "$ref" "docker-archive:$archive.tmp:$ref" >&2
 mv "$archive.tmp" "$archive"
 echo "$inputs" >"$archive.inputs"
+buildah_cmd rmi --prune >/dev/null 2>&1 || true  # drop the images this build replaced
 size="$(buildah_cmd images --format "{{.Size}}" "$ref" 2>/dev/null | head -1 || true)"
 echo "image: built $ref in $((SECONDS - start)) s; archive $(du -h "$archive" | cut -f1)${size:+, image size $size}" >&2
 echo "$archive"

@@ -13,7 +13,7 @@ from types import FrameType
 
 from .cluster import LocalCluster
 from .errors import LocalClusterError
-from .realnode import HostBusyError, steering_annotations, toleration
+from .realnode import steering_annotations, toleration
 
 CHECK_INTERVAL = 1.0
 
@@ -114,7 +114,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; cluster stopped.", file=sys.stderr)
         return 130
-    except (LocalClusterError, HostBusyError) as error:
+    except LocalClusterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from ..errors import LocalClusterError
+
 LOCK_NAME = b"\0promethios-realnode-lock"
 DEFAULT_WAIT = 1800.0
 POLL = 0.5
@@ -27,7 +29,7 @@ _depth = 0
 _socket: socket.socket | None = None
 
 
-class HostBusyError(RuntimeError):
+class HostBusyError(LocalClusterError):
     """Another process kept the real node's host lock for longer than we could wait."""
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from ..errors import LocalClusterError
 from ..layout import SERVICE_CLUSTER_IP_RANGE
 from .settings import BRIDGE, HOST_ADDRESS, NODE_SUBNET
 
@@ -29,7 +30,7 @@ ACCEPT_CHAIN = "PROMETHIOS-FORWARD"
 BRIDGE_NF_CALL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 
 
-class HostNetworkError(RuntimeError):
+class HostNetworkError(LocalClusterError):
     """A host network command failed."""
 
 

@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from ..errors import LocalClusterError
 from .settings import SANDBOX_IMAGE
 
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
@@ -25,7 +26,7 @@ PT_INTERP = 3
 IMAGE_ARCHIVE_DIR = "promethios/images/out"
 
 
-class ImageError(RuntimeError):
+class ImageError(LocalClusterError):
     """An image could not be built or imported."""
 
 
