@@ -43,7 +43,7 @@ def record(name: str, value: str) -> None:
 
 
 def wait_for(
-    predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.5
+    predicate: Callable[[], Any], what: object, timeout: float = 60.0, interval: float = 0.5
 ) -> Any:
     """Poll until ``predicate`` returns something truthy; fail naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout
@@ -250,6 +250,34 @@ def agent_pods(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
+class Lazy:
+    """A message computed only when shown (e.g. the state at the moment a wait failed)."""
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        self.render = render
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class PodStates:
+    """Renders pods' phase and container states lazily (for failure messages)."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = pods
+
+    def __str__(self) -> str:
+        parts = []
+        for pod in self.pods:
+            status = pod.get("status", {})
+            containers = (status.get("initContainerStatuses") or []) + (
+                status.get("containerStatuses") or []
+            )
+            states = {c["name"]: (list(c["state"]), c.get("ready")) for c in containers}
+            parts.append(f"{pod['metadata']['name']} {status.get('phase')} {states}")
+        return "; ".join(parts) or "none"
+
+
 def pod_ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -299,15 +327,31 @@ class AgentEnv:
     def violations_total(self) -> int:
         return int((self.governance().get("violations") or {}).get("total", 0))
 
-    def pod(self) -> dict[str, Any]:
-        pods = wait_for(lambda: [p for p in agent_pods(self.kube, self.namespace, self.name)
-                                 if pod_ready(p)],
-                        f"a Ready pod of {self.name}", timeout=120)  # fmt: skip
+    def pod(self, ready: bool = True) -> dict[str, Any]:
+        """The agent's pod: a Ready one, or with ``ready=False`` any whose agent container
+        runs (a quarantined sidecar, its key revoked, fails its readiness probe)."""
+
+        def running(pod: dict[str, Any]) -> bool:
+            statuses = pod.get("status", {}).get("containerStatuses") or []
+            return any(s["name"] == "agent" and "running" in s["state"] for s in statuses)
+
+        usable = pod_ready if ready else running
+        seen: list[dict[str, Any]] = []
+
+        def usable_pods() -> list[dict[str, Any]]:
+            seen[:] = agent_pods(self.kube, self.namespace, self.name)
+            return [p for p in seen if usable(p)]
+
+        pods = wait_for(
+            usable_pods,
+            f"a {'Ready' if ready else 'running'} pod of {self.name} (pods: {PodStates(seen)})",
+            timeout=120,
+        )
         return dict(pods[0])
 
     def ask(self, prompt: str, pod: str | None = None) -> dict[str, Any]:
         """One model call made by the agent container, through its sidecar."""
-        name = pod or self.pod()["metadata"]["name"]
+        name = pod or self.pod(ready=False)["metadata"]["name"]
         answer = self.kube.exec_json(self.namespace, name, "agent",
                                      "python", "/opt/e2e/agent.py", "ask", prompt)  # fmt: skip
         return dict(answer)

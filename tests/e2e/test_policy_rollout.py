@@ -7,10 +7,16 @@ the fake provider and to DNS stays open), makes violating calls, checks that non
 the status, changes the policy, and lifts the cut only once the old pod is terminating:
 from then on only the sidecar's hand-over (draining its spool on stop, or a spool that
 outlives the pod) can deliver them.
+
+A NetworkPolicy only stops new connections (kube-router, like Calico and Cilium, lets
+packets of established connections through), and the sidecar keeps its connection to the
+ingest API alive; so the test also deletes the pod's connection-tracking entries on the
+node (``conntrack -D``), which makes the cut apply to that connection too.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -60,8 +66,11 @@ def conditions(agent: AgentEnv) -> dict[str, str]:
 def test_a_policy_change_rolls_the_pod_without_losing_violations(
     agent: AgentEnv, kube: Kube
 ) -> None:
-    old_pod = agent.pod()["metadata"]["name"]
+    pod = agent.pod()
+    old_pod = pod["metadata"]["name"]
     kube.apply(ingest_cut(agent))
+    time.sleep(2)  # kube-router syncs a policy change within about a second
+    forget_connections(pod["status"]["podIP"])
     # The cut is in force once heartbeats stop arriving (HeartbeatFresh turns False).
     wait_for(lambda: conditions(agent).get("HeartbeatFresh") == "False",
              "heartbeats to stop reaching the ingest API", timeout=90, interval=2)  # fmt: skip
@@ -93,6 +102,13 @@ def test_a_policy_change_rolls_the_pod_without_losing_violations(
     )
     pii = [v for v in agent.governance()["recentViolations"] if v["type"].startswith("pii")]
     assert len(pii) >= CALLS, pii
+
+
+def forget_connections(pod_ip: str) -> None:
+    """Delete the node's connection-tracking entries of flows the pod opened."""
+    result = subprocess.run(["conntrack", "-D", "-s", pod_ip], capture_output=True, text=True)
+    # Exit status 1 with "0 flow entries" just means there was nothing to delete.
+    assert result.returncode == 0 or "0 flow entries" in result.stderr, result.stderr
 
 
 def _terminating(kube: Kube, agent: AgentEnv, name: str) -> bool:

@@ -40,12 +40,24 @@ def test_quarantine_cuts_the_pod_off_and_release_restores_it(agent: AgentEnv, ku
         "the quarantine NetworkPolicy",
         timeout=60,
     )
-    assert kube.get("networkpolicy", policy_name, agent.namespace) is not None
+    network_policy = kube.get("networkpolicy", policy_name, agent.namespace)
+    assert network_policy is not None
+    assert set(network_policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
 
+    # The quarantined pod keeps running, cut off: its calls fail (issue 11), rather than
+    # the Deployment being scaled away, which would leave no traffic to cut.
+    deployment = kube.get("deployment", agent.status()["children"]["deployment"], agent.namespace)
+    assert deployment is not None
+    assert deployment["spec"].get("replicas") != 0, (
+        "Quarantine scaled the agent's Deployment to zero: no pod is left whose traffic the "
+        "quarantine NetworkPolicy could cut"
+    )
     # kube-router enforces it: the agent's model calls no longer reach the provider.
     failed = wait_for(
         lambda: (answer := agent.ask("Say hello again.")) and answer["status"] != 200 and answer,
-        "model calls to fail under quarantine",
+        "model calls to fail under quarantine (if they keep succeeding: the NetworkPolicy "
+        "stops only new connections, and the sidecar's connection to the provider is "
+        "established and kept alive)",
         timeout=60,
         interval=2,
     )
