@@ -20,63 +20,71 @@ from collections.abc import Iterator
 
 from ..errors import LocalClusterError
 
-LOCK_NAME = b"\0promethios-realnode-lock"
+LOCK_NAME = "promethios-realnode-lock"
 DEFAULT_WAIT = 1800.0
 POLL = 0.5
-
-_guard = threading.Lock()
-_depth = 0
-_socket: socket.socket | None = None
 
 
 class HostBusyError(LocalClusterError):
     """Another process kept the real node's host lock for longer than we could wait."""
 
 
-def acquire(timeout: float = DEFAULT_WAIT) -> None:
-    """Take the lock (waiting up to ``timeout`` seconds), or deepen a hold we already own."""
-    global _depth, _socket
-    with _guard:
-        if _depth:
-            _depth += 1
-            return
-        deadline = time.monotonic() + timeout
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(LOCK_NAME)
-                break
-            except OSError:
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise HostBusyError(
-                        "another process runs a real node on this machine "
-                        f"(it holds the lock @{LOCK_NAME[1:].decode()}); waited {timeout:.0f} s"
-                    ) from None
-                time.sleep(POLL)
-        _socket, _depth = sock, 1
+class AbstractSocketLock:
+    """A process-re-entrant lock on a name in the abstract Unix socket namespace."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._guard = threading.Lock()
+        self._depth = 0
+        self._socket: socket.socket | None = None
+
+    def acquire(self, timeout: float = DEFAULT_WAIT) -> None:
+        """Take the lock (waiting up to ``timeout`` s), or deepen a hold we already own."""
+        with self._guard:
+            if self._depth:
+                self._depth += 1
+                return
+            deadline = time.monotonic() + timeout
+            while True:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # close-on-exec
+                try:
+                    sock.bind(b"\0" + self.name.encode())
+                    break
+                except OSError:
+                    sock.close()
+                    if time.monotonic() > deadline:
+                        raise HostBusyError(
+                            "another process runs a real node on this machine (it holds "
+                            f"the lock @{self.name}); waited {timeout:.0f} s"
+                        ) from None
+                    time.sleep(POLL)
+            self._socket, self._depth = sock, 1
+
+    def release(self) -> None:
+        """Undo one :meth:`acquire`; the last one unlocks."""
+        with self._guard:
+            if not self._depth:
+                return
+            self._depth -= 1
+            if self._depth == 0 and self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    def held(self) -> bool:
+        return self._depth > 0
 
 
-def release() -> None:
-    """Undo one :func:`acquire`; the last one unlocks."""
-    global _depth, _socket
-    with _guard:
-        if not _depth:
-            return
-        _depth -= 1
-        if _depth == 0 and _socket is not None:
-            _socket.close()
-            _socket = None
-
-
-def held() -> bool:
-    return _depth > 0
+_host = AbstractSocketLock(LOCK_NAME)
+acquire = _host.acquire
+release = _host.release
+held = _host.held
 
 
 @contextlib.contextmanager
 def host_lock(timeout: float = DEFAULT_WAIT) -> Iterator[None]:
-    acquire(timeout)
+    """Hold the machine's real-node lock (see the module docstring)."""
+    _host.acquire(timeout)
     try:
         yield
     finally:
-        release()
+        _host.release()
