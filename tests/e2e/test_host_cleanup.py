@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import restricted_container, wait_for
+from e2e_helpers import OPERATOR_IMAGE, restricted_container, wait_for
 
 from conftest import image_archives
 from promethios_local.localcluster import LocalCluster, LocalClusterError
@@ -45,6 +45,7 @@ def quiet_host() -> Iterator[None]:
 def sleeper_pod(name: str = "sleeper") -> dict[str, Any]:
     """A pod on the real node: a sandbox, a container, a netns, mounts and cgroups."""
     container = restricted_container("app", ["python", "-m", "http.server", "8080"], 8080)
+    container["image"] = OPERATOR_IMAGE  # the one archive these tests import
     del container["readinessProbe"]
     return {
         "apiVersion": "v1",
@@ -53,6 +54,11 @@ def sleeper_pod(name: str = "sleeper") -> dict[str, Any]:
         "spec": {"tolerations": [toleration()], "nodeSelector": {"promethios.ai/real-node": "true"},
                  "containers": [container]},
     }  # fmt: skip
+
+
+def operator_archive() -> list[Path]:
+    """Only the project's image: enough for a pod, and the quickest node start."""
+    return [a for a in image_archives() if a.name == "promethios-operator.tar"]
 
 
 def assert_same_host(before: HostSnapshot, after: HostSnapshot) -> None:
@@ -67,7 +73,7 @@ def run_pod(cluster: LocalCluster) -> None:
 
 def test_a_stopped_node_leaves_the_machine_as_it_was(quiet_host: None) -> None:
     before = HostSnapshot.capture()
-    with LocalCluster(nodes=0, real_nodes=1, image_archives=image_archives()) as cluster:
+    with LocalCluster(nodes=0, real_nodes=1, image_archives=operator_archive()) as cluster:
         run_pod(cluster)
         during = HostSnapshot.capture()
         assert during.node_traces(), "the running node left no trace to look for"
@@ -78,7 +84,7 @@ def test_a_stopped_node_leaves_the_machine_as_it_was(quiet_host: None) -> None:
 
 def test_a_node_whose_components_crashed_is_swept_on_stop(quiet_host: None) -> None:
     before = HostSnapshot.capture()
-    cluster = LocalCluster(nodes=0, real_nodes=1, image_archives=image_archives())
+    cluster = LocalCluster(nodes=0, real_nodes=1, image_archives=operator_archive())
     try:
         cluster.start()
         run_pod(cluster)
@@ -104,7 +110,7 @@ def test_a_failed_start_leaves_nothing(quiet_host: None, tmp_path: Path) -> None
 
 
 def test_ctrl_c_on_promethios_cluster_leaves_nothing(tmp_path: Path) -> None:
-    archives = image_archives()
+    archives = operator_archive()
     with host_lock():
         before = HostSnapshot.capture()
     # The CLI takes the host lock itself, so this process must not hold it meanwhile.
