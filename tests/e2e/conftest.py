@@ -14,15 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import CHART, FIGURES, OPERATOR_IMAGE, Helm, Kube, record
+from e2e_helpers import (
+    CHART,
+    FIGURES,
+    OPERATOR_IMAGE,
+    OPERATOR_NAMESPACE,
+    RELEASE,
+    Helm,
+    Kube,
+    image_archives,
+    record,
+)
 
 from promethios_local.localcluster import LocalCluster, LocalClusterError, find_binaries
 from promethios_local.localcluster.errors import BinariesNotFoundError
-from promethios_local.localcluster.realnode import NODE_LABEL, default_archive_dir, toleration
-
-ARCHIVES = ("promethios-operator.tar", "promethios-e2e.tar")
-OPERATOR_NAMESPACE = "promethios-system"
-RELEASE = "promethios-operator"
+from promethios_local.localcluster.realnode import NODE_LABEL, toleration
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,15 +45,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("real-pod figures")
         for name, value in FIGURES.items():
             terminalreporter.write_line(f"{name}: {value}")
-
-
-def image_archives() -> list[Path]:
-    """The archives ``make e2e-images`` writes; fails (not skips) when one is missing."""
-    archives = [default_archive_dir() / name for name in ARCHIVES]
-    missing = [str(a) for a in archives if not a.is_file()]
-    if missing:
-        pytest.fail(f"image archives missing: {missing}; run `make e2e-images`", pytrace=False)
-    return archives
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from promethios_local.localcluster import LocalCluster
-from promethios_local.localcluster.realnode import steering_annotations
+from promethios_local.localcluster.realnode import default_archive_dir, steering_annotations
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "promethios-operator"
@@ -34,8 +34,20 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
+ARCHIVES = ("promethios-operator.tar", "promethios-e2e.tar")
+OPERATOR_NAMESPACE = "promethios-system"
+RELEASE = "promethios-operator"
 #: Figures the run reports in its terminal summary (``conftest.pytest_terminal_summary``).
 FIGURES: dict[str, str] = {}
+
+
+def image_archives() -> list[Path]:
+    """The archives ``make e2e-images`` writes; fails (not skips) when one is missing."""
+    archives = [default_archive_dir() / name for name in ARCHIVES]
+    missing = [str(a) for a in archives if not a.is_file()]
+    if missing:
+        pytest.fail(f"image archives missing: {missing}; run `make e2e-images`", pytrace=False)
+    return archives
 
 
 def record(name: str, value: str) -> None:

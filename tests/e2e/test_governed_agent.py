@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import (
     E2E_IMAGE,
+    OPERATOR_NAMESPACE,
+    RELEASE,
     AgentEnv,
     Kube,
     parse_time,
@@ -21,7 +23,6 @@ from e2e_helpers import (
     wait_for,
 )
 
-from conftest import OPERATOR_NAMESPACE, RELEASE
 from promethios_local.localcluster.realnode import NODE_NAME
 
 SIDECAR = "governance-sidecar"

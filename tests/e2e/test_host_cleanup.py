@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import OPERATOR_IMAGE, restricted_container, wait_for
+from e2e_helpers import OPERATOR_IMAGE, image_archives, restricted_container, wait_for
 
-from conftest import image_archives
 from promethios_local.localcluster import LocalCluster, LocalClusterError
 from promethios_local.localcluster.realnode import default_archive_dir, host_lock, toleration
 from promethios_local.localcluster.realnode.hoststate import HostSnapshot
+
+#: Each test starts a node of its own (and the Ctrl-C one a whole CLI process).
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from e2e_helpers import OPERATOR_IMAGE, Helm, Kube, parse_time, pod_ready, wait_for
+from e2e_helpers import (
+    OPERATOR_IMAGE,
+    OPERATOR_NAMESPACE,
+    RELEASE,
+    Helm,
+    Kube,
+    parse_time,
+    pod_ready,
+    wait_for,
+)
 
-from conftest import OPERATOR_NAMESPACE, RELEASE
 from promethios_local.localcluster.realnode import NODE_NAME
 
 
