@@ -30,14 +30,20 @@ from promethios_local.localcluster import LocalCluster, LocalClusterError, find_
 from promethios_local.localcluster.errors import BinariesNotFoundError
 from promethios_local.localcluster.realnode import NODE_LABEL, toleration
 
+HERE = Path(__file__).resolve().parent
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Clean-up tests first: each starts and stops a node of its own."""
-    first = [i for i in items if Path(str(i.path)).name == "test_host_cleanup.py"]
-    if first:
-        rest = [i for i in items if i not in first]
-        position = next((n for n, i in enumerate(rest) if "e2e" in Path(str(i.path)).parts), 0)
-        items[:] = [*rest[:position], *first, *rest[position:]]
+    """The real-pod tests run last (their node lives until the session ends), and among
+    them the clean-up tests first: each starts and stops a node of its own."""
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path))
+        if path.parent != HERE:
+            return 0
+        return 1 if path.name == "test_host_cleanup.py" else 2
+
+    items.sort(key=rank)  # stable: the order within each group stays
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
