@@ -259,7 +259,8 @@ class RealNode:
         """
         if api is None or self._ports is None:
             return
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         try:
             api.patch(f"/api/v1/nodes/{NODE_NAME}", {"spec": {"unschedulable": True}})
             pods = api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE_NAME}")["items"]
@@ -273,6 +274,7 @@ class RealNode:
                 time.sleep(0.3)
         except (OSError, ApiError) as error:
             log.warning("real node: drain incomplete (%s); the sweep removes the rest", error)
+        log.info("real node: drained in %.1f s", time.monotonic() - began)
 
     @staticmethod
     def _node_has_pods(api: RestClient) -> bool:
@@ -280,25 +282,23 @@ class RealNode:
         return bool(pods)
 
     def _tasks(self) -> list[str]:
-        """Running containerd tasks (containers and sandboxes)."""
-        argv = [
-            "ctr",
-            "--address",
-            str(self.paths.containerd_socket),
-            "-n",
-            "k8s.io",
-            "tasks",
-            "ls",
-            "-q",
-        ]
+        """Running containerd tasks (containers and sandboxes); stopped ones wait for the
+        kubelet's garbage collection, which the sweep makes unnecessary."""
+        argv = ["ctr", "--address", str(self.paths.containerd_socket), "-n", "k8s.io",
+                "tasks", "ls"]  # fmt: skip
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-        return result.stdout.split() if result.returncode == 0 else []
+        if result.returncode != 0:
+            return []
+        rows = [line.split() for line in result.stdout.splitlines()[1:]]
+        return [row[0] for row in rows if len(row) >= 3 and row[2] == "RUNNING"]
 
     def release_host(self) -> list[str]:
         """Sweep the machine back to the baseline and release the lock; return failures."""
+        began = time.monotonic()
         try:
             if self._baseline is not None:
                 self.cleanup_failures = sweep(self._baseline)
+                log.info("real node: host swept in %.1f s", time.monotonic() - began)
                 self._baseline = None
             elif hostlock.held():
                 self.cleanup_failures = sweep_leftovers()  # failed before the baseline
