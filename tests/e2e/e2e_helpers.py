@@ -368,5 +368,17 @@ class AgentEnv:
                                      "python", "/opt/e2e/agent.py", "ask", prompt)  # fmt: skip
         return dict(answer)
 
+    def provider_address(self) -> tuple[str, int]:
+        """The fake provider's Service, as the agent would reach it without its sidecar."""
+        return f"fake-provider.{self.namespace}.svc", 8080
+
+    def connect(self, address: tuple[str, int], pod: str | None = None) -> dict[str, Any]:
+        """A TCP connection attempted by the agent container itself, straight to ``address``."""
+        name = pod or self.pod(ready=False)["metadata"]["name"]
+        host, port = address
+        command = ("python", "/opt/e2e/agent.py", "connect", host, str(port))
+        answer = self.kube.exec_json(self.namespace, name, "agent", *command)
+        return dict(answer)
+
     def delete(self) -> None:
         self.kube.run("delete", "namespace", self.namespace, "--wait=false", check=False)

@@ -69,6 +69,24 @@ class ResourceRequirements(Model):
     limits: dict[str, Quantity] | None = Field(None, description="Maximum resources.")
 
 
+class Toleration(Model):
+    """A toleration for the agent's pods, as in a pod spec."""
+
+    key: str | None = Field(None, max_length=316, description="Taint key; empty with Exists: all.")
+    operator: str = Field(
+        "Equal", pattern=r"^(Exists|Equal)$", description="Exists or Equal (default)."
+    )
+    value: str | None = Field(None, max_length=63, description="Taint value (with Equal).")
+    effect: str | None = Field(
+        None,
+        pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="Taint effect to tolerate; empty: all effects.",
+    )
+    toleration_seconds: int | None = Field(
+        None, description="With NoExecute: how long the pod stays bound after the taint."
+    )
+
+
 class ModelProvider(Model):
     """The model provider the agent calls through the sidecar's proxy."""
 
@@ -200,6 +218,12 @@ class GovernedAgentSpec(Model):
         False, description="Mount a service-account token into the agent pod (off by default)."
     )
     pod_labels: dict[str, LabelValue] = Field(default_factory=dict, description="Extra pod labels.")
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, description="Node labels the agent's pods must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints the agent's pods tolerate."
+    )
     pod_annotations: dict[str, AnnotationValue] = Field(
         default_factory=dict, description="Extra pod annotations."
     )

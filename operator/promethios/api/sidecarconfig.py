@@ -99,6 +99,14 @@ class SidecarConfig(Model):
     spool_dir: str = Field(SPOOL_MOUNT, description="Where undelivered violations are kept.")
     spool_max_entries: int = Field(10_000, ge=10, le=1_000_000)
     limits: SidecarLimits = Field(default_factory=SidecarLimits)
+    quarantined: bool = Field(
+        False,
+        description=(
+            "The agent is quarantined: no model call is forwarded (they are still inspected "
+            "and their violations reported), and the sidecar drops its provider connections. "
+            "Applied live; the operator sets it and clears it on release."
+        ),
+    )
     drain_seconds: int = Field(
         20,
         ge=0,

@@ -105,6 +105,7 @@ def build_sidecar_config(
     policy_name: str,
     policy: GovernancePolicySpec,
     settings: BuildSettings,
+    quarantined: bool = False,
 ) -> SidecarConfig:
     """Resolve policy, governance, provider and ingest settings into the sidecar's file."""
     provider = agent.spec.model_provider
@@ -127,6 +128,7 @@ def build_sidecar_config(
             allowed_models=list(provider.allowed_models),
         ),
         drain_seconds=agent.spec.sidecar.drain_seconds,
+        quarantined=quarantined,
         ingest=IngestConfig(
             url=settings.ingest_url,
             api_key_file=f"{API_KEY_MOUNT}/{API_KEY_FILE}",
@@ -157,7 +159,9 @@ def build_config_map(
     """The ConfigMap with ``config.json`` (and ``ca.crt``: the ingest API's CA bundle),
     and the config hash for the pod template."""
     rendered = render_config(config)
-    digest = config_hash(rendered, ca_bundle)
+    # The pod template carries the hash, so a change rolls the pods; a quarantine (and its
+    # release) must not: the sidecar applies it live, and the pods stay (cut off).
+    digest = config_hash(render_config(config.model_copy(update={"quarantined": False})), ca_bundle)
     data = {CONFIG_KEY: rendered}
     if ca_bundle:
         data[CA_BUNDLE_KEY] = ca_bundle

@@ -191,8 +191,10 @@ def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.B
 
 
 def desired_replicas(agent: Agent, enforcement: EnforcementInForce) -> int | None:
-    """0 when suspended or enforced; else spec.replicas (None: leave it to the cluster)."""
-    if agent.spec.suspend or enforcement.action != EnforcementAction.NONE:
+    """0 when suspended (by spec or by enforcement); else spec.replicas (None: leave it to
+    the cluster). A quarantine keeps the pods: they are cut off, not removed (their state is
+    there to look at, and their calls fail until the release)."""
+    if agent.spec.suspend or enforcement.action == EnforcementAction.SUSPENDED:
         return 0
     return agent.spec.replicas
 
@@ -234,7 +236,7 @@ def plan_agent(
     plan.blocker = blocker
     replicas = desired_replicas(agent, enforcement)
     if observed.policy is not None and not _workload_blocked(blocker):
-        _plan_workload(plan, observed, settings, replicas)
+        _plan_workload(plan, observed, settings, replicas, quarantined)
     else:
         plan.scale_to = _scale_down(observed.live.get("Deployment"), replicas)
 
@@ -288,7 +290,8 @@ def _scale_down(live: Mapping[str, Any] | None, replicas: int | None) -> int | N
     """0 when a live Deployment must stop although it cannot be rebuilt, else None.
 
     Deleting the policy or the provider Secret blocks the workload, and must not also
-    dodge ``Suspend``, ``Quarantine`` or ``spec.suspend``: the pods still go to zero.
+    dodge ``Suspend`` or ``spec.suspend``: the pods still go to zero (a ``Quarantine``'s
+    NetworkPolicy is applied whatever blocks the workload).
     """
     if replicas != 0 or live is None:
         return None
@@ -313,18 +316,23 @@ def _plan_quarantine(
     if quarantined:
         _add(plan, build_network_policy(observed.agent, settings), live)
         if live is None:
-            message = "quarantined: pods scaled to zero, traffic denied, API key revoked"
+            message = "quarantined: traffic denied, model calls refused, API key revoked"
             plan.events.append(Event(WARNING, QUARANTINED, message))
     elif live is not None:
         plan.delete.append(("NetworkPolicy", name))
 
 
 def _plan_workload(
-    plan: Plan, observed: Observed, settings: BuildSettings, replicas: int | None
+    plan: Plan,
+    observed: Observed,
+    settings: BuildSettings,
+    replicas: int | None,
+    quarantined: bool,
 ) -> None:
     agent, policy = observed.agent, observed.policy
     assert policy is not None
-    config = build_sidecar_config(agent, agent.spec.governance.policy_ref.name, policy, settings)
+    policy_name = agent.spec.governance.policy_ref.name
+    config = build_sidecar_config(agent, policy_name, policy, settings, quarantined)
     config_map, digest = build_config_map(agent, config, settings.ca_bundle)
     _add(plan, config_map, observed.live.get("ConfigMap"))
     deployment = build_deployment(agent, settings, digest, replicas)

@@ -7,6 +7,8 @@ operator's placeholder). Commands, run as the container's entry point or with
 
 - ``serve``: answer ``GET /healthz`` on ``$PORT`` (the pod's readiness) until stopped;
 - ``ask PROMPT``: one chat completion; prints ``{"status": ..., "reply"|"error": ...}``;
+- ``connect HOST PORT``: try a TCP connection straight to an address (not through the
+  sidecar); prints ``{"connected": true|false, "error": ...}``;
 - ``look-for SHA256...``: search this container's environment and every readable file
   for values with those SHA-256 digests (the tests pass digests, never the secrets);
   prints ``{"found": [...], "files_checked": N}``.
@@ -18,6 +20,7 @@ import hashlib
 import http.server
 import json
 import os
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -46,6 +49,14 @@ def ask(prompt: str, model: str = "gpt-4o-mini") -> dict[str, object]:
         return {"status": error.code, "error": error.read().decode(errors="replace")[:500]}
     except (urllib.error.URLError, OSError) as error:
         return {"status": 0, "error": str(error)}
+
+
+def connect(host: str, port: int) -> dict[str, object]:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return {"connected": True}
+    except OSError as error:
+        return {"connected": False, "error": str(error)}
 
 
 def _candidates(text: str) -> set[str]:
@@ -97,6 +108,9 @@ def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "serve"
     if command == "ask":
         print(json.dumps(ask(" ".join(argv[2:]))))
+        return 0
+    if command == "connect":
+        print(json.dumps(connect(argv[2], int(argv[3]))))
         return 0
     if command == "look-for":
         print(json.dumps(look_for(set(argv[2:]))))
