@@ -71,7 +71,7 @@ def heartbeat_age(kube: Kube, agent: AgentEnv) -> float | None:
     every 120 s; the HeartbeatFresh condition and this gauge are live)."""
     metrics = kube.run(
         "get", "--raw",
-        f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/services/{RELEASE}:ingest/proxy/metrics",
+        f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/services/{RELEASE}:metrics/proxy/metrics",
     ).stdout  # fmt: skip
     labels = f'name="{agent.name}",namespace="{agent.namespace}"'
     for line in metrics.splitlines():
