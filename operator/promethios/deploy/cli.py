@@ -163,16 +163,21 @@ def _package(argv: list[str]) -> int:
         if not args.image:
             parser.error("--image is required for a new agent (or use --from-cluster)")
         namespace, _, name = args.target.rpartition("/")
-        bundle = kustomize.new_bundle(
-            name,
-            namespace or args.namespace,
-            args.image,
-            args.provider,
-            args.base_url,
-            tuple(args.model),
-            args.port,
-            Runtime(args.runtime),
-        )
+        try:
+            bundle = kustomize.new_bundle(
+                name,
+                namespace or args.namespace,
+                args.image,
+                args.provider,
+                args.base_url,
+                tuple(args.model),
+                args.port,
+                Runtime(args.runtime),
+            )
+        except ValueError as error:
+            if isinstance(error, pydantic.ValidationError):
+                raise
+            parser.error(str(error))
         content, default = kustomize.files(bundle), Path(name)
     directory = args.output or default
     try:

@@ -150,7 +150,10 @@ def new_bundle(
     port: int = 8080,
     runtime: Runtime = Runtime.POD,
 ) -> Bundle:
-    """A bundle for a new agent, from the ``promethios package`` flags."""
+    """A bundle for a new agent, from the ``promethios package`` flags; ValueError (naming
+    the flag) or pydantic's ValidationError (naming the field) for an invalid one."""
+    if provider == "custom" and not base_url:
+        raise ValueError("--base-url is required for provider custom (an OpenAI-compatible API)")
     provider_secret, alerts = f"{name}-provider", f"{name}-alerts"
     model_provider: dict[str, Any] = {
         "type": provider,
