@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv testenv run test test-unit test-integration lint format crds crds-check bench clean
+.PHONY: help venv testenv browser run test test-unit test-integration lint format crds crds-check bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,15 @@ venv: $(BIN)/promethios  ## create .venv: the package, its dev extras and the lo
 
 testenv:  ## build the embedded control plane from Go module sources (cached, idempotent)
 	testenv/build.sh
+
+browser:  ## install Debian's chromium for the dashboard's browser tests (apt-get, when missing)
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "browser: $$(command -v chromium) ($$(chromium --version 2>/dev/null))"; \
+	else \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium && \
+		echo "browser: installed $$(chromium --version)"; \
+	fi
 
 run: venv testenv  ## start the control plane, the operator and a live governed agent
 	$(BIN)/promethios demo

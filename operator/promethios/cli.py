@@ -25,7 +25,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "operator_main",
         "run the operator (and the ingest API in-process)",
     ),
-    "ingest": ("promethios.ingest.main", "main", "run the ingest API on its own"),
+    "ingest": (
+        "promethios.composition",
+        "ingest_main",
+        "run the ingest API on its own (--dashboard-port: and the dashboard)",
+    ),
+    "dashboard": ("promethios.dashboard.main", "main", "run the governance dashboard on its own"),
     "sidecar": ("promethios.sidecar.main", "main", "run the governance sidecar"),
     "crds": ("promethios.api.crdgen", "main", "write the CRD YAML generated from the models"),
     "instructions": (

@@ -236,7 +236,9 @@ def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> Non
     # The Service reaches the ingest pods only; the Deployments' selectors do not overlap.
     ingest_labels = spec["template"]["metadata"]["labels"]
     operator_labels = operator["spec"]["template"]["metadata"]["labels"]
-    selector = by_kind(objects, "Service")[0]["spec"]["selector"]
+    services = by_kind(objects, "Service")
+    service = next(s for s in services if s["metadata"]["name"] == "promethios-operator")
+    selector = service["spec"]["selector"]
     assert selector.items() <= ingest_labels.items()
     assert not selector.items() <= operator_labels.items()
     assert not operator["spec"]["selector"]["matchLabels"].items() <= ingest_labels.items()
@@ -609,6 +611,7 @@ def test_switch_to_standalone_ingest_grants_its_service_account_least_privilege(
             ("list", "governancepolicies.governance.promethios.ai"),
             ("watch", "governancepolicies.governance.promethios.ai"),
             ("get", "alertsinks.governance.promethios.ai"),
+            ("patch", "alertsinks.governance.promethios.ai", "--subresource=status"),
             ("list", "secrets"),
             ("watch", "secrets"),
             ("get", "secrets"),

@@ -62,6 +62,17 @@ CRITICAL_VIOLATION = "CriticalViolation"
 TRUST_BELOW_THRESHOLD = "TrustBelowThreshold"
 COMPLIANT = "Compliant"
 
+# -- AlertSinks (status written by the ingest API, which delivers) ---------------------------
+#: ``Ready`` of an AlertSink: the latest delivery's outcome, across every ingest replica.
+DELIVERED = "Delivered"
+DELIVERY_FAILED = "DeliveryFailed"
+REFUSED_BY_POLICY = "RefusedByDestinationPolicy"
+
+# -- GovernancePolicies (status written by the operator, which renders them) -----------------
+#: ``Ready`` of a GovernancePolicy: whether the sidecar can enforce the spec as written.
+VALID = "Valid"
+INVALID_SPEC = "InvalidSpec"
+
 
 def transition_time(previous_status: object, previous_time: T | None, status: str, now: T) -> T:
     """The ``lastTransitionTime`` of a condition set to ``status`` at ``now``.

@@ -113,7 +113,13 @@ class Governance(Model):
         0.7, ge=0.0, le=1.0, description="Trust score below which the agent is non-compliant."
     )
     heartbeat_interval_seconds: int = Field(
-        30, ge=1, le=300, description="Seconds between the sidecar's heartbeats."
+        15,
+        ge=1,
+        le=300,
+        description=(
+            "Seconds between the sidecar's heartbeats (with the default 3 missed beats, a "
+            "silent agent shows stale within a minute)."
+        ),
     )
     missed_heartbeats_before_stale: int = Field(
         3, ge=1, le=100, description="Missed heartbeats after which the agent is stale."
@@ -244,6 +250,22 @@ class ViolationCounts(Model):
     total: int = Field(0, ge=0, description="All violations.")
 
 
+#: ``status.governance.violationHistory`` counts violations in buckets of this many seconds.
+HISTORY_BUCKET_SECONDS = 300
+#: Buckets kept (24 hours); only buckets that counted a violation are stored.
+HISTORY_BUCKETS = 288
+
+
+class ViolationBucket(Model):
+    """Violations recorded in one :data:`HISTORY_BUCKET_SECONDS` window, by severity."""
+
+    start: datetime = Field(description="Start of the window (a multiple of 300 s, UTC).")
+    low: int = Field(0, ge=0, description="Violations of severity low.")
+    medium: int = Field(0, ge=0, description="Violations of severity medium.")
+    high: int = Field(0, ge=0, description="Violations of severity high.")
+    critical: int = Field(0, ge=0, description="Violations of severity critical.")
+
+
 class RecentViolation(Model):
     """One recorded violation (the newest are kept, bounded)."""
 
@@ -295,6 +317,15 @@ class GovernanceStatus(Model):
     )
     last_violation_time: datetime | None = Field(
         None, description="When the newest violation was recorded."
+    )
+    violation_history: list[ViolationBucket] = Field(
+        default_factory=list,
+        max_length=HISTORY_BUCKETS,
+        description=(
+            "Violations per 5-minute window over the last 24 hours, newest first (windows "
+            "without violations are left out): every ingest replica adds its own into it, "
+            "so time-range totals read from it are the same whichever replica recorded them."
+        ),
     )
     recent_violation_keys: list[ViolationKey] = Field(
         default_factory=list,

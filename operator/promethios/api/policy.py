@@ -162,6 +162,7 @@ GOVERNANCE_POLICY = CustomResourceInfo(
     description="What the governance sidecar enforces on every model call.",
     printer_columns=(
         PrinterColumn("PII", "string", ".spec.piiDetection.action"),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),
 )

@@ -43,7 +43,7 @@ class IngestConfig(Model):
         description="PEM bundle of the CAs the ingest's certificate must chain to (https); "
         "unset: the system's trust store. Re-read when it changes.",
     )
-    heartbeat_interval_seconds: int = Field(30, ge=1, le=300)
+    heartbeat_interval_seconds: int = Field(15, ge=1, le=300)
     metrics_interval_seconds: int = Field(60, ge=1, le=3600)
 
 

@@ -36,6 +36,7 @@ from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..builders.meta import ChildNames
 from ..kube import apply as kapply
 from ..kube import objects
+from . import policystatus
 from .losses import REASON, undelivered_report
 from .plan import Plan, stored_enforcement
 from .reconcile import (
@@ -99,6 +100,7 @@ def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     _register_agent_handlers(ctx, registry)
     _register_reference_handlers(ctx, registry)
     _register_child_handlers(ctx, registry)
+    policystatus.register(ctx, registry)
 
 
 def _register_settings(registry: kopf.OperatorRegistry) -> None:
@@ -297,10 +299,21 @@ def dependents(kwargs: Mapping[str, Any], kind: str, seen: Seen) -> list[str]:
 
 
 def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    generations: dict[ObjectKey, Any] = {}
+
     @kopf.on.event(GROUP, VERSION, "governancepolicies", registry=registry, id="policy")
     def policy_event(**kwargs: Any) -> None:
         seen = Seen.of(kwargs)
-        if seen.type is not None:  # the initial listing is covered by the agents' own
+        key = (seen.namespace, seen.name)
+        generation = (kwargs["body"].get("metadata") or {}).get("generation")
+        status_only = seen.type == "MODIFIED" and generations.get(key) == generation
+        if seen.type == "DELETED":
+            generations.pop(key, None)
+        else:
+            generations[key] = generation
+        # The initial listing is covered by the agents' own; a status-only change (the
+        # operator's own GovernancePolicy.status write) changes nothing an agent renders.
+        if seen.type is not None and not status_only:
             _reconcile_dependents(
                 ctx, dependents(kwargs, "GovernancePolicy", seen), seen.namespace, kwargs
             )

@@ -64,6 +64,8 @@ class OperatorOptions:
     """For the in-process ingest API: where AlertSink deliveries may go beyond the default."""
     external_ingest_url: str | None = None
     """The ingest API URL the sidecars of ``runtime: External`` agents report to."""
+    dashboard_port: int | None = None
+    """Port of the governance dashboard served beside the operator (None: no dashboard)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="in-process ingest API: network alert deliveries may reach although "
         "loopback/private, and the only ones plain http may reach (repeatable)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=0,
+        help="serve the governance dashboard on this port (default 0: off; the chart uses 8090)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_tls_arguments(parser.add_argument_group("ingest TLS"))
@@ -290,6 +298,7 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         alert_sink_allowed_cidrs=tuple(args.alert_sink_allow_cidr),
         tls=tls,
         external_ingest_url=args.external_ingest_url,
+        dashboard_port=args.dashboard_port or None,
     )
 
 

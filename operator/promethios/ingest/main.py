@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..api.alertsink import allowed_cidr
 from .alerts import SinkResolver
-from .app import build_app, build_metrics_app
+from .app import SummaryAuth, build_app, build_metrics_app
 from .keystore import KeyStore
 from .service import EventSink, IngestService
 from .settings import IngestSettings
@@ -103,6 +103,7 @@ async def start_ingest(
     keystore: KeyStore | None = None,
     clock: Callable[[], float] = time.time,
     tls: ServingTls | None = None,
+    summary_auth: SummaryAuth | None = None,
 ) -> IngestRunner:
     """Start the ingest API on the running loop and return once it listens.
 
@@ -121,7 +122,15 @@ async def start_ingest(
         status_sink = kubeio.KubeStatusSink(api)
         event_sink = event_sink or kubeio.KubeEventSink(api)
         sink_resolver = sink_resolver or kubeio.KubeSinkResolver(api)
-        service = IngestService(settings, status_sink, keystore, event_sink, sink_resolver, clock)
+        service = IngestService(
+            settings,
+            status_sink,
+            keystore,
+            event_sink,
+            sink_resolver,
+            clock,
+            sink_status=kubeio.KubeSinkStatus(api),
+        )
         feed = kubeio.ClusterFeed(service, api)
     else:
         service = IngestService(settings, status_sink, keystore, event_sink, sink_resolver, clock)
@@ -129,7 +138,7 @@ async def start_ingest(
     service.start()
     if feed is not None:
         feed.start()
-    runner = await _serve_app(build_app(service), settings.host, settings.port, tls)
+    runner = await _serve_app(build_app(service, summary_auth), settings.host, settings.port, tls)
     metrics = await _serve_app(build_metrics_app(service), settings.metrics_host,
                                settings.metrics_port, None)  # fmt: skip
     result = IngestRunner(service, runner, _bound_port(runner) or settings.port, feed, metrics)

@@ -33,6 +33,7 @@ from .keystore import KeyStore
 from .metrics import IngestMetrics
 from .records import Outcome, Recorded
 from .settings import IngestSettings
+from .sinkstatus import SinkStatusIO, SinkStatusRecorder
 from .state import AgentState, StoredAgent
 from .writer import StatusSink, StatusWriter
 
@@ -66,6 +67,7 @@ class IngestService:
         event_sink: EventSink | None = None,
         sink_resolver: SinkResolver | None = None,
         clock: Callable[[], float] = time.time,
+        sink_status: SinkStatusIO | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -84,11 +86,13 @@ class IngestService:
             clock,
             settings.flush_interval_seconds,
             heartbeat_interval=settings.heartbeat_flush_seconds,
+            write_budget=settings.write_budget_per_second,
         )
         resolver: SinkResolver = sink_resolver or NoSinks()
         if settings.alert_sink_cache_seconds > 0:
             resolver = CachingSinkResolver(resolver, clock, settings.alert_sink_cache_seconds)
         self.sink_resolver = resolver
+        self.sink_status = SinkStatusRecorder(sink_status, clock)
         self.alerts = AlertDispatcher(
             resolver,
             self.metrics,
@@ -99,6 +103,7 @@ class IngestService:
             self._alert_failed,
             backoff_cap=settings.alert_backoff_cap_seconds,
             policy=DestinationPolicy(settings.alert_sink_allowed_cidrs),
+            on_delivered=lambda alert, sink: self.sink_status.delivered(alert.namespace, sink.name),
         )
         self.events = ev.EventAggregator(settings.event_aggregation_seconds)
         self._event_sink = event_sink
@@ -114,6 +119,7 @@ class IngestService:
         self._runners = [
             loop.create_task(self.writer.run(self.settings.stale_check_seconds)),
             loop.create_task(self.alerts.run()),
+            loop.create_task(self.sink_status.run()),
         ]
 
     async def idle(self) -> None:
@@ -278,7 +284,8 @@ class IngestService:
     async def _alert_failed(
         self, alert: Alert, sink: ResolvedSink, failure: DeliveryFailure
     ) -> None:
+        text = failure_message(sink, failure)  # never the error itself: see .alerts
+        self.sink_status.failed(alert.namespace, sink.name, text, failure.refused)
         state = self.aggregator.agents.get(alert.agent_id)
-        if state is not None:  # never the error itself: see promethios.ingest.alerts
-            text = failure_message(sink, failure)
+        if state is not None:
             self._event(state, "AlertDeliveryFailed", text, aggregate_key=None)

@@ -69,13 +69,21 @@ def request(
     query: Sequence[tuple[str, str]] = (),
     body: Any = None,
     content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One authenticated request; the decoded JSON response. Raises ApiException on non-2xx."""
+    """One authenticated request; the decoded JSON response. Raises ApiException on non-2xx.
+
+    ``headers`` are added to the request (:mod:`.access` passes a viewer's own token).
+    """
     serialized = client.param_serialize(
         method,
         path,
         query_params=list(query) or None,
-        header_params={"Accept": "application/json", "Content-Type": content_type},
+        header_params={
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            **(headers or {}),
+        },
         body=body,
         auth_settings=["BearerToken"],
     )

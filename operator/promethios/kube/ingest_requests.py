@@ -28,7 +28,7 @@ from typing import Any
 from ..api.metadata import INGEST_FIELD_MANAGER
 from . import apply as kapply
 from . import objects
-from .apply import ApiException
+from .apply import KINDS, ApiException
 from .client import Client
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,31 @@ def apply_ingest_status_if(
     resourceVersion and status); 409 means the object changed since that version.
     """
     return _apply_status(api, namespace, name, status, resource_version)
+
+
+def apply_alert_sink_status_if(
+    api: Client, namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> int:
+    """SSA an AlertSink's status (field manager ``promethios-ingest``) if the sink is still
+    at ``resource_version``; the HTTP code (409: another replica wrote first, 404: gone)."""
+    manifest = {
+        "apiVersion": KINDS["AlertSink"].api_version,
+        "kind": "AlertSink",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+        "status": status,
+    }
+    try:
+        kapply.apply(api, manifest, subresource="status", field_manager=INGEST_FIELD_MANAGER)
+    except ApiException as error:
+        if error.status in (404, 409, 422):
+            return int(error.status)
+        raise
+    return 200
+
+
+def read_alert_sink(api: Client, namespace: str, name: str) -> dict[str, Any] | None:
+    """One AlertSink as stored (with its resourceVersion), None if absent."""
+    return objects.get(api, "AlertSink", namespace, name)
 
 
 def create_event(api: Client, namespace: str, body: dict[str, Any]) -> int:
