@@ -162,6 +162,7 @@ def env(cluster: Any, crds_installed: list[str], tmp_path_factory: Any) -> Itera
     argv = promethios_argv(
         "operator", f"--kubeconfig={cluster.kubeconfig}", f"--namespace={a}", f"--namespace={b}",
         f"--ingest-port={ingest_port}", f"--ingest-url=http://127.0.0.1:{ingest_port}",
+        f"--ingest-metrics-port={free_port()}", "--tls-mode=off",  # the dashboard is the subject
         f"--dashboard-port={dashboard_port}", "--liveness-port=0", "--resync-seconds=600",
         "--alert-sink-allow-cidr=127.0.0.1/32",
     )  # fmt: skip

@@ -243,7 +243,7 @@ def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> Non
     assert not selector.items() <= operator_labels.items()
     assert not operator["spec"]["selector"]["matchLabels"].items() <= ingest_labels.items()
     assert not spec["selector"]["matchLabels"].items() <= operator_labels.items()
-    ports = {p["name"]: p["targetPort"] for p in by_kind(objects, "Service")[0]["spec"]["ports"]}
+    ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
     assert ports == {"ingest": "ingest", "metrics": "metrics"}
     (budget,) = by_kind(objects, "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 1
@@ -259,7 +259,9 @@ def test_optional_monitoring_objects_render_with_real_metric_names(helm: Helm) -
     monitor = by_kind(objects, "ServiceMonitor")[0]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     # ... which is the plain metrics listener, not the agents' TLS port.
-    (service,) = by_kind(objects, "Service")
+    service = next(
+        s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "promethios-operator"
+    )
     metrics = next(p for p in service["spec"]["ports"] if p["name"] == "metrics")
     assert metrics["targetPort"] == "metrics"
     container = deployment(objects, "operator")["spec"]["template"]["spec"]["containers"][0]
