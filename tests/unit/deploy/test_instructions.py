@@ -119,4 +119,4 @@ def test_an_external_agent_is_told_where_its_sidecar_runs() -> None:
     )
     assert "**External**" in text and "promethios package --format compose team-a/bot" in text
     assert "its pods are scaled to zero" not in text  # the operator runs none
-    assert "does not exist yet" in text  # no policy given
+    assert "could not be read (it does not exist yet" in text  # no policy given
