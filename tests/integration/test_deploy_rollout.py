@@ -122,6 +122,25 @@ def test_the_readme_walk_reaches_ready_in_dev_and_prod(env: Env, bundle: Path) -
     assert (env.kube("prod").get("deployment", AGENT) or {})["spec"]["replicas"] == 2
 
 
+def test_a_live_agent_is_packaged_from_the_cluster(env: Env, bundle: Path) -> None:
+    kube = env.kube("prod")
+    env.cluster.kubectl("apply", "-k", str(bundle / "overlays/prod"))
+    kube.patch("governedagent", AGENT, {"spec": {"governance": {"acknowledgedBreach": 0}}})
+    out = env.workdir / "exported"
+    result = promethios(env.cluster, "package", f"{kube.ns}/{AGENT}", "--from-cluster",
+                        "--output", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rendered = kustomize(env, out / "base")
+    live = kube.get("governedagent", AGENT) or {}
+    exported = next(d for d in yaml.safe_load_all(rendered) if d["kind"] == "GovernedAgent")
+    assert exported["spec"]["image"] == live["spec"]["image"]
+    assert "acknowledgedBreach" not in exported["spec"]["governance"]  # per-cluster state
+    checked = env.cluster.kubectl(
+        "-n", kube.ns, "apply", "--dry-run=server", "-f", "-", input=rendered, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
 # -- rollback -------------------------------------------------------------------------------
 
 
