@@ -231,7 +231,10 @@ def test_revisions_undo_and_rollbacks(env: Env) -> None:
     assert "restored revision 1's spec (image registry.example/bot:1" in rolled.stdout
     manifest = yaml.safe_load(rolled.stdout.split("next sync puts the newer one back:")[1])
     assert manifest["spec"]["image"] == "registry.example/bot:1"
-    assert (kube.get("governedagent", "bot") or {})["spec"]["image"] == "registry.example/bot:1"
+    restored = kube.get("governedagent", "bot") or {}
+    assert restored["spec"]["image"] == "registry.example/bot:1"
+    managers = {m["manager"] for m in restored["metadata"]["managedFields"]}
+    assert "promethios-rollback" in managers  # who changed the spec, for the audit trail
     wait_for(lambda: revision(kube) == 3, "revision 3 (revision 1 restored)")
     assert kube.status("bot")["revisions"][0]["restoredFrom"] == 1
     wait_for(lambda: kube.deployment_image("bot") == "registry.example/bot:1", "image 1 again")

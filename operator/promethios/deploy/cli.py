@@ -32,6 +32,9 @@ from . import compose, history, kustomize
 from .instructions import render
 from .output import write
 
+#: Field manager of the spec ``promethios rollback`` writes.
+ROLLBACK_FIELD_MANAGER = "promethios-rollback"
+
 
 class CommandError(Exception):
     """A failure to report in one line (exit status 1)."""
@@ -270,7 +273,7 @@ def _rollback(argv: list[str]) -> int:
     restored = history.rolled_back(body, stored["data"])
     if not args.dry_run:
         try:
-            kapply.replace(client, restored)
+            kapply.replace(client, restored, field_manager=ROLLBACK_FIELD_MANAGER)
         except kapply.ApiException as error:
             if error.status == 409:
                 raise CommandError(f"{namespace}/{name} changed meanwhile; run again") from None

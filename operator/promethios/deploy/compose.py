@@ -11,6 +11,7 @@ Docker Compose, wired as the pod would be::
     config/config.json    the operator's config.json; only the key and credential file
                           paths (Compose secrets) and, if asked, the ingest URL differ
     config/ca.crt         the CA bundle the sidecar verifies the ingest API's TLS with
+    spool/                where violations wait for delivery, across restarts
     secrets/              the ingest API key and the provider credential, as files
                           (``.gitignore``: never committed)
     README.md
@@ -39,7 +40,9 @@ from .templating import render_template
 SECRETS_DIR = "/run/secrets"
 API_KEY_SECRET = "promethios-api-key"
 PROVIDER_SECRET = "provider-credential"
-SPOOL_VOLUME = "promethios-spool"
+#: Where violations wait for delivery, kept across restarts (a directory the sidecar's uid
+#: owns: a named volume would be root's).
+SPOOL_DIR = "spool"
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def compose_file(inputs: ComposeInputs, config: Mapping[str, Any]) -> dict[str, 
         "user": f"{SIDECAR_UID}:{SIDECAR_UID}",
         "read_only": True,
         "tmpfs": ["/tmp"],
-        "volumes": [f"./config:{CONFIG_MOUNT}:ro", f"{SPOOL_VOLUME}:{config['spoolDir']}"],
+        "volumes": [f"./config:{CONFIG_MOUNT}:ro", f"./{SPOOL_DIR}:{config['spoolDir']}"],
         "secrets": secrets,
         # The agent shares this namespace: its port is published here.
         "ports": [
@@ -121,7 +124,6 @@ def compose_file(inputs: ComposeInputs, config: Mapping[str, Any]) -> dict[str, 
                 else {}
             ),
         },
-        "volumes": {SPOOL_VOLUME: {}},
     }
 
 
@@ -133,7 +135,8 @@ def files(inputs: ComposeInputs) -> dict[str, str]:
         "compose.yaml": yaml.safe_dump(compose, sort_keys=False),
         f"config/{CONFIG_KEY}": json.dumps(config, indent=2, sort_keys=True) + "\n",
         "secrets/.gitignore": "# The key and the credential never get committed.\n*\n!.gitignore\n",
-        ".gitignore": "secrets/*\n!secrets/.gitignore\n",
+        f"{SPOOL_DIR}/.gitignore": "# Undelivered violations, kept.\n*\n!.gitignore\n",
+        ".gitignore": "secrets/*\n!secrets/.gitignore\nspool/*\n!spool/.gitignore\n",
     }
     if inputs.ca_bundle:
         out[f"config/{CA_BUNDLE_KEY}"] = inputs.ca_bundle

@@ -109,6 +109,7 @@ def rolled_back(body: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, A
     spec = restore_spec(data.get("spec") or {}, current)
     out = copy.deepcopy(dict(body))
     out.pop("status", None)
+    out["metadata"] = {k: v for k, v in out["metadata"].items() if k != "managedFields"}
     out["spec"] = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     return out
 

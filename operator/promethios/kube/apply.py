@@ -185,11 +185,11 @@ def delete(client: Client, kind: str, namespace: str, name: str) -> bool:
     return True
 
 
-def replace(client: Client, body: Mapping[str, Any]) -> dict[str, Any]:
+def replace(client: Client, body: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
     """PUT a whole object (its metadata.resourceVersion, if set, is a precondition: 409)."""
     metadata = body["metadata"]
     path = KINDS[body["kind"]].path(metadata["namespace"], metadata["name"])
-    return request(client, "PUT", path, body=dict(body))
+    return request(client, "PUT", path, query=[("fieldManager", field_manager)], body=dict(body))
 
 
 def create(client: Client, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -164,6 +164,8 @@ def test_the_agent_shares_the_sidecars_network_namespace_and_gets_the_pods_env()
     assert sidecar["user"] == "65532:65532" and sidecar["read_only"] is True
     assert set(compose_file["secrets"]) == {"promethios-api-key", "provider-credential"}
     assert "environment" not in sidecar  # the key and credential are files, never env
+    # The spool survives restarts in a directory the sidecar's uid can own (not root's volume).
+    assert "./spool:/var/lib/promethios/spool" in sidecar["volumes"]
 
 
 def test_a_config_that_needs_a_ca_bundle_without_one_is_refused() -> None:

@@ -82,10 +82,12 @@ def test_a_rollback_restores_the_revision_and_keeps_the_rest() -> None:
     old = GovernedAgentSpec.model_validate({**SPEC, "image": "reg.example/bot:1", "port": 9000})
     data = revision_data(old, "p", policy)
     body = {"apiVersion": "governance.promethios.ai/v1alpha1", "kind": "GovernedAgent",
-            "metadata": {"name": "bot", "namespace": "ns", "resourceVersion": "42"},
+            "metadata": {"name": "bot", "namespace": "ns", "resourceVersion": "42",
+                         "managedFields": [{"manager": "argocd"}]},
             "spec": SPEC, "status": STATUS}  # fmt: skip
     restored = rolled_back(body, data)
     assert "status" not in restored and restored["metadata"]["resourceVersion"] == "42"
+    assert "managedFields" not in restored["metadata"]  # the API server keeps its own
     spec = restored["spec"]
     assert (spec["image"], spec["port"]) == ("reg.example/bot:1", 9000)
     assert spec["replicas"] == 3 and spec["apiKey"]["rotation"] == 5
