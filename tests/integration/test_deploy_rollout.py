@@ -16,6 +16,7 @@ One ``promethios operator`` watches three namespaces: the ``dev`` and ``prod`` o
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -231,7 +232,8 @@ def test_revisions_undo_and_rollbacks(env: Env) -> None:
     assert "restored revision 1's spec (image registry.example/bot:1" in rolled.stdout
     manifest = yaml.safe_load(rolled.stdout.split("next sync puts the newer one back:")[1])
     assert manifest["spec"]["image"] == "registry.example/bot:1"
-    restored = kube.get("governedagent", "bot") or {}
+    shown = kube.run("get", "governedagent", "bot", "-o", "json", "--show-managed-fields")
+    restored = json.loads(shown.stdout)
     assert restored["spec"]["image"] == "registry.example/bot:1"
     managers = {m["manager"] for m in restored["metadata"]["managedFields"]}
     assert "promethios-rollback" in managers  # who changed the spec, for the audit trail
