@@ -48,6 +48,11 @@ ROLLOUT_COMPLETE = "RolloutComplete"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 AS_EXPECTED = "AsExpected"
 INVALID_NAME = "InvalidName"
+#: ``spec.runtime: External``: the key and governance config are issued, no workload is run.
+EXTERNAL_RUNTIME = "ExternalRuntime"
+#: ``spec.rollout.rollbackOnBreach`` restored the previous revision (Degraded until the spec
+#: changes).
+ROLLED_BACK = "RolledBack"
 
 # -- the ingest API's reasons ---------------------------------------------------------------
 HEARTBEAT_RECEIVED = "HeartbeatReceived"

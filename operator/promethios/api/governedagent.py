@@ -26,6 +26,7 @@ from .common import (
 )
 from .enforcement import BreachAction, EnforcementAction
 from .resource import CustomResourceInfo, PrinterColumn
+from .rollout import RevisionStatus, RuntimeRolloutSpec
 
 #: A GovernedAgent's name must be a DNS-1035 label: its Service carries the same name.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -181,7 +182,7 @@ class SidecarSettings(Model):
     )
 
 
-class GovernedAgentSpec(Model):
+class GovernedAgentSpec(RuntimeRolloutSpec):
     """Desired state of a GovernedAgent."""
 
     model_config = api_config(
@@ -398,7 +399,7 @@ class ApiKeyStatus(Model):
     )
 
 
-class GovernedAgentStatus(Model):
+class GovernedAgentStatus(RevisionStatus):
     """Observed state of a GovernedAgent."""
 
     model_config = api_config(extra="allow")

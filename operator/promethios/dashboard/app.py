@@ -113,17 +113,19 @@ async def agent_page(request: web.Request) -> web.Response:
         "suspended": "Suspended.",
         "resumed": "Resumed.",
     }
+    policy = dash.cache.policies.get(f"{namespace}/{agent.policy}")
     context = {
         **await _live_context(request, agent),
         "live_every": dash.live_every,
         "children": children,
         "events": events,
         "events_error": events_error,
-        "policy": dash.cache.policies.get(f"{namespace}/{agent.policy}") if policy_ok else None,
+        "policy": policy if policy_ok else None,
         "policy_hidden": not policy_ok,
         "sinks": sinks,
         "sinks_hidden": not sinks_ok,
         "integration_env": provider_env(agent.provider),
+        "instructions": pages.instructions(agent, policy if policy_ok else None),
         "done": done.get(request.query.get("done", ""), ""),
         "error": "",
     }

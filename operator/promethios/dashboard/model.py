@@ -102,6 +102,10 @@ class AgentRow:
     ready_replicas: int | None
     children: Mapping[str, str]
     created: float | None
+    #: The stored spec, for the integration instructions (:mod:`promethios.deploy`).
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    #: The running revision (``status.rollout.revision``), if recorded.
+    revision: int | None = None
 
     @property
     def key(self) -> str:
@@ -226,6 +230,8 @@ def agent_row(obj: Mapping[str, Any]) -> AgentRow:
             if isinstance(name, str)
         },
         created=created.timestamp() if created else None,
+        spec=dict(spec),
+        revision=(status.get("rollout") or {}).get("revision"),
     )
 
 
@@ -237,6 +243,8 @@ class PolicyRow:
     name: str
     ready: ConditionRow | None
     summary: tuple[str, ...] = field(default_factory=tuple)
+    #: The stored spec, for the integration instructions (:mod:`promethios.deploy`).
+    spec: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -274,6 +282,7 @@ def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
         name=name,
         ready=_find(conditions, READY),
         summary=tuple(lines),
+        spec=dict(spec),
     )
 
 

@@ -1,4 +1,5 @@
-"""The agent page's parts read on the viewer's behalf: children and Events.
+"""The agent page's parts: children and Events (read on the viewer's behalf), and the
+integration instructions (rendered from the cache by :mod:`promethios.deploy`).
 
 Children are the objects the operator made (``status.children``). Each is read with the
 viewer's token, so it shows only what their RBAC lets them read; the API-key Secret is
@@ -13,8 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
+
+from ..api.agent import InvalidSpec, parse_agent
 from ..api.conditions import parse_time
-from .model import AgentRow, mask
+from ..api.policy import GovernancePolicySpec
+from ..deploy.instructions import render
+from .model import AgentRow, PolicyRow, mask
 from .viewer import Viewer, ViewerError
 from .views import age
 
@@ -120,3 +126,27 @@ async def events(
             return [], "You may not list Events in this namespace."
         return [], f"Events could not be read (HTTP {error.status})."
     return event_rows(items, now), ""
+
+
+def instructions(agent: AgentRow, policy: PolicyRow | None) -> str:
+    """The agent's integration instructions (Markdown, shown as text), as ``promethios
+    instructions`` prints them; the policy part only when the viewer may read the policy.
+    Empty when the stored spec does not validate."""
+    body = {
+        "metadata": {"name": agent.name, "namespace": agent.namespace, "uid": agent.uid},
+        "spec": agent.spec,
+    }
+    status: dict[str, Any] = {
+        "enforcement": {
+            "action": agent.enforcement,
+            "breach": agent.breach,
+            "reason": agent.enforcement_reason,
+        },
+        "rollout": {"revision": agent.revision},
+    }
+    try:
+        typed = parse_agent(body)
+        spec = GovernancePolicySpec.model_validate(policy.spec) if policy is not None else None
+    except (InvalidSpec, pydantic.ValidationError):
+        return ""
+    return render(typed, spec, status)

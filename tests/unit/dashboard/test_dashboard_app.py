@@ -162,6 +162,9 @@ async def test_agent_page_shows_state_without_pii_and_reads_as_the_viewer(
     )
     assert "Acknowledge breach #2" in text and "OPENAI_BASE_URL" in text
     assert "alice-token" not in text
+    # The integration instructions, as `promethios instructions` prints them (HTML-escaped).
+    assert "# Integrating `team-a/alpha`" in text
+    assert "from openai import OpenAI" in text and "Breach **2** is in force" in text
     viewer = dashboard.viewer
     assert isinstance(viewer, FakeViewer) and set(viewer.tokens_seen) == {ALICE_TOKEN}
     live = await client.get("/agents/team-a/alpha/live", headers={"X-Live": "1"})
