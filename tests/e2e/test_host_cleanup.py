@@ -29,6 +29,7 @@ from e2e_helpers import OPERATOR_IMAGE, image_archives, restricted_container, wa
 from promethios_local.localcluster import LocalCluster, LocalClusterError
 from promethios_local.localcluster.realnode import default_archive_dir, host_lock, toleration
 from promethios_local.localcluster.realnode.hoststate import HostSnapshot
+from promethios_local.localcluster.realnode.sweep import sweep_leftovers
 
 #: Each test starts a node of its own (and the Ctrl-C one a whole CLI process).
 pytestmark = pytest.mark.timeout(600)
@@ -36,11 +37,18 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture
 def quiet_host() -> Iterator[None]:
-    """Hold the real-node lock and the image-build lock for the whole test."""
+    """Hold the real-node lock and the image-build lock for the whole test.
+
+    A node killed outright before this run (a CI job cut short, an interrupted session)
+    left its traces and its baseline behind; they are swept first, so that the
+    "before" snapshot is the machine without any node and each test judges only what
+    its own node added.
+    """
     lock_file = default_archive_dir().parent / ".lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as handle, host_lock():
         fcntl.flock(handle, fcntl.LOCK_EX)
+        assert sweep_leftovers() == [], "an earlier node's leftovers could not be removed"
         yield
 
 
