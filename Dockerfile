@@ -2,13 +2,16 @@
 # One image for every component: `promethios operator`, `promethios ingest` and
 # `promethios sidecar` (the chart and the operator use it for the sidecar too).
 #
-# Not built or tested on the development machine this file was written on (it has no
-# container engine); the chart and manifests are tested against a control plane whose pods
-# run on kwok fake nodes, which never pull images. Build with:
+# Build with any OCI builder, e.g.
 #   docker build -t ghcr.io/promethios/promethios-operator:0.1.0 .
+# `make image` builds this file with buildah on a machine with no registry: PYTHON_IMAGE then
+# names a local Debian bookworm base (hack/image/base.sh) with python, pip and
+# PIP_BREAK_SYSTEM_PACKAGES, which is all the stages below rely on. Only pyproject.toml,
+# README.md and operator/ (the promethios-operator distribution) enter the build context;
+# the local tooling in localdev/ never does (.dockerignore).
 #
-# The base images are pinned by tag only: their digests could not be resolved here.
-# Pin them by digest in CI (python:3.11-slim@sha256:...) for reproducible builds.
+# The default base is pinned by tag only: pin it by digest in CI
+# (python:3.11-slim@sha256:...) for reproducible builds.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv testenv run test test-unit test-integration lint format crds crds-check bench clean
+.PHONY: help venv host-packages testenv browser image e2e-images run test test-unit test-integration test-e2e lint format crds crds-check bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,13 +20,31 @@ $(BIN)/promethios: pyproject.toml localdev/pyproject.toml
 
 venv: $(BIN)/promethios  ## create .venv: the package, its dev extras and the local tooling (localdev/)
 
-testenv:  ## build the embedded control plane from Go module sources (cached, idempotent)
+host-packages:  ## apt-get install what images and the real node need, where missing
+	hack/host-packages.sh
+
+testenv: host-packages  ## build the control plane and the real node's binaries from Go module sources (cached)
 	testenv/build.sh
+
+browser:  ## install Debian's chromium for the dashboard's browser tests (apt-get, when missing)
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "browser: $$(command -v chromium) ($$(chromium --version 2>/dev/null))"; \
+	else \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium && \
+		echo "browser: installed $$(chromium --version)"; \
+	fi
+
+image: host-packages  ## build the project's image with buildah on a local Debian base (cached)
+	hack/image/build.sh >/dev/null
+
+e2e-images: image  ## build the end-to-end tests' agent/fake-provider image (cached)
+	hack/image/e2e.sh >/dev/null
 
 run: venv testenv  ## start the control plane, the operator and a live governed agent
 	$(BIN)/promethios demo
 
-test: venv testenv  ## every test: unit tests and integration tests against a real control plane
+test: venv testenv e2e-images  ## every test: unit, integration (real control plane) and real-pod e2e
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv  ## unit tests only (no cluster)
@@ -34,6 +52,9 @@ test-unit: venv  ## unit tests only (no cluster)
 
 test-integration: venv testenv  ## integration tests only
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
+
+test-e2e: venv testenv e2e-images  ## real-pod end-to-end tests only (root; a real kubelet node)
+	$(BIN)/pytest -m realnode $(PYTEST_ARGS)
 
 lint: venv  ## ruff, mypy (strict on the packages) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check operator localdev tests benchmarks hack

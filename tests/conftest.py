@@ -35,7 +35,12 @@ from promethios_local.localcluster import (
 
 CLUSTER_MODES = ("local", "existing", "kind")
 TESTS_DIR = Path(__file__).parent
-DIRECTORY_MARKERS = {"integration": "cluster", "unit": "unit", "adversarial": "adversarial"}
+DIRECTORY_MARKERS = {
+    "integration": "cluster",
+    "unit": "unit",
+    "adversarial": "adversarial",
+    "e2e": "realnode",
+}
 
 
 class ClusterHandle(Protocol):
@@ -83,7 +88,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests by directory (see :data:`DIRECTORY_MARKERS`): integration, unit, adversarial."""
+    """Mark tests by directory (see :data:`DIRECTORY_MARKERS`): integration, unit,
+    adversarial, e2e (``realnode``)."""
     for item in items:
         try:
             relative = Path(str(item.path)).resolve().relative_to(TESTS_DIR.resolve())

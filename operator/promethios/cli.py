@@ -25,9 +25,21 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "operator_main",
         "run the operator (and the ingest API in-process)",
     ),
-    "ingest": ("promethios.ingest.main", "main", "run the ingest API on its own"),
+    "ingest": (
+        "promethios.composition",
+        "ingest_main",
+        "run the ingest API on its own (--dashboard-port: and the dashboard)",
+    ),
+    "dashboard": ("promethios.dashboard.main", "main", "run the governance dashboard on its own"),
     "sidecar": ("promethios.sidecar.main", "main", "run the governance sidecar"),
     "crds": ("promethios.api.crdgen", "main", "write the CRD YAML generated from the models"),
+    "instructions": (
+        "promethios.deploy.cli",
+        "instructions_main",
+        "print an agent's integration instructions",
+    ),
+    "package": ("promethios.deploy.cli", "package_main", "write a GitOps or Compose bundle"),
+    "rollback": ("promethios.deploy.cli", "rollback_main", "restore an earlier revision's spec"),
 }
 
 #: Help for plug-in subcommands this project's own tooling provides (others get a generic line).
@@ -50,7 +62,7 @@ def subcommands() -> dict[str, tuple[str, str, str]]:
 def usage() -> str:
     """The help text listing every subcommand."""
     lines = ["usage: promethios <subcommand> [options]", "", "subcommands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in subcommands().items()]
+    lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in subcommands().items()]
     return "\n".join(lines)
 
 

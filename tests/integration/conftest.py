@@ -34,3 +34,25 @@ def crds_installed(cluster: Any) -> list[str]:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
     cluster.kubectl("wait", "--for=condition=NamesAccepted", "--timeout=60s", *crds)
     return names
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots (when any ran)."""
+    from browser import artifacts_dir
+
+    shots = sorted(artifacts_dir().glob("*.png")) if _browser_ran else []
+    if shots:
+        terminalreporter.write_line(f"browser screenshots ({len(shots)}): {artifacts_dir()}")
+
+
+_browser_ran = False
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """The directory browser tests save screenshots into (printed at the end of the run)."""
+    from browser import artifacts_dir
+
+    global _browser_ran
+    _browser_ran = True
+    return artifacts_dir()

@@ -246,7 +246,7 @@ def test_minimal_agent_gets_governance_defaults(
     governance = spec["governance"]
     assert governance["mode"] == "enforce"
     assert governance["trustThreshold"] == 0.7
-    assert governance["heartbeatIntervalSeconds"] == 30
+    assert governance["heartbeatIntervalSeconds"] == 15
     assert governance["missedHeartbeatsBeforeStale"] == 3
     assert governance["onBreach"] == "Alert"
     assert spec["apiKey"] == {"rotation": 0, "gracePeriodSeconds": 600}

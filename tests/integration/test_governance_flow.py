@@ -461,6 +461,11 @@ class Flow:
         self.kube.apply(policy, agent)
         self.kube.wait_ready()
 
+    def agent_config(self) -> dict[str, Any]:
+        """The sidecar's config.json as the operator renders it into the agent's ConfigMap."""
+        configmap = self.kube.get("configmap", f"{AGENT}-governance") or {}
+        return dict(json.loads(configmap["data"][CONFIG_KEY]))
+
     def sidecar(self) -> Sidecar:
         """Wire a sidecar from the operator's ConfigMap and Secrets (as demo/run.py does)."""
         configmap = self.kube.get("configmap", f"{AGENT}-governance")
@@ -792,7 +797,9 @@ def test_critical_violation_quarantines_until_acknowledged(quarantine: Flow) -> 
     assert policy["spec"]["podSelector"] == deployment["spec"]["selector"]
     assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
     assert not policy["spec"].get("ingress") and not policy["spec"].get("egress")
-    wait_for(lambda: kube.deployment_replicas() == 0, "the Deployment to scale to zero")
+    # The pods stay, cut off: the sidecar is told (live, through its config) to refuse calls.
+    wait_for(lambda: flow.agent_config().get("quarantined") is True, "the quarantined config")
+    assert kube.deployment_replicas() == 1
     wait_for(lambda: kube.condition().get("reason") == "Quarantined", "Ready=False/Quarantined")
     assert kube.status()["enforcement"]["action"] == "Quarantined"
 
@@ -810,8 +817,9 @@ def test_critical_violation_quarantines_until_acknowledged(quarantine: Flow) -> 
         lambda: kube.get("networkpolicy", f"{AGENT}-quarantine") is None,
         "the NetworkPolicy to be deleted",
     )
-    wait_for(lambda: kube.deployment_replicas() == 1, "the replicas to be restored")
+    wait_for(lambda: flow.agent_config().get("quarantined") is False, "the released config")
     kube.wait_ready()
+    assert kube.deployment_replicas() == 1
     status = kube.status()
     assert status["enforcement"]["action"] == "None", status["enforcement"]
     assert "networkPolicy" not in status["children"]

@@ -236,12 +236,14 @@ def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> Non
     # The Service reaches the ingest pods only; the Deployments' selectors do not overlap.
     ingest_labels = spec["template"]["metadata"]["labels"]
     operator_labels = operator["spec"]["template"]["metadata"]["labels"]
-    selector = by_kind(objects, "Service")[0]["spec"]["selector"]
+    services = by_kind(objects, "Service")
+    service = next(s for s in services if s["metadata"]["name"] == "promethios-operator")
+    selector = service["spec"]["selector"]
     assert selector.items() <= ingest_labels.items()
     assert not selector.items() <= operator_labels.items()
     assert not operator["spec"]["selector"]["matchLabels"].items() <= ingest_labels.items()
     assert not spec["selector"]["matchLabels"].items() <= operator_labels.items()
-    ports = {p["name"]: p["targetPort"] for p in by_kind(objects, "Service")[0]["spec"]["ports"]}
+    ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
     assert ports == {"ingest": "ingest", "metrics": "metrics"}
     (budget,) = by_kind(objects, "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 1
@@ -257,7 +259,9 @@ def test_optional_monitoring_objects_render_with_real_metric_names(helm: Helm) -
     monitor = by_kind(objects, "ServiceMonitor")[0]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     # ... which is the plain metrics listener, not the agents' TLS port.
-    (service,) = by_kind(objects, "Service")
+    service = next(
+        s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "promethios-operator"
+    )
     metrics = next(p for p in service["spec"]["ports"] if p["name"] == "metrics")
     assert metrics["targetPort"] == "metrics"
     container = deployment(objects, "operator")["spec"]["template"]["spec"]["containers"][0]
@@ -612,6 +616,7 @@ def test_switch_to_standalone_ingest_grants_its_service_account_least_privilege(
             # shared budgets: status.usage of the policy (issue 12)
             ("patch", "governancepolicies.governance.promethios.ai", "--subresource=status"),
             ("get", "alertsinks.governance.promethios.ai"),
+            ("patch", "alertsinks.governance.promethios.ai", "--subresource=status"),
             ("list", "secrets"),
             ("watch", "secrets"),
             ("get", "secrets"),

@@ -377,10 +377,13 @@ def test_quarantine_and_release(kube: Kube) -> None:
         json.dumps({"status": {"enforcement": enforcement}}),
     )
     wait_for(lambda: kube.get("networkpolicy", "bot-quarantine"), what="the deny-all policy")
-    wait_for(
-        lambda: (kube.get("deployment", "bot") or {})["spec"].get("replicas") == 0,
-        what="replicas 0",
-    )
+
+    def sidecar_told() -> bool:
+        config = (kube.get("configmap", "bot-governance") or {})["data"]["config.json"]
+        return bool(json.loads(config)["quarantined"])
+
+    wait_for(sidecar_told, what="the sidecar's config to say quarantined")
+    assert (kube.get("deployment", "bot") or {})["spec"]["replicas"] == 1  # the pods stay
     secret = kube.get("secret", "bot-api-key") or {}
     assert secret["data"]["apiKey"] != key_before
     # The revoked key may only deliver violations, until its grace period ends.

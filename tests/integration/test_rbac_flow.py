@@ -144,7 +144,10 @@ def run_flow(cluster: Any, ns: str, port: int, context: ssl.SSLContext, log_path
     assert wait_for(post, "the ingest API to accept the violation", timeout=30) == 200
     wait_for(lambda: get("networkpolicy", f"{AGENT}-quarantine"), "the quarantine policy")
     wait_for(lambda: condition().get("reason") == "Quarantined", "Ready=False/Quarantined")
+    # The pods stay, cut off; the sidecar's config says quarantined (it refuses calls).
+    configmap = get("configmap", f"{AGENT}-governance") or {}
+    assert json.loads(configmap["data"]["config.json"])["quarantined"] is True
     deployment = get("deployment", AGENT) or {}
-    assert deployment["spec"]["replicas"] == 0
+    assert deployment["spec"].get("replicas", 1) != 0
     counts = (get("governedagent", AGENT) or {})["status"]["governance"]
     assert json.dumps(counts).count("critical") >= 1, counts

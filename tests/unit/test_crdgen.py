@@ -177,7 +177,7 @@ def test_defaults_satisfy_their_own_schema() -> None:
     [
         ("spec.governance.mode", "enforce"),
         ("spec.governance.trustThreshold", 0.7),
-        ("spec.governance.heartbeatIntervalSeconds", 30),
+        ("spec.governance.heartbeatIntervalSeconds", 15),
         ("spec.governance.missedHeartbeatsBeforeStale", 3),
         ("spec.governance.onBreach", "Alert"),
         ("spec.port", 8080),

@@ -60,6 +60,16 @@ def test_the_tree_keeps_every_contract() -> None:
             "from promethios.ingest import codec",
             "controller and ingest never import each other",
         ),
+        (
+            "dashboard/views.py",
+            "from promethios.controller import plan",
+            "the dashboard never imports the controller or the ingest server",
+        ),
+        (
+            "ingest/summary.py",
+            "from promethios.dashboard import views",
+            "nothing below the composition root imports the dashboard",
+        ),
     ],
 )
 def test_a_wrong_way_import_breaks_the_lint(

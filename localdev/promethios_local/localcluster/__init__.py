@@ -14,9 +14,10 @@ Only the standard library and ``cryptography`` (and ``pyyaml``) are imported.
 
 from .binaries import Binaries, find_binaries, kubernetes_version
 from .cli import run_cli
-from .cluster import KubectlError, LocalCluster
+from .cluster import LocalCluster
 from .errors import BinariesNotFoundError, ComponentError, LocalClusterError
 from .layout import free_ports
+from .readiness import KubectlError
 
 __all__ = [
     "Binaries",

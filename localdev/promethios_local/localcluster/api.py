@@ -24,7 +24,7 @@ class ApiError(Exception):
 
 
 class RestClient:
-    """GET/POST JSON to a Kubernetes API server with a client certificate."""
+    """GET/POST/PATCH/DELETE JSON to a Kubernetes API server with a client certificate."""
 
     def __init__(
         self, server: str, ca_file: Path, cert_file: Path, key_file: Path, timeout: float = 5.0
@@ -34,13 +34,15 @@ class RestClient:
         self._context = ssl.create_default_context(cafile=str(ca_file))
         self._context.load_cert_chain(str(cert_file), str(key_file))
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
         """Send a request; return the decoded JSON (or text) body, raise ApiError on 4xx/5xx."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.server + path, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(
                 request, timeout=self.timeout, context=self._context
@@ -58,3 +60,10 @@ class RestClient:
 
     def post(self, path: str, body: Any) -> Any:
         return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        """A JSON merge patch (what ``kubectl patch --type=merge`` sends)."""
+        return self.request("PATCH", path, body, "application/merge-patch+json")
+
+    def delete(self, path: str, body: Any = None) -> Any:
+        return self.request("DELETE", path, body)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,49 +40,27 @@ from .process import (
     install_sigterm_handler,
     stop_processes,
 )
-from .workdir import prepare_workdir, server_url
+from .readiness import (
+    KubectlError,
+    NotReadyYet,
+    describe_node,
+    node_is_ready,
+    node_is_usable,
+)
+from .realnode import HOST_ADDRESS, NODE_NAME, RealNode, default_archive_dir
+from .realnode.node import STOP_GROUPS as REAL_NODE_STOP_GROUPS
+from .realnode.rbac import node_identities
+from .workdir import prepare_workdir, remove_workdir, server_url
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
-NO_SCHEDULE_EFFECTS = {"NoSchedule", "NoExecute"}
 
 ETCD = "etcd"
 APISERVER = "kube-apiserver"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCHEDULER = "kube-scheduler"
 KWOK = "kwok"
-
-
-class NotReadyYet(Exception):
-    """Raised by a readiness predicate to say what it is still waiting for."""
-
-
-class KubectlError(subprocess.CalledProcessError):
-    """``kubectl`` exited non-zero; the message carries its stderr."""
-
-    def __str__(self) -> str:
-        return f"{super().__str__()}\n{self.stderr or ''}".rstrip()
-
-
-def node_is_ready(node: dict[str, Any]) -> bool:
-    """The node's Ready condition is True."""
-    conditions = node.get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def node_is_usable(node: dict[str, Any]) -> bool:
-    """Ready=True and no NoSchedule/NoExecute taint (so ordinary pods can land on it)."""
-    taints = node.get("spec", {}).get("taints") or []
-    return node_is_ready(node) and not any(t.get("effect") in NO_SCHEDULE_EFFECTS for t in taints)
-
-
-def describe_node(node: dict[str, Any]) -> str:
-    """``name Ready=<status> taints=[...]``, for error messages."""
-    conditions = node.get("status", {}).get("conditions") or []
-    ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "absent")
-    taints = [f"{t.get('key')}:{t.get('effect')}" for t in node.get("spec", {}).get("taints") or []]
-    return f"{node['metadata']['name']} Ready={ready} taints={taints}"
 
 
 class LocalCluster:
@@ -99,6 +76,11 @@ class LocalCluster:
         audit_log: run the API server with an audit log of every request (level
             Metadata, JSON lines at :attr:`audit_log_path`), e.g. to count requests
             per client in benchmarks.
+        real_nodes: 0, or 1 for a real kubelet node (:mod:`.realnode`, root only) that
+            runs the pods tolerating its taint; the API server then listens on the node's
+            bridge address, reachable from pods.
+        image_archives: image archives the real node imports (default: every ``*.tar``
+            that ``make image`` wrote to the image cache).
     """
 
     def __init__(
@@ -111,9 +93,17 @@ class LocalCluster:
         startup_timeout: float = 120.0,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         audit_log: bool = False,
+        real_nodes: int = 0,
+        image_archives: Sequence[Path | str] | None = None,
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
+        if real_nodes not in (0, 1):
+            raise ValueError("real_nodes must be 0 or 1 (one real node per machine)")
+        self.real_nodes = real_nodes
+        self._image_archives = image_archives
+        self.real_node: RealNode | None = None
+        self.cleanup_failures: list[str] = []
         self.binaries = binaries or find_binaries()
         self.nodes = nodes
         self.startup_timeout = startup_timeout
@@ -224,28 +214,21 @@ class LocalCluster:
 
     def _stop(self, keep_logs: bool) -> None:
         groups = [[KWOK, SCHEDULER, CONTROLLER_MANAGER], [APISERVER], [ETCD]]
+        if self.real_node is not None:
+            api_up = APISERVER in self._processes and self._processes[APISERVER].running()
+            self.real_node.drain(self._client if api_up else None)
+            groups = [*REAL_NODE_STOP_GROUPS, *groups]
         for group in groups:
             members = [self._processes[n] for n in group if n in self._processes]
             stop_processes(members, self.stop_timeout)
         self._processes.clear()
         self._client = None
+        if self.real_node is not None:
+            # Unmounts too: only then may the workdir below be deleted.
+            self.cleanup_failures = self.real_node.release_host()
+            self.real_node = None
         if self._layout is not None and not self._keep_workdir:
-            self._remove_workdir(self._layout, keep_logs)
-
-    @staticmethod
-    def _remove_workdir(layout: Layout, keep_logs: bool) -> None:
-        """Delete the temporary workdir; after a failed start keep its logs/ only."""
-        if not keep_logs:
-            shutil.rmtree(layout.root, ignore_errors=True)
-            return
-        for entry in layout.root.iterdir():
-            if entry == layout.log_dir:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-        log.warning("cluster start did not complete; component logs kept in %s", layout.log_dir)
+            remove_workdir(self._layout, keep_logs)
 
     def check_running(self) -> None:
         """Raise :class:`ComponentError` if any component has exited."""
@@ -275,8 +258,18 @@ class LocalCluster:
     def _prepare(self) -> None:
         root = self._given_workdir or Path(tempfile.mkdtemp(prefix="promethios-cluster-"))
         self._layout = Layout(root.absolute())
-        self._ports = allocate_ports()
-        prepare_workdir(self._layout, self._ports)
+        host, identities = LOOPBACK, None
+        if self.real_nodes:
+            archives = self._image_archives
+            if archives is None:
+                archives = sorted(default_archive_dir().glob("*.tar"))
+            self.real_node = RealNode(
+                self.bin_dir, self._layout.node_dir, [Path(a) for a in archives]
+            )
+            self.real_node.claim_host()
+            host, identities = HOST_ADDRESS, node_identities(self.real_node.name)
+        self._ports = allocate_ports(host)
+        prepare_workdir(self._layout, self._ports, identities)
         layout = self._layout
         if self.audit_log:
             audit_policy_path(layout).write_text(render_yaml(audit_policy()))
@@ -293,9 +286,12 @@ class LocalCluster:
         assert self._ports is not None
         bins, layout, ports = self.binaries, self.layout, self._ports
         self._spawn(ETCD, etcd_command(bins.etcd, layout, ports))
+        extra = RealNode.apiserver_args(layout.pki) if self.real_node is not None else []
         self._spawn(
             APISERVER,
-            apiserver_command(bins.kube_apiserver, layout, ports, audit=self.audit_log),
+            apiserver_command(
+                bins.kube_apiserver, layout, ports, audit=self.audit_log, extra_args=extra
+            ),
         )
         self._wait(ETCD, "/health answering true", self._etcd_healthy)
         self._wait(APISERVER, "/readyz answering ok", self._apiserver_ready)
@@ -326,6 +322,11 @@ class LocalCluster:
                 CONTROLLER_MANAGER,
                 "the not-ready taint lifted from the kwok nodes",
                 lambda: self._nodes_satisfy(node_is_usable),
+            )
+        if self.real_node is not None:
+            kubeconfigs = {name: layout.kubeconfig(name) for name in node_identities(NODE_NAME)}
+            self.real_node.start(
+                self._spawn, self._wait, self._api(), layout.pki("ca.crt"), kubeconfigs
             )
 
     # ----------------------------------------------------------------- readiness

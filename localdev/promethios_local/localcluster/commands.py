@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .layout import (
@@ -49,7 +50,12 @@ def audit_log_path(layout: Layout) -> Path:
 
 
 def apiserver_command(
-    binary: Path, layout: Layout, ports: Ports, *, audit: bool = False
+    binary: Path,
+    layout: Layout,
+    ports: Ports,
+    *,
+    audit: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """kube-apiserver with TLS, client-cert auth, Node+RBAC authz and SA token signing.
 
@@ -59,15 +65,20 @@ def apiserver_command(
     by the endpoint reconciler, so it is off: the ``kubernetes`` Service gets no
     endpoints, which nothing here needs (kwok's pods run no code).
 
+    With a real node the API server binds and advertises the node's bridge address
+    (``ports.host``) instead: the endpoint reconciler then gives the ``kubernetes`` Service
+    that endpoint, so pods reach the API server in-cluster.
+
     With ``audit`` every request is logged (policy :func:`~.manifests.audit_policy`) to
     :func:`audit_log_path`, unrotated, for counting requests per client.
     """
+    endpoints = ["--endpoint-reconciler-type=none"] if ports.host == LOOPBACK else []
     argv = [
         str(binary),
         f"--etcd-servers=http://{LOOPBACK}:{ports.etcd_client}",
-        f"--bind-address={LOOPBACK}",
-        f"--advertise-address={LOOPBACK}",
-        "--endpoint-reconciler-type=none",
+        f"--bind-address={ports.host}",
+        f"--advertise-address={ports.host}",
+        *endpoints,
         f"--secure-port={ports.apiserver}",
         f"--tls-cert-file={layout.pki('apiserver.crt')}",
         f"--tls-private-key-file={layout.pki('apiserver.key')}",
@@ -87,7 +98,7 @@ def apiserver_command(
             "--audit-log-format=json",
             "--audit-log-maxsize=0",  # no rotation: one file to read
         ]
-    return argv
+    return [*argv, *extra_args]
 
 
 def controller_manager_command(binary: Path, layout: Layout) -> list[str]:

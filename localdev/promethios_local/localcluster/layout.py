@@ -24,11 +24,13 @@ APISERVER_IPS = [LOOPBACK, KUBERNETES_SERVICE_IP]
 
 @dataclass(frozen=True)
 class Ports:
-    """The TCP ports of one cluster (all on the loopback interface)."""
+    """The TCP ports of one cluster: etcd on loopback, the API server on ``host``
+    (loopback, or with a real node the node's bridge address, which pods can reach)."""
 
     etcd_client: int
     etcd_peer: int
     apiserver: int
+    host: str = LOOPBACK
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
@@ -45,10 +47,12 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
         return ports
 
 
-def allocate_ports() -> Ports:
-    """Pick free loopback ports for etcd (client, peer) and the API server."""
-    etcd_client, etcd_peer, apiserver = free_ports(3)
-    return Ports(etcd_client=etcd_client, etcd_peer=etcd_peer, apiserver=apiserver)
+def allocate_ports(host: str = LOOPBACK) -> Ports:
+    """Pick free loopback ports for etcd (client, peer) and a free port on ``host`` for
+    the API server."""
+    etcd_client, etcd_peer = free_ports(2)
+    (apiserver,) = free_ports(1, host)
+    return Ports(etcd_client=etcd_client, etcd_peer=etcd_peer, apiserver=apiserver, host=host)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,11 @@ class Layout:
         return self.root / "kwok.yaml"
 
     @property
+    def node_dir(self) -> Path:
+        """A real node's data: containerd's and the kubelet's roots, configuration."""
+        return self.root / "node"
+
+    @property
     def admin_kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
 
@@ -102,5 +111,5 @@ class Layout:
         """Whether ``entry`` (directly under the root) is one a cluster writes."""
         if entry.parent != self.root:
             return False
-        known = {*self.directories()[1:], self.kwok_config, self.admin_kubeconfig}
+        known = {*self.directories()[1:], self.node_dir, self.kwok_config, self.admin_kubeconfig}
         return entry in known or entry.name.endswith(".kubeconfig")

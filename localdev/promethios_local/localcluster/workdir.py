@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from .errors import LocalClusterError
-from .layout import APISERVER_DNS_NAMES, APISERVER_IPS, LOOPBACK, Layout, Ports
+from .layout import APISERVER_DNS_NAMES, APISERVER_IPS, Layout, Ports
 from .manifests import build_kubeconfig, kwok_configuration, render_yaml
 from .pki import ClientIdentity, Pki, generate_pki
+
+log = logging.getLogger(__name__)
 
 ADMIN_USER = "kubernetes-admin"
 CLIENT_IDENTITIES: dict[str, ClientIdentity] = {
@@ -22,7 +25,7 @@ CLIENT_IDENTITIES: dict[str, ClientIdentity] = {
 
 def server_url(ports: Ports) -> str:
     """The API server's URL as every client sees it."""
-    return f"https://{LOOPBACK}:{ports.apiserver}"
+    return f"https://{ports.host}:{ports.apiserver}"
 
 
 def _write(path: Path, data: bytes | str, private: bool = False) -> None:
@@ -46,9 +49,11 @@ def write_pki(layout: Layout, pki: Pki) -> None:
         _write(layout.pki(f"{name}.key"), pair.key_pem, private=True)
 
 
-def write_kubeconfigs(layout: Layout, pki: Pki, server: str) -> None:
+def write_kubeconfigs(
+    layout: Layout, pki: Pki, server: str, identities: dict[str, ClientIdentity]
+) -> None:
     """One self-contained kubeconfig per client identity (mode 0600: they hold keys)."""
-    for name, identity in CLIENT_IDENTITIES.items():
+    for name, identity in identities.items():
         config = build_kubeconfig(server, pki.ca.cert_pem, pki.clients[name], identity.user)
         _write(layout.kubeconfig(name), render_yaml(config), private=True)
 
@@ -71,17 +76,38 @@ def clear_previous_cluster(layout: Layout) -> None:
             entry.unlink()
 
 
-def prepare_workdir(layout: Layout, ports: Ports) -> Pki:
+def prepare_workdir(
+    layout: Layout, ports: Ports, extra_identities: dict[str, ClientIdentity] | None = None
+) -> Pki:
     """Create the directories and write every file the components need.
 
     A workdir left by an earlier cluster is emptied first (fresh etcd, fresh PKI).
+    ``extra_identities`` (a real node's components) get a certificate and kubeconfig too;
+    an API server on a non-loopback address gets that address in its certificate.
     """
     clear_previous_cluster(layout)
     for directory in layout.directories():
         directory.mkdir(parents=True, exist_ok=True)
     layout.etcd_data_dir.chmod(0o700)
-    pki = generate_pki(APISERVER_DNS_NAMES, APISERVER_IPS, CLIENT_IDENTITIES)
+    identities = {**CLIENT_IDENTITIES, **(extra_identities or {})}
+    ips = APISERVER_IPS if ports.host in APISERVER_IPS else [*APISERVER_IPS, ports.host]
+    pki = generate_pki(APISERVER_DNS_NAMES, ips, identities)
     write_pki(layout, pki)
-    write_kubeconfigs(layout, pki, server_url(ports))
+    write_kubeconfigs(layout, pki, server_url(ports), identities)
     _write(layout.kwok_config, render_yaml(*kwok_configuration()))
     return pki
+
+
+def remove_workdir(layout: Layout, keep_logs: bool) -> None:
+    """Delete a temporary workdir; after a failed start keep its logs/ only."""
+    if not keep_logs:
+        shutil.rmtree(layout.root, ignore_errors=True)
+        return
+    for entry in layout.root.iterdir():
+        if entry == layout.log_dir:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    log.warning("cluster start did not complete; component logs kept in %s", layout.log_dir)

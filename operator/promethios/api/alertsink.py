@@ -8,6 +8,7 @@ ingest`` take it).
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field, JsonValue
@@ -149,6 +150,18 @@ class AlertSinkStatus(Model):
     )
     delivered: int = Field(0, ge=0, description="Alerts delivered.")
     failed: int = Field(0, ge=0, description="Alerts that failed after every retry.")
+    last_delivery_time: datetime | None = Field(None, description="When an alert last got through.")
+    last_failure_time: datetime | None = Field(
+        None, description="When an alert was last given up on."
+    )
+    last_error: str = Field(
+        "",
+        max_length=1024,
+        description=(
+            "The latest failure, as coarse as the AlertDeliveryFailed Event (attempts, or the "
+            "destination rule that refused the URL as written): never an address or a reply."
+        ),
+    )
 
 
 ALERT_SINK = CustomResourceInfo(
@@ -162,6 +175,9 @@ ALERT_SINK = CustomResourceInfo(
     printer_columns=(
         PrinterColumn("Type", "string", ".spec.type"),
         PrinterColumn("MinSeverity", "string", ".spec.minSeverity"),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+        PrinterColumn("Delivered", "integer", ".status.delivered"),
+        PrinterColumn("Failed", "integer", ".status.failed"),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),
 )

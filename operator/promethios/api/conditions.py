@@ -48,6 +48,11 @@ ROLLOUT_COMPLETE = "RolloutComplete"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 AS_EXPECTED = "AsExpected"
 INVALID_NAME = "InvalidName"
+#: ``spec.runtime: External``: the key and governance config are issued, no workload is run.
+EXTERNAL_RUNTIME = "ExternalRuntime"
+#: ``spec.rollout.rollbackOnBreach`` restored the previous revision (Degraded until the spec
+#: changes).
+ROLLED_BACK = "RolledBack"
 
 # -- the ingest API's reasons ---------------------------------------------------------------
 HEARTBEAT_RECEIVED = "HeartbeatReceived"
@@ -56,6 +61,17 @@ AWAITING_HEARTBEAT = "AwaitingHeartbeat"
 CRITICAL_VIOLATION = "CriticalViolation"
 TRUST_BELOW_THRESHOLD = "TrustBelowThreshold"
 COMPLIANT = "Compliant"
+
+# -- AlertSinks (status written by the ingest API, which delivers) ---------------------------
+#: ``Ready`` of an AlertSink: the latest delivery's outcome, across every ingest replica.
+DELIVERED = "Delivered"
+DELIVERY_FAILED = "DeliveryFailed"
+REFUSED_BY_POLICY = "RefusedByDestinationPolicy"
+
+# -- GovernancePolicies (status written by the operator, which renders them) -----------------
+#: ``Ready`` of a GovernancePolicy: whether the sidecar can enforce the spec as written.
+VALID = "Valid"
+INVALID_SPEC = "InvalidSpec"
 
 
 def transition_time(previous_status: object, previous_time: T | None, status: str, now: T) -> T:

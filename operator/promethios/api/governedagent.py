@@ -27,6 +27,7 @@ from .common import (
 )
 from .enforcement import BreachAction, EnforcementAction
 from .resource import CustomResourceInfo, PrinterColumn
+from .rollout import RevisionStatus, RuntimeRolloutSpec
 
 #: A GovernedAgent's name must be a DNS-1035 label: its Service carries the same name.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -68,6 +69,24 @@ class ResourceRequirements(Model):
 
     requests: dict[str, Quantity] | None = Field(None, description="Minimum resources.")
     limits: dict[str, Quantity] | None = Field(None, description="Maximum resources.")
+
+
+class Toleration(Model):
+    """A toleration for the agent's pods, as in a pod spec."""
+
+    key: str | None = Field(None, max_length=316, description="Taint key; empty with Exists: all.")
+    operator: str = Field(
+        "Equal", pattern=r"^(Exists|Equal)$", description="Exists or Equal (default)."
+    )
+    value: str | None = Field(None, max_length=63, description="Taint value (with Equal).")
+    effect: str | None = Field(
+        None,
+        pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="Taint effect to tolerate; empty: all effects.",
+    )
+    toleration_seconds: int | None = Field(
+        None, description="With NoExecute: how long the pod stays bound after the taint."
+    )
 
 
 class ModelProvider(Model):
@@ -113,7 +132,13 @@ class Governance(Model):
         0.7, ge=0.0, le=1.0, description="Trust score below which the agent is non-compliant."
     )
     heartbeat_interval_seconds: int = Field(
-        30, ge=1, le=300, description="Seconds between the sidecar's heartbeats."
+        15,
+        ge=1,
+        le=300,
+        description=(
+            "Seconds between the sidecar's heartbeats (with the default 3 missed beats, a "
+            "silent agent shows stale within a minute)."
+        ),
     )
     missed_heartbeats_before_stale: int = Field(
         3, ge=1, le=100, description="Missed heartbeats after which the agent is stale."
@@ -158,7 +183,7 @@ class SidecarSettings(Model):
     )
 
 
-class GovernedAgentSpec(Model):
+class GovernedAgentSpec(RuntimeRolloutSpec):
     """Desired state of a GovernedAgent."""
 
     model_config = api_config(
@@ -195,6 +220,12 @@ class GovernedAgentSpec(Model):
         False, description="Mount a service-account token into the agent pod (off by default)."
     )
     pod_labels: dict[str, LabelValue] = Field(default_factory=dict, description="Extra pod labels.")
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, description="Node labels the agent's pods must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints the agent's pods tolerate."
+    )
     pod_annotations: dict[str, AnnotationValue] = Field(
         default_factory=dict, description="Extra pod annotations."
     )
@@ -242,6 +273,22 @@ class ViolationCounts(Model):
     high: int = Field(0, ge=0, description="Violations of severity high.")
     critical: int = Field(0, ge=0, description="Violations of severity critical.")
     total: int = Field(0, ge=0, description="All violations.")
+
+
+#: ``status.governance.violationHistory`` counts violations in buckets of this many seconds.
+HISTORY_BUCKET_SECONDS = 300
+#: Buckets kept (24 hours); only buckets that counted a violation are stored.
+HISTORY_BUCKETS = 288
+
+
+class ViolationBucket(Model):
+    """Violations recorded in one :data:`HISTORY_BUCKET_SECONDS` window, by severity."""
+
+    start: datetime = Field(description="Start of the window (a multiple of 300 s, UTC).")
+    low: int = Field(0, ge=0, description="Violations of severity low.")
+    medium: int = Field(0, ge=0, description="Violations of severity medium.")
+    high: int = Field(0, ge=0, description="Violations of severity high.")
+    critical: int = Field(0, ge=0, description="Violations of severity critical.")
 
 
 class RecentViolation(Model):
@@ -296,6 +343,15 @@ class GovernanceStatus(Model):
     last_violation_time: datetime | None = Field(
         None, description="When the newest violation was recorded."
     )
+    violation_history: list[ViolationBucket] = Field(
+        default_factory=list,
+        max_length=HISTORY_BUCKETS,
+        description=(
+            "Violations per 5-minute window over the last 24 hours, newest first (windows "
+            "without violations are left out): every ingest replica adds its own into it, "
+            "so time-range totals read from it are the same whichever replica recorded them."
+        ),
+    )
     recent_violation_keys: list[ViolationKey] = Field(
         default_factory=list,
         max_length=128,
@@ -344,7 +400,7 @@ class ApiKeyStatus(Model):
     )
 
 
-class GovernedAgentStatus(Model):
+class GovernedAgentStatus(RevisionStatus):
     """Observed state of a GovernedAgent."""
 
     model_config = api_config(extra="allow")

@@ -204,6 +204,7 @@ GOVERNANCE_POLICY = CustomResourceInfo(
     printer_columns=(
         PrinterColumn("PII", "string", ".spec.piiDetection.action"),
         PrinterColumn("Budget", "string", ".status.usage.summary"),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),
 )

@@ -43,7 +43,7 @@ class IngestConfig(Model):
         description="PEM bundle of the CAs the ingest's certificate must chain to (https); "
         "unset: the system's trust store. Re-read when it changes.",
     )
-    heartbeat_interval_seconds: int = Field(30, ge=1, le=300)
+    heartbeat_interval_seconds: int = Field(15, ge=1, le=300)
     metrics_interval_seconds: int = Field(60, ge=1, le=3600)
 
 
@@ -99,6 +99,14 @@ class SidecarConfig(Model):
     spool_dir: str = Field(SPOOL_MOUNT, description="Where undelivered violations are kept.")
     spool_max_entries: int = Field(10_000, ge=10, le=1_000_000)
     limits: SidecarLimits = Field(default_factory=SidecarLimits)
+    quarantined: bool = Field(
+        False,
+        description=(
+            "The agent is quarantined: no model call is forwarded (they are still inspected "
+            "and their violations reported), and the sidecar drops its provider connections. "
+            "Applied live; the operator sets it and clears it on release."
+        ),
+    )
     drain_seconds: int = Field(
         20,
         ge=0,

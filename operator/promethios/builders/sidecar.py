@@ -12,6 +12,7 @@ from ..api.agent import Agent
 from ..api.common import ProviderType
 from ..api.metadata import ANNOTATION_CONFIG_HASH
 from ..api.policy import GovernancePolicySpec
+from ..api.rollout import Runtime
 from ..api.sidecarconfig import (
     API_KEY_MOUNT,
     CONFIG_KEY,
@@ -90,6 +91,15 @@ class BuildSettings:
     #: PEM CAs the sidecars verify the ingest API's certificate against; None: no bundle
     #: is published (plain HTTP, or a certificate from a publicly trusted CA).
     ca_bundle: str | None = None
+    #: Where the sidecars of ``runtime: External`` agents (outside the cluster) report;
+    #: None: ``ingest_url``.
+    external_ingest_url: str | None = None
+
+    def ingest_url_for(self, agent: Agent) -> str:
+        """The ingest API URL the agent's sidecar reports to (External agents: from outside)."""
+        if agent.spec.runtime == Runtime.EXTERNAL and self.external_ingest_url:
+            return self.external_ingest_url
+        return self.ingest_url
 
 
 def default_base_url(provider: str) -> str:
@@ -105,6 +115,7 @@ def build_sidecar_config(
     policy_name: str,
     policy: GovernancePolicySpec,
     settings: BuildSettings,
+    quarantined: bool = False,
 ) -> SidecarConfig:
     """Resolve policy, governance, provider and ingest settings into the sidecar's file."""
     provider = agent.spec.model_provider
@@ -127,8 +138,9 @@ def build_sidecar_config(
             allowed_models=list(provider.allowed_models),
         ),
         drain_seconds=agent.spec.sidecar.drain_seconds,
+        quarantined=quarantined,
         ingest=IngestConfig(
-            url=settings.ingest_url,
+            url=settings.ingest_url_for(agent),
             api_key_file=f"{API_KEY_MOUNT}/{API_KEY_FILE}",
             ca_file=f"{CONFIG_MOUNT}/{CA_BUNDLE_KEY}" if settings.ca_bundle else None,
             heartbeat_interval_seconds=governance.heartbeat_interval_seconds,
@@ -157,7 +169,9 @@ def build_config_map(
     """The ConfigMap with ``config.json`` (and ``ca.crt``: the ingest API's CA bundle),
     and the config hash for the pod template."""
     rendered = render_config(config)
-    digest = config_hash(rendered, ca_bundle)
+    # The pod template carries the hash, so a change rolls the pods; a quarantine (and its
+    # release) must not: the sidecar applies it live, and the pods stay (cut off).
+    digest = config_hash(render_config(config.model_copy(update={"quarantined": False})), ca_bundle)
     data = {CONFIG_KEY: rendered}
     if ca_bundle:
         data[CA_BUNDLE_KEY] = ca_bundle

@@ -268,6 +268,13 @@ def pod_spec(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
         spec["containers"].append(sidecar)
     if agent.spec.service_account_name:
         spec["serviceAccountName"] = agent.spec.service_account_name
+    if agent.spec.node_selector:
+        spec["nodeSelector"] = dict(agent.spec.node_selector)
+    if agent.spec.tolerations:
+        spec["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for t in agent.spec.tolerations
+        ]
     return spec
 
 

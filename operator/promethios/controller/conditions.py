@@ -15,6 +15,7 @@ from ..api.conditions import (
     AVAILABLE,
     DEADLINE_EXCEEDED,
     DEGRADED,
+    EXTERNAL_RUNTIME,
     PODS_NOT_READY,
     PROGRESSING,
     READY,
@@ -91,8 +92,11 @@ def rollout_of(deployment: Mapping[str, Any] | None) -> Rollout:
     )
 
 
-def desired_conditions(blocker: Blocker | None, rollout: Rollout) -> dict[str, ConditionValue]:
-    """Ready/Progressing/Degraded from what blocks the agent, else from the rollout."""
+def desired_conditions(
+    blocker: Blocker | None, rollout: Rollout, external: bool = False
+) -> dict[str, ConditionValue]:
+    """Ready/Progressing/Degraded from what blocks the agent, else from the rollout (or,
+    for an External agent, from its issued key and config: the operator runs nothing)."""
     if blocker is not None:
         return {
             READY: ConditionValue("False", blocker.reason, blocker.message),
@@ -103,10 +107,29 @@ def desired_conditions(blocker: Blocker | None, rollout: Rollout) -> dict[str, C
                 blocker.message if blocker.degraded else "",
             ),
         }
+    if external:
+        return external_conditions()
     return {
         READY: _ready(rollout),
         PROGRESSING: _progressing(rollout),
         DEGRADED: _degraded(rollout),
+    }
+
+
+def external_conditions() -> dict[str, ConditionValue]:
+    """``runtime: External``: Ready once its key and config are issued; whether its
+    sidecar reports is the ingest API's HeartbeatFresh."""
+    return {
+        READY: ConditionValue(
+            "True",
+            EXTERNAL_RUNTIME,
+            "the agent runs outside the cluster: its API key and governance config are "
+            "issued (HeartbeatFresh says whether its sidecar reports)",
+        ),
+        PROGRESSING: ConditionValue(
+            "False", EXTERNAL_RUNTIME, "no workload: the agent runs outside the cluster"
+        ),
+        DEGRADED: ConditionValue("False", AS_EXPECTED, ""),
     }
 
 

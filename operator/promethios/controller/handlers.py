@@ -36,6 +36,7 @@ from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..builders.meta import ChildNames
 from ..kube import apply as kapply
 from ..kube import objects
+from . import policystatus
 from .losses import REASON, undelivered_report
 from .plan import Plan, stored_enforcement
 from .reconcile import (
@@ -81,6 +82,17 @@ def enforcement_key(status: Mapping[str, Any]) -> tuple[EnforcementAction, int]:
     return EnforcementAction(enforcement.action), enforcement.breach
 
 
+def critical_count(body: Mapping[str, Any]) -> int | None:
+    """An agent's critical violations, watched when ``spec.rollout.rollbackOnBreach`` is on
+    (one may roll its revision back although an unacknowledged breach holds the breach
+    counter still); None otherwise."""
+    rollout = (body.get("spec") or {}).get("rollout") or {}
+    if not rollout.get("rollbackOnBreach"):
+        return None
+    governance = (body.get("status") or {}).get("governance") or {}
+    return int((governance.get("violations") or {}).get("critical") or 0)
+
+
 def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     """Register every handler on ``registry``, closing over the shared context."""
     _register_settings(registry)
@@ -88,6 +100,7 @@ def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     _register_agent_handlers(ctx, registry)
     _register_reference_handlers(ctx, registry)
     _register_child_handlers(ctx, registry)
+    policystatus.register(ctx, registry)
 
 
 def _register_settings(registry: kopf.OperatorRegistry) -> None:
@@ -235,6 +248,7 @@ def needs_reconcile(
 
 def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     seen_enforcement: dict[str, tuple[EnforcementAction, int]] = {}
+    seen_critical: dict[str, int | None] = {}
 
     # A low-level event handler, not on.create/update/resume: kopf then stores nothing on
     # the agent (no diffbase or progress annotations), which saves a write per change.
@@ -243,11 +257,14 @@ def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
         seen, uid = Seen.of(kwargs), body.metadata.uid or ""
         if seen.type == "DELETED":
             seen_enforcement.pop(uid, None)
+            seen_critical.pop(uid, None)
             ctx.forget(uid, seen.namespace, seen.name)
             return
         previous = seen_enforcement.get(uid)
         seen_enforcement[uid] = enforcement_key(body.get("status") or {})
-        if needs_reconcile(seen.type, body, previous):
+        critical, seen_critical[uid] = seen_critical.get(uid), critical_count(body)
+        more_critical = critical is not None and (seen_critical[uid] or 0) > critical
+        if needs_reconcile(seen.type, body, previous) or more_critical:
             plan = _reconcile_or_retry(ctx, body, kwargs)
             if seen.type is None and plan is not None and plan.writes_nothing:
                 # Once per agent per start: what an operator restart found (and left alone).

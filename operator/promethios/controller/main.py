@@ -62,6 +62,10 @@ class OperatorOptions:
     allowed_sidecar_images: tuple[str, ...] = ()
     alert_sink_allowed_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
     """For the in-process ingest API: where AlertSink deliveries may go beyond the default."""
+    external_ingest_url: str | None = None
+    """The ingest API URL the sidecars of ``runtime: External`` agents report to."""
+    dashboard_port: int | None = None
+    """Port of the governance dashboard served beside the operator (None: no dashboard)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         "http:// only with --tls-mode=off)",
     )
     parser.add_argument(
+        "--external-ingest-url",
+        help="the ingest API URL as agents outside the cluster (spec.runtime: External) reach "
+        "it, e.g. through an Ingress or LoadBalancer (default: --ingest-url); its host joins "
+        "the certificate's names",
+    )
+    parser.add_argument(
         "--ingest-pods",
         metavar="NAMESPACE/SELECTOR",
         help="the ingest API's pods, e.g. promethios-system/app.kubernetes.io/name=x: "
@@ -145,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="in-process ingest API: network alert deliveries may reach although "
         "loopback/private, and the only ones plain http may reach (repeatable)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=0,
+        help="serve the governance dashboard on this port (default 0: off; the chart uses 8090)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_tls_arguments(parser.add_argument_group("ingest TLS"))
@@ -254,6 +270,11 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     args.ingest_url = args.ingest_url or _default_ingest_url(args.tls_mode)
+    external = urlsplit(args.external_ingest_url or "").hostname
+    if external and urlsplit(args.external_ingest_url).scheme != urlsplit(args.ingest_url).scheme:
+        parser.error("--external-ingest-url must use the scheme of --ingest-url "
+                     f"(got {args.external_ingest_url!r})")  # fmt: skip
+    args.tls_extra_san += [external] if external else []
     tls = _tls_options(args, parser)
     ports = [args.ingest_port, args.ingest_metrics_port] if args.ingest else []
     ports += [args.liveness_port] if args.liveness_port else []
@@ -276,6 +297,8 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         allowed_sidecar_images=tuple(args.allowed_sidecar_images),
         alert_sink_allowed_cidrs=tuple(args.alert_sink_allow_cidr),
         tls=tls,
+        external_ingest_url=args.external_ingest_url,
+        dashboard_port=args.dashboard_port or None,
     )
 
 
@@ -298,6 +321,7 @@ def make_context(options: OperatorOptions) -> ReconcileContext:
         native_sidecar=minor >= NATIVE_SIDECAR_MINOR,
         ingest_peer=options.ingest_peer,
         allowed_sidecar_images=options.allowed_sidecar_images,
+        external_ingest_url=options.external_ingest_url,
     )
     log.info("API server minor version %d; native sidecar: %s", minor, settings.native_sidecar)
     log.info(

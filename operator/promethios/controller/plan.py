@@ -16,6 +16,7 @@ from ..api.agent import Agent, name_problem
 from ..api.common import parse_or_default
 from ..api.conditions import (
     ALERT_SINK_NOT_FOUND,
+    DEGRADED,
     ENFORCEMENT_SUSPENDED,
     INVALID_NAME,
     POLICY_NOT_FOUND,
@@ -29,6 +30,7 @@ from ..api.conditions import (
 from ..api.enforcement import EnforcementAction
 from ..api.governedagent import EnforcementStatus
 from ..api.policy import GovernancePolicySpec
+from ..api.rollout import Runtime
 from ..builders import (
     BuildSettings,
     ChildNames,
@@ -44,6 +46,7 @@ from ..builders import (
 from ..builders.apikey import generate_api_key
 from ..builders.meta import Manifest
 from . import conditions as cond
+from . import revisions as history
 from .compare import needs_apply, progress_only_status, status_differs
 
 WARNING = "Warning"
@@ -64,6 +67,8 @@ class Observed:
     live: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
     #: The agent's whole status as read (ingest-owned parts included, read-only here).
     status: Mapping[str, Any] = field(default_factory=dict)
+    #: Stored revisions a rollback may restore: ControllerRevision data by revision hash.
+    revisions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,13 @@ class Plan:
     blocker: cond.Blocker | None = None
     #: When the previous API key expires (the next reconcile after it drops the hash).
     next_key_expiry: datetime | None = None
+    #: ControllerRevisions to write and prune (the revision history, :mod:`.revisions`).
+    revisions: history.RevisionWrites = field(default_factory=history.RevisionWrites)
 
     @property
     def writes_nothing(self) -> bool:
         """No child, status, release or Event to write: the agent is in sync."""
-        return not (self.apply or self.delete or self.events) and (
+        return not (self.apply or self.delete or self.events or self.revisions.apply) and (
             self.status is None and self.release is None and self.scale_to is None
         )
 
@@ -191,8 +198,10 @@ def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.B
 
 
 def desired_replicas(agent: Agent, enforcement: EnforcementInForce) -> int | None:
-    """0 when suspended or enforced; else spec.replicas (None: leave it to the cluster)."""
-    if agent.spec.suspend or enforcement.action != EnforcementAction.NONE:
+    """0 when suspended (by spec or by enforcement); else spec.replicas (None: leave it to
+    the cluster). A quarantine keeps the pods: they are cut off, not removed (their state is
+    there to look at, and their calls fail until the release)."""
+    if agent.spec.suspend or enforcement.action == EnforcementAction.SUSPENDED:
         return 0
     return agent.spec.replicas
 
@@ -233,17 +242,32 @@ def plan_agent(
     blocker = refused_sidecar_image(agent, settings) or missing_reference(observed)
     plan.blocker = blocker
     replicas = desired_replicas(agent, enforcement)
+    running = None
     if observed.policy is not None and not _workload_blocked(blocker):
-        _plan_workload(plan, observed, settings, replicas)
+        running = history.choose_running(
+            agent, observed.policy, observed.status, observed.revisions, now
+        )
+        plan.events += [Event(WARNING, reason, message) for reason, message in running.warnings]
+        digest = _plan_workload(plan, observed, settings, replicas, running, quarantined)
+        revision_status, plan.revisions = history.record(
+            agent, running, observed.status, digest, now
+        )
     else:
         plan.scale_to = _scale_down(observed.live.get("Deployment"), replicas)
+        revision_status = history.carried(observed.status)
 
     rollout = cond.rollout_of(deployment_after(plan, observed))
     conditions = cond.desired_conditions(
-        blocker or enforcement_blocker(agent, enforcement), rollout
+        blocker or enforcement_blocker(agent, enforcement),
+        rollout,
+        external=agent.spec.runtime == Runtime.EXTERNAL,
     )
+    rolled_back = history.degraded_by_rollback(running) if running else None
+    if rolled_back is not None and conditions[DEGRADED].status != "True":
+        conditions[DEGRADED] = rolled_back
     _warn_on_new_blocker(plan, observed, blocker)
     status = desired_status(observed, conditions, key, quarantined, now, rollout)
+    status.update(revision_status)
     if status_differs(status, observed.status):
         plan.status = status
     return plan
@@ -288,7 +312,8 @@ def _scale_down(live: Mapping[str, Any] | None, replicas: int | None) -> int | N
     """0 when a live Deployment must stop although it cannot be rebuilt, else None.
 
     Deleting the policy or the provider Secret blocks the workload, and must not also
-    dodge ``Suspend``, ``Quarantine`` or ``spec.suspend``: the pods still go to zero.
+    dodge ``Suspend`` or ``spec.suspend``: the pods still go to zero (a ``Quarantine``'s
+    NetworkPolicy is applied whatever blocks the workload).
     """
     if replicas != 0 or live is None:
         return None
@@ -313,23 +338,37 @@ def _plan_quarantine(
     if quarantined:
         _add(plan, build_network_policy(observed.agent, settings), live)
         if live is None:
-            message = "quarantined: pods scaled to zero, traffic denied, API key revoked"
+            message = "quarantined: traffic denied, model calls refused, API key revoked"
             plan.events.append(Event(WARNING, QUARANTINED, message))
     elif live is not None:
         plan.delete.append(("NetworkPolicy", name))
 
 
 def _plan_workload(
-    plan: Plan, observed: Observed, settings: BuildSettings, replicas: int | None
-) -> None:
-    agent, policy = observed.agent, observed.policy
-    assert policy is not None
-    config = build_sidecar_config(agent, agent.spec.governance.policy_ref.name, policy, settings)
+    plan: Plan,
+    observed: Observed,
+    settings: BuildSettings,
+    replicas: int | None,
+    running: history.Running,
+    quarantined: bool,
+) -> str:
+    """The ConfigMap, Deployment and Service of the running revision; the config hash.
+    An External agent gets the ConfigMap only (a Deployment or Service left from
+    runtime Pod is deleted)."""
+    agent = running.agent
+    config = build_sidecar_config(agent, running.policy_name, running.policy, settings, quarantined)
     config_map, digest = build_config_map(agent, config, settings.ca_bundle)
     _add(plan, config_map, observed.live.get("ConfigMap"))
+    if agent.spec.runtime == Runtime.EXTERNAL:
+        names = ChildNames.of(agent.name)
+        for kind, name in (("Deployment", names.deployment), ("Service", names.service)):
+            if observed.live.get(kind) is not None:
+                plan.delete.append((kind, name))
+        return digest
     deployment = build_deployment(agent, settings, digest, replicas)
     _add(plan, deployment, observed.live.get("Deployment"))
     _add(plan, build_service(agent), observed.live.get("Service"))
+    return digest
 
 
 def _warn_on_new_blocker(plan: Plan, observed: Observed, blocker: cond.Blocker | None) -> None:
@@ -378,6 +417,8 @@ def desired_status(
     }
     if quarantined:
         children["networkPolicy"] = names.network_policy
+    if agent.spec.runtime == Runtime.EXTERNAL:
+        del children["deployment"], children["service"]
     api_key: dict[str, Any] = {"rotation": key.rotation}
     if key.previous_expires_at is not None:
         api_key["previousKeyExpiresAt"] = format_time(key.previous_expires_at)

@@ -27,10 +27,12 @@ from ..api.enforcement import EnforcementAction
 from ..api.policy import GovernancePolicySpec
 from ..builders import BuildSettings, ChildNames
 from ..builders.apikey import generate_api_key
+from ..builders.revision import controller_revision_name
 from ..kube import apply as kapply
 from ..kube import objects
 from ..kube.client import Client
 from .plan import Observed, Plan, plan_agent, progress_only, stored_enforcement
+from .revisions import hashes_to_read
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +259,22 @@ def observe(
     }
     if _may_have_network_policy(status):
         live["NetworkPolicy"] = objects.get(client, "NetworkPolicy", ns, names.network_policy)
-    return Observed(agent, policy, keys, missing, live, status)
+    return Observed(
+        agent, policy, keys, missing, live, status, stored_revisions(client, agent, status, policy)
+    )
+
+
+def stored_revisions(
+    client: Client, agent: Agent, status: Mapping[str, Any], policy: GovernancePolicySpec | None
+) -> dict[str, Mapping[str, Any]]:
+    """The ControllerRevisions a rollback may restore (none, unless one is in force or due)."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for digest in hashes_to_read(agent, status, policy):
+        name = controller_revision_name(agent.name, digest)
+        revision = objects.get(client, "ControllerRevision", agent.namespace, name)
+        if revision is not None and isinstance(revision.get("data"), Mapping):
+            found[digest] = revision["data"]
+    return found
 
 
 def _may_have_network_policy(status: Mapping[str, Any]) -> bool:
@@ -332,6 +349,11 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
     for kind, name in plan.delete:
         kapply.delete(client, kind, ns, name)
         log.info("deleted %s %s/%s", kind, ns, name)
+    for manifest in plan.revisions.apply:
+        kapply.apply(client, manifest)
+        log.info("revision %s of %s/%s", manifest["revision"], ns, agent.name)
+    for name in plan.revisions.delete:
+        kapply.delete(client, "ControllerRevision", ns, name)
     if plan.scale_to is not None:
         name = ChildNames.of(agent.name).deployment
         kapply.scale(client, "Deployment", ns, name, plan.scale_to)

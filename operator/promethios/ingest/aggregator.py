@@ -22,6 +22,7 @@ from ..api.common import Severity
 from ..api.conditions import HEARTBEAT_FRESH
 from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
 from . import enforcement as enf
+from . import history
 from .agents import AgentConfig
 from .codec import decode_status, fingerprint
 from .conditions import refresh
@@ -63,6 +64,7 @@ def load_status(state: AgentState, status: dict[str, Any], now: float) -> None:
     state.reported_trust = stored.reported_trust
     state.last_violation_time = stored.last_violation_time
     state.trust = TrustDebt.from_score(stored.trust_score, now)
+    state.buckets = history.combine(stored.buckets, {})
     state.recent.extendleft(reversed(stored.recent))
     state.keys = deque(stored.keys, maxlen=VIOLATION_KEYS)
     state.enforcement = stored.enforcement
@@ -261,6 +263,8 @@ class Aggregator:
         severity = str(violation.severity)
         recorded = Recorded(vid, violation.type, severity, violation.description[:1024], now)
         state.counts[severity] += 1
+        history.add(state.buckets, now, severity)
+        history.prune(state.buckets, now)
         vtype = (
             violation.type
             if (violation.type in state.by_type or len(state.by_type) < MAX_TYPES_PER_AGENT)

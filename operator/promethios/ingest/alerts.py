@@ -164,6 +164,7 @@ class DeliveryFailure:
 
 
 FailureHook = Callable[[Alert, ResolvedSink, DeliveryFailure], Awaitable[None]]
+DeliveredHook = Callable[[Alert, ResolvedSink], None]
 
 
 def failure_message(sink: ResolvedSink, failure: DeliveryFailure) -> str:
@@ -238,6 +239,7 @@ class AlertDispatcher:
         sleep: Sleep = asyncio.sleep,
         policy: DestinationPolicy | None = None,
         dns: AbstractResolver | None = None,
+        on_delivered: DeliveredHook | None = None,
     ) -> None:
         self._resolver = resolver
         self._metrics = metrics
@@ -248,6 +250,7 @@ class AlertDispatcher:
         self._sleep = sleep
         self._queue: asyncio.Queue[tuple[Alert, tuple[str, ...]]] = asyncio.Queue(queue_size)
         self._on_failure = on_failure
+        self._on_delivered = on_delivered
         self._client = GuardedClient(policy or DestinationPolicy(), dns)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -329,6 +332,8 @@ class AlertDispatcher:
             spent += loop.time() - started
             if result.ok:
                 self._metrics.alert_deliveries.labels(sink.type, "ok").inc()
+                if self._on_delivered is not None:
+                    self._on_delivered(alert, sink)
                 return
         remaining = worst_case_seconds(sink, self._backoff, self._backoff_cap) - spent
         if remaining > 0:  # fail no sooner than the worst case: see the module docstring

@@ -4,7 +4,8 @@ Two applications on two listeners. :func:`build_app`, the report API (HTTPS when
 certificate is given): ``POST /api/v1/agents/heartbeat`` (202),
 ``POST /api/v1/governance/metrics`` (202), ``POST /api/v1/governance/violations`` (200,
 after the status write), ``POST /api/v1/budgets/allowance`` (200, after the usage
-write), ``GET /api/v1/governance/summary?range=1h`` (read token),
+write), ``GET /api/v1/governance/summary?range=1h`` (the read token, or
+a Kubernetes token when the composition root gives the app a :data:`SummaryAuth`),
 ``GET /openapi.json``. :func:`build_metrics_app`, plain HTTP on its own port for
 Prometheus and the kubelet: ``/metrics``, ``/healthz``, ``/readyz``. ``/metrics`` names
 every namespace's agents, so it is not served where the agents report.
@@ -37,11 +38,16 @@ from .ratelimit import RateLimiter, retry_after_header
 from .records import Outcome
 from .service import IngestService
 from .state import AgentState
+from .summary import fleet_summary
 from .writer import StatusWriteError
 
 log = logging.getLogger(__name__)
 SERVICE_KEY = web.AppKey("service", IngestService)
 LIMITERS_KEY = web.AppKey("limiters", dict[str, RateLimiter])
+#: (Kubernetes bearer token, candidate namespaces) -> the namespaces it may see, None when
+#: the token is not authenticated. Wired by the composition root (the dashboard's reviews).
+SummaryAuth = Callable[[str, set[str]], Awaitable[set[str] | None]]
+SUMMARY_AUTH_KEY: web.AppKey[SummaryAuth] = web.AppKey("summary_auth")
 #: Rate-limit budgets by endpoint: violations never share one with the chattier reports.
 BUDGET_OF = {
     "heartbeat": "reports",
@@ -300,16 +306,27 @@ async def allowance(request: web.Request) -> web.Response:
 
 
 async def summary(request: web.Request) -> web.Response:
-    """``GET /api/v1/governance/summary?range=1h`` (read token)."""
+    """``GET /api/v1/governance/summary?range=1h``: the read token sees every agent; a
+    Kubernetes token (when :data:`SUMMARY_AUTH_KEY` is set) the namespaces it may see."""
     service = request.app[SERVICE_KEY]
     token = service.settings.read_token
     presented = request.headers.get("Authorization", "")
+    agents: list[AgentState] = list(service.aggregator.agents.values())
     if token is None or not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
-        raise ApiError(
-            401, "unauthenticated", "read token required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        auth = request.app.get(SUMMARY_AUTH_KEY)
+        bearer = presented[7:].strip() if presented.lower().startswith("bearer ") else ""
+        namespaces = {state.config.namespace for state in agents}
+        visible = await auth(bearer, namespaces) if auth is not None and bearer else None
+        if visible is None:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "read token or Kubernetes token required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        agents = [state for state in agents if state.config.namespace in visible]
     seconds = parse_range(request.query.get("range", "1h"), service.settings.history_seconds)
-    return web.json_response(service.aggregator.summary(seconds, service.clock()))
+    return web.json_response(fleet_summary(agents, seconds, service.clock()))
 
 
 def parse_range(value: str, maximum: float) -> float:
@@ -356,7 +373,7 @@ async def metrics_scrape(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(service: IngestService) -> web.Application:
+def build_app(service: IngestService, summary_auth: SummaryAuth | None = None) -> web.Application:
     """The report API around a service (the agents' listener)."""
     settings = service.settings
     # aiohttp's own limit sits above ours so our 413 (with an ErrorBody) answers first.
@@ -364,6 +381,8 @@ def build_app(service: IngestService) -> web.Application:
         middlewares=[error_middleware], client_max_size=settings.max_body_bytes + 1024
     )
     app[SERVICE_KEY] = service
+    if summary_auth is not None:
+        app[SUMMARY_AUTH_KEY] = summary_auth
     app[LIMITERS_KEY] = {
         "reports": RateLimiter(settings.rate_per_second, settings.rate_burst),
         "violations": RateLimiter(

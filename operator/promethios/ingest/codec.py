@@ -40,6 +40,7 @@ from ..api.governedagent import (
     GovernedAgentStatus,
     HeartbeatStatus,
 )
+from . import history
 from .enforcement import EnforcementState
 from .records import ConditionState, Recorded
 from .state import VIOLATION_KEYS, AgentState
@@ -88,6 +89,8 @@ class StoredStatus:
     """Newest first."""
     keys: tuple[str, ...] = ()
     """Replay markers, newest first."""
+    buckets: history.Buckets = field(default_factory=dict)
+    """``violationHistory``: violations per time bucket."""
     enforcement: EnforcementState = field(default_factory=EnforcementState)
     conditions: dict[str, ConditionState] = field(default_factory=dict)
     """The ingest's conditions only."""
@@ -116,6 +119,7 @@ def decode_status(status: Mapping[str, Any], now: float) -> StoredStatus:
             for item in governance.recent_violations
         ),
         keys=tuple(governance.recent_violation_keys[:VIOLATION_KEYS]),
+        buckets=history.decode(governance.violation_history),
         enforcement=EnforcementState(
             EnforcementAction(enforcement.action),
             enforcement.breach,
@@ -179,6 +183,7 @@ def _render(state: AgentState, now: float) -> dict[str, Any]:
                 "lostViolations": {**state.lost, "total": sum(state.lost.values())},
                 "recentViolations": [_recent(item) for item in state.recent],
                 "lastViolationTime": rfc3339(state.last_violation_time),
+                "violationHistory": history.encode(state.buckets, now),
                 "recentViolationKeys": list(state.keys),
             }
         ),

@@ -90,6 +90,30 @@ class KubeUsageStore:
         return WriteResult(code, obj)
 
 
+class KubeSinkStatus:
+    """Reads AlertSinks and applies their status (see :mod:`.sinkstatus`)."""
+
+    def __init__(self, api: Client) -> None:
+        self._api = api
+
+    async def read_sink(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET the AlertSink."""
+        return await asyncio.to_thread(requests.read_alert_sink, self._api, namespace, name)
+
+    async def apply_sink_status_if(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> int:
+        """SSA its status with a resourceVersion precondition."""
+        return await asyncio.to_thread(
+            requests.apply_alert_sink_status_if,
+            self._api,
+            namespace,
+            name,
+            status,
+            resource_version,
+        )
+
+
 class KubeEventSink:
     """Creates and patches core/v1 Events."""
 

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..api.alertsink import allowed_cidr
 from .alerts import SinkResolver
-from .app import build_app, build_metrics_app
+from .app import SummaryAuth, build_app, build_metrics_app
 from .keystore import KeyStore
 from .service import EventSink, IngestService
 from .settings import IngestSettings
@@ -103,6 +103,7 @@ async def start_ingest(
     keystore: KeyStore | None = None,
     clock: Callable[[], float] = time.time,
     tls: ServingTls | None = None,
+    summary_auth: SummaryAuth | None = None,
 ) -> IngestRunner:
     """Start the ingest API on the running loop and return once it listens.
 
@@ -129,6 +130,7 @@ async def start_ingest(
             sink_resolver,
             clock,
             usage_store=kubeio.KubeUsageStore(api),
+            sink_status=kubeio.KubeSinkStatus(api),
         )
         feed = kubeio.ClusterFeed(service, api)
     else:
@@ -137,7 +139,7 @@ async def start_ingest(
     service.start()
     if feed is not None:
         feed.start()
-    runner = await _serve_app(build_app(service), settings.host, settings.port, tls)
+    runner = await _serve_app(build_app(service, summary_auth), settings.host, settings.port, tls)
     metrics = await _serve_app(build_metrics_app(service), settings.metrics_host,
                                settings.metrics_port, None)  # fmt: skip
     result = IngestRunner(service, runner, _bound_port(runner) or settings.port, feed, metrics)

@@ -9,7 +9,8 @@ what wins, field by field:
 - duplicates: a pending violation whose id is in the stored ``recentViolations`` or
   whose marker is in ``recentViolationKeys`` was stored by another replica (or by a
   write whose answer was lost) and is taken out of the deltas, never counted twice;
-- ``violations`` counts: stored + pending, per severity (``total`` is their sum;
+- ``violations`` counts and ``violationHistory`` buckets: stored + pending, per severity
+  (and per bucket; ``total`` is their sum;
   per-type counts are not in the status and stay per replica, like the metrics); the
   same for ``lostViolations`` (drops a sidecar reported, each report counted once by its
   idempotency key);
@@ -36,6 +37,7 @@ from __future__ import annotations
 from collections import deque
 
 from . import enforcement as enf
+from . import history
 from .codec import StoredStatus, decode_status, fingerprint
 from .conditions import refresh
 from .records import Recorded
@@ -74,6 +76,7 @@ def rebase(state: AgentState, now: float) -> None:
         state.counts[severity] = count + pending.counts[severity]
     for severity, count in stored.lost.items():
         state.lost[severity] = count + pending.lost[severity]
+    state.buckets = history.combine(stored.buckets, pending.buckets)
     _merge_violations(state, stored)
     debt = TrustDebt.from_score(
         stored.trust_score,

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..api.common import SEVERITIES
+from . import history
 from .records import Recorded
 
 PENDING_ITEMS = 1024
@@ -47,6 +48,7 @@ class PendingSnapshot:
     weight: float
     metrics: int
     lost: tuple[int, ...] = ()
+    buckets: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Pending:
     """Metrics reports received since the last write (their values are this replica's)."""
     lost: dict[str, int] = field(default_factory=_zero_counts)
     """Dropped violations the sidecar reported since the last write, by severity."""
+    buckets: history.Buckets = field(default_factory=dict)
+    """The violations above by time bucket (``violationHistory``)."""
     seq: int = 0
 
     def add(self, recorded: Recorded, marker: str, weight: float) -> None:
@@ -67,13 +71,16 @@ class Pending:
         self.seq += 1
         self.counts[recorded.severity] = self.counts.get(recorded.severity, 0) + 1
         self.weight += weight
+        history.add(self.buckets, recorded.time, recorded.severity)
         self.items.append(PendingItem(self.seq, recorded, marker, weight))
 
     def snapshot(self) -> PendingSnapshot:
         """What a write rendered now carries."""
         counts = tuple(self.counts[s] for s in SEVERITIES)
         lost = tuple(self.lost[s] for s in SEVERITIES)
-        return PendingSnapshot(self.seq, counts, self.weight, self.metrics, lost)
+        return PendingSnapshot(
+            self.seq, counts, self.weight, self.metrics, lost, history.snapshot(self.buckets)
+        )
 
     def settle(self, snapshot: PendingSnapshot) -> None:
         """A write carrying ``snapshot`` succeeded: only later deltas remain."""
@@ -83,6 +90,7 @@ class Pending:
         self.metrics = max(0, self.metrics - snapshot.metrics)
         for severity, count in zip(SEVERITIES, snapshot.lost, strict=False):
             self.lost[severity] = max(0, self.lost[severity] - count)
+        history.subtract(self.buckets, history.from_snapshot(snapshot.buckets))
         while self.items and self.items[0].seq <= snapshot.seq:
             self.items.popleft()
 
@@ -96,6 +104,9 @@ class Pending:
                 severity = item.recorded.severity
                 self.counts[severity] = max(0, self.counts[severity] - 1)
                 self.weight = _tidy(self.weight - item.weight)
+                history.subtract(
+                    self.buckets, {history.bucket_of(item.recorded.time): {severity: 1}}
+                )
             else:
                 keep.append(item)
         if dropped:

@@ -36,6 +36,7 @@ from .keystore import KeyStore
 from .metrics import IngestMetrics
 from .records import Outcome, Recorded
 from .settings import IngestSettings
+from .sinkstatus import SinkStatusIO, SinkStatusRecorder
 from .state import AgentState, StoredAgent
 from .usagewriter import MemoryUsageStore, UsageStore, UsageWriter
 from .writer import StatusSink, StatusWriter
@@ -73,6 +74,7 @@ class IngestService:
         sink_resolver: SinkResolver | None = None,
         clock: Callable[[], float] = time.time,
         usage_store: UsageStore | None = None,
+        sink_status: SinkStatusIO | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -91,11 +93,13 @@ class IngestService:
             clock,
             settings.flush_interval_seconds,
             heartbeat_interval=settings.heartbeat_flush_seconds,
+            write_budget=settings.write_budget_per_second,
         )
         resolver: SinkResolver = sink_resolver or NoSinks()
         if settings.alert_sink_cache_seconds > 0:
             resolver = CachingSinkResolver(resolver, clock, settings.alert_sink_cache_seconds)
         self.sink_resolver = resolver
+        self.sink_status = SinkStatusRecorder(sink_status, clock)
         self.alerts = AlertDispatcher(
             resolver,
             self.metrics,
@@ -106,6 +110,7 @@ class IngestService:
             self._alert_failed,
             backoff_cap=settings.alert_backoff_cap_seconds,
             policy=DestinationPolicy(settings.alert_sink_allowed_cidrs),
+            on_delivered=lambda alert, sink: self.sink_status.delivered(alert.namespace, sink.name),
         )
         self._budgets(usage_store or MemoryUsageStore())
         self.events = ev.EventAggregator(settings.event_aggregation_seconds)
@@ -148,6 +153,7 @@ class IngestService:
             loop.create_task(self.writer.run(self.settings.stale_check_seconds)),
             loop.create_task(self.alerts.run()),
             loop.create_task(self._roll_budgets()),
+            loop.create_task(self.sink_status.run()),
         ]
 
     async def _roll_budgets(self) -> None:
@@ -338,7 +344,8 @@ class IngestService:
     async def _alert_failed(
         self, alert: Alert, sink: ResolvedSink, failure: DeliveryFailure
     ) -> None:
+        text = failure_message(sink, failure)  # never the error itself: see .alerts
+        self.sink_status.failed(alert.namespace, sink.name, text, failure.refused)
         state = self.aggregator.agents.get(alert.agent_id)
-        if state is not None:  # never the error itself: see promethios.ingest.alerts
-            text = failure_message(sink, failure)
+        if state is not None:
             self._event(state, "AlertDeliveryFailed", text, aggregate_key=None)

@@ -58,6 +58,11 @@ class IngestSettings:
     """Keys remembered per agent; the oldest are forgotten first beyond this."""
     flush_interval_seconds: float = 30.0
     """Least time between two routine status writes of one agent."""
+    write_budget_per_second: float = 20.0
+    """Fleet-wide budget of routine status writes (heartbeat-only and metrics-only
+    refreshes) per second: each agent's refresh interval is at least agents / budget
+    seconds. Transitions (a condition flipping, violations, enforcement) are never
+    budgeted. 0 disables the budget."""
     heartbeat_flush_seconds: float = 120.0
     """Least time between writes whose only news is a newer lastHeartbeat/uptime.
 

@@ -17,6 +17,7 @@ from ..api.conditions import parse_time
 from ..api.metadata import INGEST_FIELD_MANAGER
 from .agents import AgentConfig
 from .enforcement import EnforcementState
+from .history import Buckets
 from .pending import Pending
 from .records import ConditionState, Recorded
 from .trust import TrustDebt
@@ -84,7 +85,10 @@ class AgentState:
     enforcement: EnforcementState = field(default_factory=EnforcementState)
     conditions: dict[str, ConditionState] = field(default_factory=dict)
     history: deque[tuple[float, str, str]] = field(default_factory=deque)
-    """(time, severity, type) of recent violations, for the summary's time ranges."""
+    """(time, severity, type) of recent violations: per-type counts of the summary's ranges
+    (this replica's only; the severities come from :attr:`buckets`)."""
+    buckets: Buckets = field(default_factory=dict)
+    """Violations per time bucket, every replica's (``status.governance.violationHistory``)."""
     version: int = 0
     """Bumped by every change worth a status write."""
     heartbeat_version: int = 0

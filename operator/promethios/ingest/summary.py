@@ -2,8 +2,13 @@
 
 Per agent: its state (``stale`` when no heartbeat within its window), last heartbeat,
 server and reported trust, enforcement action, and the violations recorded within the
-range by severity and type (from the bounded per-agent history). Fleet: agent counts by
-state, violation totals by severity and type, minimum and mean trust.
+range by severity and type. Fleet: agent counts by state, violation totals by severity and
+type, minimum and mean trust.
+
+The severities come from the violation history every replica merges into the status
+(:mod:`.history`: 5-minute buckets, the range's start rounded down to one), so they are
+the same whichever replica answers; ``byType`` is this replica's own (per-type counts are
+not in the status, like the per-type metrics).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..api.common import SEVERITIES
+from . import history
 from .codec import rfc3339
 from .state import AgentState
 
@@ -43,11 +49,10 @@ def fleet_summary(agents: Iterable[AgentState], range_seconds: float, now: float
 
 def agent_summary(state: AgentState, since: float, now: float) -> dict[str, Any]:
     """One agent's aggregates since ``since``."""
-    by_severity: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
+    by_severity = history.since(state.buckets, since)
     by_type: dict[str, int] = {}
-    for at, severity, vtype in state.history:
+    for at, _, vtype in state.history:
         if at >= since:
-            by_severity[severity] += 1
             by_type[vtype] = by_type.get(vtype, 0) + 1
     return {
         "agentId": state.config.agent_id,

@@ -6,9 +6,17 @@ Flush policy (pure, :func:`flush_due`): an agent's status is written
   condition's status, the enforcement action/breach — or when a caller awaits the write
   (``urgent``): every report that records violations does, because violations are
   acknowledged only once the API server has them;
-- otherwise at most once per ``flush_interval`` per agent, and only if anything changed;
+- otherwise (a *routine* refresh: metrics values, trust recovering) at most once per
+  ``flush_interval`` per agent, and only if anything changed;
 - when only ``lastHeartbeat``/``uptime`` moved, at most once per ``heartbeat_flush``
   (default 120 s): the HeartbeatFresh condition already says whether the agent is alive.
+
+Routine and heartbeat-only refreshes share a fleet-wide budget of ``write_budget`` writes
+per second (default 20): each agent's refresh interval is at least ``agents / budget``
+seconds, so the interval grows with the fleet (10,000 agents at 20/s: one refresh per
+agent every 500 s) and these writes never exceed the budget, whatever the fleet's size.
+What a person must see — a condition flipping (stale, compliant), violations, enforcement
+— is never budgeted: it is written at once.
 
 One write per agent is in flight at a time; callers that await a flush while a write is
 running join the next one, so concurrent violations for one agent coalesce into a single
@@ -113,6 +121,12 @@ def flush_due(
     return heartbeat_dirty and now - last_write >= heartbeat_interval
 
 
+def budget_interval(agents: int, budget: float) -> float:
+    """The least seconds between two routine refreshes of one agent so that a fleet of
+    ``agents`` stays within ``budget`` routine writes per second (0: no budget)."""
+    return agents / budget if budget > 0 else 0.0
+
+
 @dataclass
 class _Track:
     """Per-agent write bookkeeping."""
@@ -139,6 +153,7 @@ class StatusWriter:
         interval: float = 30.0,
         concurrency: int = 8,
         heartbeat_interval: float = 120.0,
+        write_budget: float = 20.0,
     ) -> None:
         self._aggregator = aggregator
         self._sink = sink
@@ -146,6 +161,7 @@ class StatusWriter:
         self._clock = clock
         self._interval = interval
         self._heartbeat_interval = max(interval, heartbeat_interval)
+        self._write_budget = write_budget
         self._slots = asyncio.Semaphore(concurrency)
         self._tracks: dict[str, _Track] = {}
         self._consistent = sink if isinstance(sink, ConsistentStatusSink) else None
@@ -236,6 +252,7 @@ class StatusWriter:
             return
         dirty = state.version != track.written_version
         urgent = track.urgent or bool(track.waiters)
+        fleet = budget_interval(len(self._aggregator.agents), self._write_budget)
         due = flush_due(
             dirty=dirty,
             urgent=urgent,
@@ -243,9 +260,9 @@ class StatusWriter:
             significant=dirty and not urgent and signature(state) != track.written_signature,
             last_write=track.last_write,
             now=now,
-            interval=self._interval,
+            interval=max(self._interval, fleet),
             heartbeat_dirty=state.heartbeat_version != track.written_heartbeat_version,
-            heartbeat_interval=self._heartbeat_interval,
+            heartbeat_interval=max(self._heartbeat_interval, fleet),
         )
         if due:
             track.task = asyncio.get_running_loop().create_task(self._write(agent_id, track, state))

@@ -53,6 +53,7 @@ KINDS: dict[str, Kind] = {
     "Service": Kind("v1", "services"),
     "Event": Kind("v1", "events"),
     "Deployment": Kind("apps/v1", "deployments"),
+    "ControllerRevision": Kind("apps/v1", "controllerrevisions"),
     "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
     "GovernedAgent": Kind(f"{GROUP}/{VERSION}", "governedagents"),
     "GovernancePolicy": Kind(f"{GROUP}/{VERSION}", "governancepolicies"),
@@ -68,13 +69,21 @@ def request(
     query: Sequence[tuple[str, str]] = (),
     body: Any = None,
     content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One authenticated request; the decoded JSON response. Raises ApiException on non-2xx."""
+    """One authenticated request; the decoded JSON response. Raises ApiException on non-2xx.
+
+    ``headers`` are added to the request (:mod:`.access` passes a viewer's own token).
+    """
     serialized = client.param_serialize(
         method,
         path,
         query_params=list(query) or None,
-        header_params={"Accept": "application/json", "Content-Type": content_type},
+        header_params={
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            **(headers or {}),
+        },
         body=body,
         auth_settings=["BearerToken"],
     )
@@ -175,6 +184,13 @@ def delete(client: Client, kind: str, namespace: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+def replace(client: Client, body: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
+    """PUT a whole object (its metadata.resourceVersion, if set, is a precondition: 409)."""
+    metadata = body["metadata"]
+    path = KINDS[body["kind"]].path(metadata["namespace"], metadata["name"])
+    return request(client, "PUT", path, query=[("fieldManager", field_manager)], body=dict(body))
 
 
 def create(client: Client, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 from ..api.metadata import BUDGET_FIELD_MANAGER, INGEST_FIELD_MANAGER
 from . import apply as kapply
 from . import objects
-from .apply import ApiException
+from .apply import KINDS, ApiException
 from .client import Client
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,29 @@ def apply_usage_status_if(
 def read_object(api: Client, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """A GovernedAgent or GovernancePolicy as stored, None if it is gone."""
     return objects.get(api, kind, namespace, name)
+def apply_alert_sink_status_if(
+    api: Client, namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> int:
+    """SSA an AlertSink's status (field manager ``promethios-ingest``) if the sink is still
+    at ``resource_version``; the HTTP code (409: another replica wrote first, 404: gone)."""
+    manifest = {
+        "apiVersion": KINDS["AlertSink"].api_version,
+        "kind": "AlertSink",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+        "status": status,
+    }
+    try:
+        kapply.apply(api, manifest, subresource="status", field_manager=INGEST_FIELD_MANAGER)
+    except ApiException as error:
+        if error.status in (404, 409, 422):
+            return int(error.status)
+        raise
+    return 200
+
+
+def read_alert_sink(api: Client, namespace: str, name: str) -> dict[str, Any] | None:
+    """One AlertSink as stored (with its resourceVersion), None if absent."""
+    return objects.get(api, "AlertSink", namespace, name)
 
 
 def create_event(api: Client, namespace: str, body: dict[str, Any]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,14 @@ def secret_keys(client: Client, namespace: str, name: str) -> frozenset[str] | N
     return frozenset((secret.get("data") or {}).keys()) | frozenset(
         (secret.get("stringData") or {}).keys()
     )
+
+
+def secret_value(client: Client, namespace: str, name: str, key: str) -> str | None:
+    """One value of a Secret, decoded (for a person's own tooling, e.g. a Compose bundle's
+    key file; never logged); None when the Secret or the key does not exist."""
+    secret = get(client, "Secret", namespace, name)
+    encoded = ((secret or {}).get("data") or {}).get(key)
+    return base64.b64decode(encoded).decode() if encoded is not None else None
 
 
 def server_minor_version(client: Client) -> int:

@@ -1,9 +1,10 @@
 """List-then-watch of one kind in a background thread, handing events to a callback.
 
 The ingest API keeps its view of GovernedAgents, GovernancePolicies and API-key Secrets
-current with :func:`watch_forever`: a list (callback ``SYNC`` with ``{"items": [...]}``),
-then a watch from the list's resourceVersion in short windows (so a stop is honoured
-within seconds), re-listing when the watch expires (410), fails, or every resync period.
+(and the dashboard its view of agents, policies and AlertSinks) current with
+:func:`watch_forever`: a list (callback ``SYNC`` with ``{"items": [...]}``), then a
+watch from the list's resourceVersion in short windows (so a stop is honoured within
+seconds), re-listing when the watch expires (410), fails, or every resync period.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 WatchCallback = Callable[[str, dict[str, Any]], None]
 #: Kinds :func:`watch_forever` can watch.
-WATCHABLE = ("GovernedAgent", "GovernancePolicy", "Secret")
+WATCHABLE = ("GovernedAgent", "GovernancePolicy", "AlertSink", "Secret")
 
 
 def _watch_call(

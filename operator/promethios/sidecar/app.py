@@ -35,6 +35,12 @@ from .termination import summarize, write_summary
 
 log = logging.getLogger(__name__)
 
+
+def new_upstream_session() -> aiohttp.ClientSession:
+    """The session model calls go to the provider through (pooled, kept-alive)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+
+
 CONFIG_POLL_SECONDS = 3.0
 #: On SIGTERM, how long closing the budget leases may take (after the spool drained).
 LEASE_CLOSE_SECONDS = 3.0
@@ -64,11 +70,29 @@ class Sidecar:
         self._clients: list[IngestClient] = []
         self.delivery: Delivery | None = None
         self.allowance: Allowance | None = None
+        self.proxy: ModelProxy | None = None
+        self._oneshots: set[asyncio.Task[None]] = set()
 
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
         # The store is created before the state; the first reload can only come later.
         if hasattr(self, "state"):
             self.state.apply_snapshot(old, new)
+        if new.config.quarantined and not old.config.quarantined and self.proxy is not None:
+            # A NetworkPolicy stops new connections only: drop the ones kept alive too.
+            self._spawn_once(self._renew_upstream)
+
+    @property
+    def upstream_session(self) -> aiohttp.ClientSession | None:
+        """The provider session model calls go through (replaced on quarantine)."""
+        return self.proxy.session if self.proxy is not None else None
+
+    async def _renew_upstream(self) -> None:
+        assert self.proxy is not None
+        old = self.proxy.session
+        self.proxy.session = new_upstream_session()
+        self._sessions = [s for s in self._sessions if s is not old] + [self.proxy.session]
+        await old.close()
+        log.warning("quarantined: provider connections closed; model calls are refused")
 
     # -- apps ------------------------------------------------------------------
 
@@ -117,7 +141,7 @@ class Sidecar:
     async def start(self, agent_port: int | None = None, metrics_port: int | None = None) -> None:
         """Bind both listeners (ports default to the config's; 0 picks a free one) and run."""
         config = self.store.config
-        upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        upstream = new_upstream_session()
         self._sessions = [upstream]
         # Violations have a pool of their own: heartbeats and metrics never hold one up.
         violations, reports = IngestClient(self.state, 4), IngestClient(self.state, 2)
@@ -125,8 +149,8 @@ class Sidecar:
         self._clients = [violations, reports, leases]
         self.delivery = Delivery(self.state, violations, reports, *self.backoff)
         self.allowance = Allowance(self.state, leases)
-        proxy = ModelProxy(self.state, upstream, self.allowance)
-        agent = self.agent_app(proxy, ReportingApi(self.state))
+        self.proxy = ModelProxy(self.state, upstream, self.allowance)
+        agent = self.agent_app(self.proxy, ReportingApi(self.state))
         self.agent_port = await self._serve(
             agent, config.listen_host, config.proxy_port if agent_port is None else agent_port
         )
@@ -169,6 +193,19 @@ class Sidecar:
                     await asyncio.sleep(1.0)
 
         self.tasks.append(asyncio.create_task(guarded(), name=loop.__name__))
+
+    def _spawn_once(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` once in the background (kept referenced until it ends)."""
+
+        async def guarded() -> None:
+            try:
+                await work()
+            except Exception:
+                log.exception("sidecar task %s failed", work.__name__)
+
+        task = asyncio.create_task(guarded(), name=work.__name__)
+        self._oneshots.add(task)
+        task.add_done_callback(self._oneshots.discard)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -219,6 +256,9 @@ class Sidecar:
     async def stop(self) -> None:
         """Stop the loops and listeners; the spool keeps whatever is undelivered."""
         await self._cancel_loops()
+        for task in list(self._oneshots):
+            task.cancel()
+        await asyncio.gather(*self._oneshots, return_exceptions=True)
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -158,6 +158,9 @@ class ModelProxy:
 
     async def models(self, request: web.Request, route: Route) -> web.StreamResponse:
         """``GET /v1/models[/{id}]``: forwarded, no policy (lists, never calls, a model)."""
+        if self.state.store.config.quarantined:
+            self.relay.outcome(route, "quarantined")
+            return quarantined_error()
         return await self._forward_plain(request, route)
 
     async def call(self, request: web.Request, route: Route) -> web.StreamResponse:
@@ -241,6 +244,9 @@ class ModelProxy:
         if blocked is not None:
             self.relay.outcome(route, "blocked")
             return policy_error(blocked, 403)
+        if self.state.store.config.quarantined:  # inspected and reported, never forwarded
+            self.relay.outcome(route, "quarantined")
+            return quarantined_error()
         # Only calls that pass the content checks count against the rate limits.
         limited = await self._check_limits(engine, prepared.info.extra)
         if limited is not None:
@@ -346,3 +352,13 @@ class ModelProxy:
 def _wants_logprobs(body: dict[str, Any]) -> bool:
     """True if the call asks for log probabilities (a per-token copy of the completion)."""
     return bool(body.get("logprobs")) or bool(body.get("top_logprobs"))
+
+
+def quarantined_error() -> web.Response:
+    """The refusal of every model call while the agent is quarantined."""
+    return plain_error(
+        403,
+        "policy_violation",
+        "agent_quarantined",
+        "this agent is quarantined: model calls are refused until its breach is acknowledged",
+    )

@@ -63,11 +63,13 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.writes_of: dict[str, int] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.code = 200
 
     async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int:
         self.writes += 1
+        self.writes_of[f"{namespace}/{name}"] = self.writes_of.get(f"{namespace}/{name}", 0) + 1
         if self.code < 300:
             self.last[f"{namespace}/{name}"] = status
         return self.code

@@ -300,13 +300,13 @@ async def test_heartbeats_do_not_map_to_writes(clock: Clock, sink: MemorySink) -
     service = make_service(clock, sink, flush_interval_seconds=30.0)
     async with TestClient(TestServer(build_app(service))) as client:
         await service.idle()
-        start = sink.writes
+        start = sink.writes_of.get(AGENT, 0)
         for _i in range(60):  # one heartbeat a second for a minute
             clock.now += 1
             service.writer.tick()
             assert (await post(client, "/api/v1/agents/heartbeat", HEARTBEAT))[0] == 202
             await service.idle()
-        writes = sink.writes - start
+        writes = sink.writes_of[AGENT] - start  # (the silent other agent goes stale meanwhile)
         # the first heartbeat (a state change) only: timestamps alone wait 120 s
         assert writes == 1, writes
         # a state change is written at once
@@ -443,3 +443,34 @@ def test_fuzz_never_500(path: str, body: Any, idem: str | None) -> None:
         return status
 
     assert asyncio.run(run()) < 500
+
+
+async def test_summary_takes_a_kubernetes_token_when_the_composition_wires_one(
+    clock: Clock, sink: MemorySink
+) -> None:
+    """In-process mode has no read token: a Kubernetes token sees only its namespaces."""
+    from promethios.ingest.app import build_app
+
+    service = make_service(clock, sink)
+    service.upsert_agent(agent_config("team-b", "hidden"))
+    seen: list[tuple[str, set[str]]] = []
+
+    async def auth(token: str, namespaces: set[str]) -> set[str] | None:
+        seen.append((token, namespaces))
+        return {"team-a"} if token == "k8s-token" else None
+
+    async with TestClient(TestServer(build_app(service, auth))) as client:
+        ok = await client.get(
+            "/api/v1/governance/summary?range=1h",
+            headers={"Authorization": "Bearer k8s-token"},
+        )
+        body = await ok.json()
+        assert ok.status == 200
+        assert [a["agentId"] for a in body["agents"]] == ["team-a/other", "team-a/support-bot"]
+        wrong = await client.get(
+            "/api/v1/governance/summary", headers={"Authorization": "Bearer nope"}
+        )
+        assert wrong.status == 401
+        assert (await client.get("/api/v1/governance/summary")).status == 401
+    assert seen[0] == ("k8s-token", {"team-a", "team-b"})
+    await service.stop()

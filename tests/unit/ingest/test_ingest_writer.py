@@ -8,6 +8,7 @@ from typing import Any
 
 from ingest_fakes import Clock, MemorySink, agent_config, make_service
 
+from promethios.ingest.codec import rfc3339
 from promethios.ingest.service import IngestService
 from promethios.ingest.state import AgentState
 from promethios.ingest.writer import TICK_CHUNK
@@ -108,3 +109,47 @@ async def test_agents_removed_mid_pass_are_skipped(clock: Clock, sink: MemorySin
 
 def test_default_slice_is_small() -> None:
     assert 50 <= TICK_CHUNK <= 500
+
+
+async def test_routine_refreshes_share_a_fleet_wide_write_budget(
+    clock: Clock, sink: MemorySink
+) -> None:
+    """200 agents heartbeating every second: without the budget each would refresh every
+    second (200 writes/s); with 10/s the fleet never exceeds it, and every agent is still
+    refreshed within agents / budget seconds."""
+    from promethios.api.wire import HeartbeatReport
+
+    service = make_service(
+        clock, sink, heartbeat_flush_seconds=1.0, flush_interval_seconds=1.0,
+        write_budget_per_second=10.0,
+    )  # fmt: skip
+    fleet_size = 200
+    for i in range(fleet_size - 2):
+        service.upsert_agent(agent_config("team-b", f"agent-{i}"))
+    report = HeartbeatReport.model_validate(
+        {"agentId": "x/y", "status": "active", "uptime": 1, "lastActivity": "2024-01-01T00:00:00Z"}
+    )
+
+    def beat_all() -> None:
+        for state in service.aggregator.agents.values():
+            service.heartbeat(state, report, None)
+
+    beat_all()  # the first heartbeat flips HeartbeatFresh: written at once, not budgeted
+    await service.idle()
+    start, refreshed_at = sink.writes, clock.now
+    last_written: dict[str, dict[str, Any]] = {}
+    seconds = 40
+    for _ in range(seconds):
+        clock.now += 1
+        beat_all()
+        service.writer.tick()
+        await service.idle()
+        last_written.update(sink.last)
+    routine = sink.writes - start
+    assert routine <= 10 * seconds + 10, routine  # the budget, plus one burst of slack
+    assert routine >= 10 * (seconds - fleet_size / 10) - 10, routine  # and it is used
+    stale_after = fleet_size / 10 + 1  # agents / budget, plus a tick
+    for status in last_written.values():
+        heard = status["heartbeat"]["lastHeartbeat"]
+        assert heard >= rfc3339(clock.now - stale_after), status["heartbeat"]
+    assert refreshed_at < clock.now

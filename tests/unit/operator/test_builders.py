@@ -467,3 +467,18 @@ def test_sidecar_probes_use_its_declared_metrics_port(agent_factory: Any) -> Non
     assert probes["startupProbe"]["httpGet"]["path"] == "/healthz"
     # The proxy binds to localhost, so a probe on it would fail from the kubelet.
     assert all(p["httpGet"]["port"] != "proxy" for p in probes.values())
+
+
+def test_placement_reaches_the_pod_template(agent_factory: Any) -> None:
+    agent = agent_factory(
+        nodeSelector={"promethios.ai/node": "real"},
+        tolerations=[{"key": "promethios.ai/real-node", "operator": "Exists",
+                      "effect": "NoSchedule"}],
+    )  # fmt: skip
+    pod = build_deployment(agent, SETTINGS, "hash", None)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"promethios.ai/node": "real"}
+    assert pod["tolerations"] == [
+        {"key": "promethios.ai/real-node", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    plain = build_deployment(agent_factory(), SETTINGS, "hash", None)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain and "tolerations" not in plain

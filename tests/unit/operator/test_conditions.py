@@ -176,3 +176,28 @@ def test_parse_time_round_trips_format_time() -> None:
     assert parse_time("not a time") is None
     assert parse_time("") is None
     assert parse_time(None) is None
+
+
+# -- GovernancePolicy.status (the operator's) ---------------------------------------------
+
+
+def test_policy_status_names_the_invalid_field_and_is_written_once() -> None:
+    from datetime import UTC, datetime
+
+    from promethios.controller.policystatus import desired_status
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    body: dict[str, object] = {
+        "metadata": {"namespace": "ns", "name": "p", "generation": 2},
+        "spec": {"blockedPatterns": [{"name": "bad", "pattern": "(unclosed"}]},
+    }
+    status = desired_status(body, now)
+    assert status is not None and status["observedGeneration"] == 2
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.blockedPatterns.0.pattern" in ready["message"]
+    assert desired_status({**body, "status": status}, now) is None  # nothing new: no write
+    fixed = {**body, "metadata": {**body["metadata"], "generation": 3},  # type: ignore[dict-item]
+             "spec": {}, "status": status}  # fmt: skip
+    again = desired_status(fixed, now)
+    assert again is not None and again["conditions"][0]["reason"] == "Valid"

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -290,12 +292,18 @@ def test_enforcement_suspend_scales_to_zero(agent_factory: Any, now: datetime, k
 def test_quarantine_denies_traffic_and_revokes_the_key_once(
     agent_factory: Any, now: datetime, keys: Any
 ) -> None:
-    world = World(agent_factory())
+    world = World(agent_factory(replicas=2))
     world.reconcile(now, keys)
+    template = copy.deepcopy(world.live["Deployment"]["spec"]["template"])  # type: ignore[index]
     enforce(world, "Quarantined", 1)
     plan = world.reconcile(now, keys)
-    assert sorted(kinds(plan)) == ["Deployment", "NetworkPolicy", "Secret"]
-    assert world.live["Deployment"]["spec"]["replicas"] == 0  # type: ignore[index]
+    assert sorted(kinds(plan)) == ["ConfigMap", "NetworkPolicy", "Secret"]
+    # The pods keep running, cut off: network denied, model calls refused by the sidecar
+    # (told through its config, which it re-reads live: the pod template does not change).
+    assert world.live["Deployment"]["spec"]["replicas"] == 2  # type: ignore[index]
+    assert world.live["Deployment"]["spec"]["template"] == template  # type: ignore[index]
+    config = json.loads(world.live["ConfigMap"]["data"]["config.json"])  # type: ignore[index]
+    assert config["quarantined"] is True
     data = world.secret_data()
     assert data["apiKey"] == "key-2"
     # The revoked key may still deliver violations for the grace period, nothing else.
@@ -321,8 +329,8 @@ def test_release_restores_the_agent(agent_factory: Any, now: datetime, keys: Any
     assert plan.release["status"]["enforcement"]["action"] == "None"
     assert plan.release["status"]["enforcement"]["breach"] == 1
     assert plan.delete == [("NetworkPolicy", "support-bot-quarantine")]
-    assert kinds(plan) == ["Deployment"]
-    assert "replicas" not in plan.apply[0]["spec"]  # back to the cluster's (or HPA's) count
+    assert kinds(plan) == ["ConfigMap"]  # the sidecar forwards again; the pods never left
+    assert json.loads(plan.apply[0]["data"]["config.json"])["quarantined"] is False
     assert "networkPolicy" not in world.status["children"]
     settled = world.reconcile(now, keys)
     assert settled.apply == [] and settled.delete == [] and settled.release is None
