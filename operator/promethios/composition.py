@@ -22,7 +22,8 @@ import time
 from collections.abc import Sequence
 
 from .builders.tls import ServingMaterial, TlsMode
-from .controller.main import Companion, OperatorOptions, configure_logging, parse_options, run
+from .controller.main import Companion, configure_logging, run
+from .controller.options import OperatorOptions, parse_options
 from .dashboard.authz import Authorizer, KubeReviewer
 from .dashboard.main import DashboardRunner, DashboardSettings, start_dashboard
 from .ingest import main as ingest

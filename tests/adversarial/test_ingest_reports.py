@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_fakes import AGENT, IDENTITY, Clock, headers, make_service
 
-from promethios.api.governedagent import GovernedAgentStatus
+from promethios.api.agentstatus import GovernedAgentStatus
 from promethios.ingest.app import build_app
 from promethios.ingest.service import IngestService
 

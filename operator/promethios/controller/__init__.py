@@ -1,9 +1,19 @@
 """The controller: kopf handlers around one idempotent reconcile.
 
-- :mod:`.conditions`  pure: condition bookkeeping and Ready/Progressing/Degraded
-- :mod:`.plan`        pure: the desired children and status for one agent
-- :mod:`.compare`     pure: desired against live (children as subsets, the operator's status)
-- :mod:`.reconcile`   reads the world, applies the plan, writes status only on change
-- :mod:`.handlers`    thin kopf handlers that call the reconcile
-- :mod:`.main`        the operator process: kopf, the handlers and companions (e.g. the ingest)
+- :mod:`.observed`     data: what was observed for one agent, and the plan of what to write
+- :mod:`.blockers`     pure: missing references, a refused sidecar image, enforcement in force
+- :mod:`.conditions`   pure: condition bookkeeping and Ready/Progressing/Degraded
+- :mod:`.plan`         pure: the desired children and status for one agent
+- :mod:`.revisions`    pure: revision history and rollback on breach
+- :mod:`.losses`       pure: violations a stopped pod's sidecar could not deliver
+- :mod:`.compare`      pure: desired against live (children as subsets, the operator's status)
+- :mod:`.triggers`     pure: which watch events call for a reconcile
+- :mod:`.context`      what a reconcile runs with: client, settings, clock, per-agent timers
+- :mod:`.reconcile`    reads the world, applies the plan, writes status only on change
+- :mod:`.handlers`     thin kopf handlers that call the reconcile
+- :mod:`.policystatus` ``GovernancePolicy.status``
+- :mod:`.resync`       periodic drift repair
+- :mod:`.tls`          the ingest API's certificate and the CA bundle the operator publishes
+- :mod:`.options`      the operator's command line
+- :mod:`.main`         the operator process: kopf, the handlers and companions (e.g. the ingest)
 """

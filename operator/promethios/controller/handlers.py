@@ -2,7 +2,7 @@
 
 Handlers are synchronous on purpose: kopf runs them in its thread pool, so the
 blocking Kubernetes client never runs on the event loop. All of them share one
-:class:`~promethios.controller.reconcile.ReconcileContext` (one connection pool).
+:class:`~promethios.controller.context.ReconcileContext` (one connection pool).
 
 How dependents recover by themselves: an index maps each referenced object
 (GovernancePolicy, provider Secret, AlertSink) to the agents that reference it; a
@@ -37,14 +37,18 @@ from ..builders.meta import ChildNames
 from ..kube import apply as kapply
 from ..kube import objects
 from . import policystatus
+from .context import ReconcileContext
 from .losses import REASON, undelivered_report
-from .plan import Plan, stored_enforcement
-from .reconcile import (
-    ApiReferences,
-    Known,
-    ReconcileContext,
-    reconcile_agent,
-    reconcile_named,
+from .observed import Plan
+from .reconcile import ApiReferences, Known, reconcile_agent, reconcile_named
+from .triggers import (
+    IndexKey,
+    ObjectKey,
+    critical_count,
+    enforcement_key,
+    needs_reconcile,
+    policy_spec_changed,
+    references_of,
 )
 
 log = logging.getLogger(__name__)
@@ -56,41 +60,7 @@ POLICY_SPECS = "policy_specs"
 SECRET_KEYS = "secret_keys"
 ALERT_SINKS = "alert_sinks"
 
-IndexKey = tuple[str, str, str]
-ObjectKey = tuple[str, str]
 V = TypeVar("V")
-
-
-def references_of(namespace: str, spec: Mapping[str, Any]) -> list[IndexKey]:
-    """(kind, namespace, name) of every object an agent's spec refers to."""
-    keys: list[IndexKey] = []
-    policy = ((spec.get("governance") or {}).get("policyRef") or {}).get("name")
-    if policy:
-        keys.append(("GovernancePolicy", namespace, policy))
-    secret = ((spec.get("modelProvider") or {}).get("credentialsSecretRef") or {}).get("name")
-    if secret:
-        keys.append(("Secret", namespace, secret))
-    for sink in spec.get("alertSinks") or []:
-        if sink.get("name"):
-            keys.append(("AlertSink", namespace, sink["name"]))
-    return keys
-
-
-def enforcement_key(status: Mapping[str, Any]) -> tuple[EnforcementAction, int]:
-    """The part of status.enforcement (written by the ingest API) the operator acts on."""
-    enforcement = stored_enforcement(status)
-    return EnforcementAction(enforcement.action), enforcement.breach
-
-
-def critical_count(body: Mapping[str, Any]) -> int | None:
-    """An agent's critical violations, watched when ``spec.rollout.rollbackOnBreach`` is on
-    (one may roll its revision back although an unacknowledged breach holds the breach
-    counter still); None otherwise."""
-    rollout = (body.get("spec") or {}).get("rollout") or {}
-    if not rollout.get("rollbackOnBreach"):
-        return None
-    governance = (body.get("status") or {}).get("governance") or {}
-    return int((governance.get("violations") or {}).get("critical") or 0)
 
 
 def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
@@ -223,29 +193,6 @@ def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
         return {(seen.namespace, seen.name): True}
 
 
-def needs_reconcile(
-    event_type: str | None,
-    body: Mapping[str, Any],
-    previous_enforcement: tuple[EnforcementAction, int] | None,
-) -> bool:
-    """Whether an agent's watch event calls for a reconcile (decided without API reads).
-
-    The initial listing (``None``: new to this operator process) and a spec change
-    (``metadata.generation`` ahead of ``status.observedGeneration``) do; so does a new
-    enforcement from the ingest API. Every other event, e.g. the ingest API's heartbeats
-    or the operator's own status writes, is a no-op.
-    """
-    metadata = body.get("metadata") or {}
-    status = body.get("status") or {}
-    if metadata.get("deletionTimestamp"):
-        return False
-    if event_type is None:
-        return True
-    if status.get("observedGeneration") != metadata.get("generation", 1):
-        return True
-    return previous_enforcement is not None and previous_enforcement != enforcement_key(status)
-
-
 def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     seen_enforcement: dict[str, tuple[EnforcementAction, int]] = {}
     seen_critical: dict[str, int | None] = {}
@@ -296,25 +243,6 @@ def dependents(kwargs: Mapping[str, Any], kind: str, seen: Seen) -> list[str]:
     """Agents whose spec refers to the object of this event (from the kopf index)."""
     index: kopf.Index[IndexKey, str] = kwargs[INDEX]
     return list(index.get((kind, seen.namespace, seen.name), []))
-
-
-def policy_spec_changed(
-    generations: dict[ObjectKey, Any], event_type: str | None, key: ObjectKey, generation: Any
-) -> bool:
-    """Whether a GovernancePolicy event changes what its agents are built from.
-
-    Only a spec change moves ``metadata.generation``; status writes (budget usage, every
-    exchange of a shared budget; conditions) must not reconcile every agent using the
-    policy. The initial listing is covered by the agents' own events.
-    """
-    if event_type == "DELETED":
-        generations.pop(key, None)
-        return True
-    previous = generations.get(key)
-    generations[key] = generation
-    if event_type is None:
-        return False
-    return event_type == "ADDED" or previous is None or previous != generation
 
 
 def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:

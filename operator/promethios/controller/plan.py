@@ -8,28 +8,19 @@ plain dicts and an injected clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..api.agent import Agent, name_problem
-from ..api.common import parse_or_default
+from ..api.agent import name_problem
 from ..api.conditions import (
     ALERT_SINK_NOT_FOUND,
     DEGRADED,
-    ENFORCEMENT_SUSPENDED,
     INVALID_NAME,
-    POLICY_NOT_FOUND,
-    PROVIDER_SECRET_NOT_FOUND,
     QUARANTINED,
     READY,
-    SIDECAR_IMAGE_NOT_ALLOWED,
-    SUSPENDED,
     format_time,
 )
 from ..api.enforcement import EnforcementAction
-from ..api.governedagent import EnforcementStatus
-from ..api.policy import GovernancePolicySpec
 from ..api.rollout import Runtime
 from ..builders import (
     BuildSettings,
@@ -47,163 +38,16 @@ from ..builders.apikey import generate_api_key
 from ..builders.meta import Manifest
 from . import conditions as cond
 from . import revisions as history
+from .blockers import (
+    desired_replicas,
+    enforcement_blocker,
+    enforcement_of,
+    missing_reference,
+    refused_sidecar_image,
+    release_patch,
+)
 from .compare import needs_apply, progress_only_status, status_differs
-
-WARNING = "Warning"
-NORMAL = "Normal"
-
-
-@dataclass(frozen=True)
-class Observed:
-    """Everything the reconcile read from the API server for one agent."""
-
-    agent: Agent
-    #: The policy's spec; None when the GovernancePolicy does not exist.
-    policy: GovernancePolicySpec | None
-    #: Data keys of the provider Secret; None when it does not exist (or none is referenced).
-    provider_secret_keys: frozenset[str] | None
-    missing_alert_sinks: tuple[str, ...] = ()
-    #: Live children by kind ("Secret", "ConfigMap", "Deployment", "Service", "NetworkPolicy").
-    live: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
-    #: The agent's whole status as read (ingest-owned parts included, read-only here).
-    status: Mapping[str, Any] = field(default_factory=dict)
-    #: Stored revisions a rollback may restore: ControllerRevision data by revision hash.
-    revisions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the agent (messages never contain key material)."""
-
-    type: str
-    reason: str
-    message: str
-
-
-@dataclass
-class Plan:
-    """What the reconcile must write. Empty lists and None mean: write nothing."""
-
-    apply: list[Manifest] = field(default_factory=list)
-    delete: list[tuple[str, str]] = field(default_factory=list)
-    #: Scale the live Deployment to this many replicas without re-applying it (the workload
-    #: cannot be built, e.g. its policy is gone, but enforcement or suspend needs zero).
-    scale_to: int | None = None
-    #: The operator-owned status to server-side-apply; None when unchanged.
-    status: dict[str, Any] | None = None
-    #: A merge patch for status.enforcement (release only); None otherwise.
-    release: dict[str, Any] | None = None
-    events: list[Event] = field(default_factory=list)
-    #: A missing reference: the handler retries with backoff.
-    blocker: cond.Blocker | None = None
-    #: When the previous API key expires (the next reconcile after it drops the hash).
-    next_key_expiry: datetime | None = None
-    #: ControllerRevisions to write and prune (the revision history, :mod:`.revisions`).
-    revisions: history.RevisionWrites = field(default_factory=history.RevisionWrites)
-
-    @property
-    def writes_nothing(self) -> bool:
-        """No child, status, release or Event to write: the agent is in sync."""
-        return not (self.apply or self.delete or self.events or self.revisions.apply) and (
-            self.status is None and self.release is None and self.scale_to is None
-        )
-
-
-@dataclass(frozen=True)
-class EnforcementInForce:
-    """The breach action in force once the agent's acknowledgement is taken into account."""
-
-    action: EnforcementAction
-    breach: int
-    #: The stored action is acknowledged: the operator clears it (see :func:`release_patch`).
-    release: bool
-
-
-def stored_enforcement(status: Mapping[str, Any]) -> EnforcementStatus:
-    """``status.enforcement`` as the ingest API stored it (its default if absent or invalid)."""
-    return parse_or_default(EnforcementStatus, status.get("enforcement"))
-
-
-def enforcement_of(observed: Observed) -> EnforcementInForce:
-    """Active enforcement from status.enforcement, unless acknowledged in the spec."""
-    stored = stored_enforcement(observed.status)
-    action, breach = EnforcementAction(stored.action), stored.breach
-    if action == EnforcementAction.NONE:
-        return EnforcementInForce(EnforcementAction.NONE, breach, release=False)
-    if observed.agent.spec.governance.acknowledged_breach >= breach:
-        return EnforcementInForce(EnforcementAction.NONE, breach, release=True)
-    return EnforcementInForce(action, breach, release=False)
-
-
-def missing_reference(observed: Observed) -> cond.Blocker | None:
-    """The first missing reference, naming the object, or None when all exist."""
-    agent = observed.agent
-    policy_name = agent.spec.governance.policy_ref.name
-    if observed.policy is None:
-        return cond.Blocker(
-            POLICY_NOT_FOUND,
-            f"GovernancePolicy {agent.namespace}/{policy_name} not found",
-        )
-    ref = agent.spec.model_provider.credentials_secret_ref
-    if ref is not None:
-        keys = observed.provider_secret_keys
-        if keys is None:
-            return cond.Blocker(
-                PROVIDER_SECRET_NOT_FOUND, f"Secret {agent.namespace}/{ref.name} not found"
-            )
-        if ref.key not in keys:
-            return cond.Blocker(
-                PROVIDER_SECRET_NOT_FOUND,
-                f"Secret {agent.namespace}/{ref.name} has no key {ref.key!r}",
-            )
-    if observed.missing_alert_sinks:
-        names = ", ".join(f"{agent.namespace}/{n}" for n in observed.missing_alert_sinks)
-        return cond.Blocker(ALERT_SINK_NOT_FOUND, f"AlertSink {names} not found")
-    return None
-
-
-def refused_sidecar_image(agent: Agent, settings: BuildSettings) -> cond.Blocker | None:
-    """A ``spec.sidecar.image`` the operator may not run, or None.
-
-    The sidecar receives the provider credential and the ingest API key, so an image that
-    is neither the operator's own nor on its allowlist never reaches a pod template: the
-    agent gets no workload (an existing Deployment is left as it is) until the spec or
-    the allowlist changes.
-    """
-    image = agent.spec.sidecar.image
-    if image is None or settings.sidecar_image_allowed(image):
-        return None
-    allowed = ", ".join([settings.sidecar_image, *settings.allowed_sidecar_images])
-    return cond.Blocker(
-        SIDECAR_IMAGE_NOT_ALLOWED,
-        f"spec.sidecar.image {image!r} is not an allowed sidecar image (allowed: {allowed}); "
-        "an operator administrator may allow it with --allowed-sidecar-image",
-    )
-
-
-def enforcement_blocker(agent: Agent, enforcement: EnforcementInForce) -> cond.Blocker | None:
-    """Why the agent is scaled to zero on purpose (enforcement or spec.suspend)."""
-    release = f"set spec.governance.acknowledgedBreach to {enforcement.breach} to release"
-    if enforcement.action == EnforcementAction.QUARANTINED:
-        return cond.Blocker(
-            QUARANTINED, f"quarantined after breach {enforcement.breach}; {release}"
-        )
-    if enforcement.action == EnforcementAction.SUSPENDED:
-        return cond.Blocker(
-            ENFORCEMENT_SUSPENDED, f"suspended after breach {enforcement.breach}; {release}"
-        )
-    if agent.spec.suspend:
-        return cond.Blocker(SUSPENDED, "spec.suspend is true: scaled to zero", degraded=False)
-    return None
-
-
-def desired_replicas(agent: Agent, enforcement: EnforcementInForce) -> int | None:
-    """0 when suspended (by spec or by enforcement); else spec.replicas (None: leave it to
-    the cluster). A quarantine keeps the pods: they are cut off, not removed (their state is
-    there to look at, and their calls fail until the release)."""
-    if agent.spec.suspend or enforcement.action == EnforcementAction.SUSPENDED:
-        return 0
-    return agent.spec.replicas
+from .observed import NORMAL, WARNING, Event, Observed, Plan
 
 
 def plan_agent(
@@ -380,20 +224,6 @@ def _warn_on_new_blocker(plan: Plan, observed: Observed, blocker: cond.Blocker |
     )
     if ready.get("reason") != blocker.reason or ready.get("message") != blocker.message:
         plan.events.append(Event(WARNING, blocker.reason, blocker.message))
-
-
-def release_patch(enforcement: EnforcementInForce) -> dict[str, Any]:
-    """Clears the enforcement, keeping the breach counter the ingest API increments."""
-    return {
-        "status": {
-            "enforcement": {
-                "action": str(EnforcementAction.NONE),
-                "breach": enforcement.breach,
-                "reason": f"breach {enforcement.breach} acknowledged",
-                "since": None,
-            }
-        }
-    }
 
 
 def desired_status(

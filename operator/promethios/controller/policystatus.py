@@ -22,7 +22,7 @@ from ..api.common import API_VERSION, GROUP, VERSION
 from ..api.conditions import INVALID_SPEC, READY, VALID, format_time, transition_time
 from ..api.policy import GovernancePolicySpec
 from ..kube import apply as kapply
-from .reconcile import ReconcileContext
+from .context import ReconcileContext
 
 log = logging.getLogger(__name__)
 

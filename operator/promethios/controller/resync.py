@@ -12,7 +12,8 @@ import random
 import threading
 
 from ..kube import objects
-from .reconcile import ReconcileContext, reconcile_agent
+from .context import ReconcileContext
+from .reconcile import reconcile_agent
 
 log = logging.getLogger(__name__)
 

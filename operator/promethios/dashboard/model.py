@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.agentstatus import EnforcementStatus, GovernanceStatus, HeartbeatStatus
 from ..api.alertsink import AlertSinkStatus
 from ..api.common import SEVERITIES, parse_or_default
 from ..api.conditions import (
@@ -21,11 +22,6 @@ from ..api.conditions import (
     POLICY_COMPLIANT,
     READY,
     parse_time,
-)
-from ..api.governedagent import (
-    EnforcementStatus,
-    GovernanceStatus,
-    HeartbeatStatus,
 )
 from ..api.policy import GovernancePolicyStatus
 from ..ingest import history

@@ -15,9 +15,9 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api.agentstatus import HISTORY_BUCKET_SECONDS
 from ..api.common import SEVERITIES
 from ..api.conditions import format_time
-from ..api.governedagent import HISTORY_BUCKET_SECONDS
 from ..ingest import history
 from .model import AgentRow
 

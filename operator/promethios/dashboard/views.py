@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from ..api.agentstatus import HISTORY_BUCKET_SECONDS
 from ..api.common import SEVERITIES
-from ..api.governedagent import HISTORY_BUCKET_SECONDS
 from ..ingest import history
 from .model import AgentRow, PolicyRow, SinkRow
 

@@ -24,6 +24,7 @@
 - :mod:`.alertformat`  AlertSink bodies and signatures (pure)
 - :mod:`.alerts`       async alert delivery with dedup and retries
 - :mod:`.metrics`      Prometheus metrics (own registry)
+- :mod:`.httpinput`    reading a request: body limits, wire models, ApiError
 - :mod:`.app`          aiohttp routes, auth, error mapping; :mod:`.openapi` the document
 - :mod:`.service`      glue between the HTTP layer and the state
 - :mod:`.kubeio`       real sinks and watches over :mod:`promethios.kube.governance`

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
 
 from ..api import wire
 from ..api.allowance import PATH_ALLOWANCE, AllowanceRequest
+from .httpinput import ApiError, Model, idempotency_key, parse_body, parse_range, read_body
 from .keystore import AuthOutcome
 from .openapi import openapi_document
 from .ratelimit import RateLimiter, retry_after_header
@@ -55,38 +53,7 @@ BUDGET_OF = {
     "violations": "violations",
     "allowance": "allowance",
 }
-Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_RANGE = re.compile(r"^([0-9]{1,7})([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_IDEMPOTENCY = re.compile(wire.IDEMPOTENCY_KEY_PATTERN)
-
-
-class ApiError(Exception):
-    """An error response with an :class:`ErrorBody`."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        fields: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-        self.fields = fields or []
-        self.headers = headers or {}
-
-    def response(self) -> web.Response:
-        """The JSON response."""
-        body = wire.ErrorBody(error=self.error, message=self.message, fields=self.fields)
-        return web.Response(
-            status=self.status,
-            body=body.model_dump_json().encode(),
-            content_type="application/json",
-            headers=self.headers,
-        )
 
 
 def _endpoint(request: web.Request) -> str:
@@ -116,7 +83,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-# -- request parsing ------------------------------------------------------------------------
+# -- authentication and rate limits ------------------------------------------------------------------------
 
 
 def _authenticate(request: web.Request, service: IngestService) -> AgentState:
@@ -158,57 +125,6 @@ def _check_rate(request: web.Request, agent_id: str) -> None:
         )
 
 
-async def _body(request: web.Request, limit: int) -> bytes:
-    """The whole body, however its bytes arrive (one read returns only what is buffered);
-    413 as soon as it passes ``limit``, before the rest is read."""
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
-    too_large = ApiError(413, "payload_too_large", f"body larger than {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _field(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
-
-
-def _parse(model: type[Model], body: bytes) -> Model:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        errors = error.errors(include_url=False, include_input=False)
-        if any(item["type"] in ("json_invalid", "json_type") for item in errors):
-            raise ApiError(400, "invalid_json", "body is not valid JSON") from None
-        fields = [{"field": _field(item["loc"]), "message": item["msg"]} for item in errors[:20]]
-        names = ", ".join(f["field"] for f in fields)
-        raise ApiError(422, "validation_failed", f"invalid field(s): {names}", fields) from None
-
-
-def _idempotency_key(request: web.Request, body_key: str | None) -> str | None:
-    header = request.headers.get(wire.HEADER_IDEMPOTENCY_KEY)
-    if header is not None and not _IDEMPOTENCY.match(header):
-        raise ApiError(
-            422,
-            "validation_failed",
-            "invalid Idempotency-Key header",
-            [
-                {
-                    "field": "header.Idempotency-Key",
-                    "message": "must match " + wire.IDEMPOTENCY_KEY_PATTERN,
-                }
-            ],
-        )
-    return body_key or header
-
-
 async def _report(
     request: web.Request, model: type[Model]
 ) -> tuple[IngestService, AgentState, Model]:
@@ -216,7 +132,7 @@ async def _report(
     service = request.app[SERVICE_KEY]
     state = _authenticate(request, service)
     _check_rate(request, state.config.agent_id)
-    report = _parse(model, await _body(request, service.settings.max_body_bytes))
+    report = parse_body(model, await read_body(request, service.settings.max_body_bytes))
     if getattr(report, "agent_id", None) != state.config.agent_id:
         raise ApiError(
             403,
@@ -245,7 +161,7 @@ def _accepted(outcome: Outcome, status: int) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     """``POST /api/v1/agents/heartbeat``: acknowledged from memory (202)."""
     service, state, report = await _report(request, wire.HeartbeatReport)
-    key = _idempotency_key(request, report.idempotency_key)
+    key = idempotency_key(request, report.idempotency_key)
     return _accepted(service.heartbeat(state, report, key), 202)
 
 
@@ -259,7 +175,7 @@ async def metrics(request: web.Request) -> web.Response:
             "governanceIdentity does not match X-Governance-ID",
             [{"field": "governanceIdentity", "message": "must equal X-Governance-ID"}],
         )
-    key = _idempotency_key(request, report.idempotency_key)
+    key = idempotency_key(request, report.idempotency_key)
     outcome = await _guard(service.metrics_report(state, report, key))
     return _accepted(outcome, 200 if outcome.violations or outcome.lost else 202)
 
@@ -267,7 +183,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def violations(request: web.Request) -> web.Response:
     """``POST /api/v1/governance/violations``: 200 only after the status records them."""
     service, state, report = await _report(request, wire.ViolationReport)
-    key = _idempotency_key(request, report.idempotency_key)
+    key = idempotency_key(request, report.idempotency_key)
     return _accepted(await _guard(service.violations(state, report.all_violations(), key)), 200)
 
 
@@ -327,27 +243,6 @@ async def summary(request: web.Request) -> web.Response:
         agents = [state for state in agents if state.config.namespace in visible]
     seconds = parse_range(request.query.get("range", "1h"), service.settings.history_seconds)
     return web.json_response(fleet_summary(agents, seconds, service.clock()))
-
-
-def parse_range(value: str, maximum: float) -> float:
-    """``90s``, ``15m``, ``1h``, ``7d`` or plain seconds, within (0, maximum]."""
-    match = _RANGE.match(value.strip())
-    if not match:
-        raise ApiError(
-            422,
-            "validation_failed",
-            "invalid range",
-            [{"field": "query.range", "message": "expected e.g. 15m, 1h, 1d or seconds"}],
-        )
-    seconds = float(int(match.group(1)) * _UNITS[match.group(2)])
-    if not 0 < seconds <= maximum:
-        raise ApiError(
-            422,
-            "validation_failed",
-            "range out of bounds",
-            [{"field": "query.range", "message": f"must be within 1s and {maximum:g}s"}],
-        )
-    return seconds
 
 
 async def openapi(request: web.Request) -> web.Response:

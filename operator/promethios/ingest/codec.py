@@ -31,15 +31,15 @@ from typing import Any
 
 import pydantic
 
-from ..api.common import SEVERITIES, Condition, parse_or_default
-from ..api.conditions import INGEST_TYPES, format_time
-from ..api.enforcement import EnforcementAction
-from ..api.governedagent import (
+from ..api.agentstatus import (
     EnforcementStatus,
     GovernanceStatus,
     GovernedAgentStatus,
     HeartbeatStatus,
 )
+from ..api.common import SEVERITIES, Condition, parse_or_default
+from ..api.conditions import INGEST_TYPES, format_time
+from ..api.enforcement import EnforcementAction
 from . import history
 from .enforcement import EnforcementState
 from .records import ConditionState, Recorded

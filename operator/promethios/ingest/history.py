@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
+from ..api.agentstatus import HISTORY_BUCKET_SECONDS, HISTORY_BUCKETS, ViolationBucket
 from ..api.common import SEVERITIES
 from ..api.conditions import format_time
-from ..api.governedagent import HISTORY_BUCKET_SECONDS, HISTORY_BUCKETS, ViolationBucket
 
 #: bucket start (epoch seconds, a multiple of HISTORY_BUCKET_SECONDS) -> counts by severity
 Buckets = dict[int, dict[str, int]]

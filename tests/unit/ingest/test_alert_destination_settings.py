@@ -10,7 +10,7 @@ from ingest_fakes import MemorySink
 
 from promethios.api.alertsink import allowed_cidr
 from promethios.composition import ingest_settings
-from promethios.controller.main import parse_options
+from promethios.controller.options import parse_options
 from promethios.ingest.destinations import LOOPBACK, PLAIN_HTTP, DestinationPolicy
 from promethios.ingest.main import parse_args
 from promethios.ingest.service import IngestService

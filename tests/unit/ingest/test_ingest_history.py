@@ -10,11 +10,7 @@ from typing import Any
 
 from test_ingest_merge import CONFIG, Store, flush, record, replica
 
-from promethios.api.governedagent import (
-    HISTORY_BUCKET_SECONDS,
-    HISTORY_BUCKETS,
-    GovernanceStatus,
-)
+from promethios.api.agentstatus import HISTORY_BUCKET_SECONDS, HISTORY_BUCKETS, GovernanceStatus
 from promethios.ingest import history
 from promethios.ingest.aggregator import Aggregator
 from promethios.ingest.codec import decode_status, encode_status

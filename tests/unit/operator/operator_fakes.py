@@ -17,7 +17,8 @@ from promethios.api.agent import Agent
 from promethios.api.governedagent import GovernedAgentSpec
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import BuildSettings
-from promethios.controller.plan import Observed, Plan, plan_agent
+from promethios.controller.observed import Observed, Plan
+from promethios.controller.plan import plan_agent
 
 SETTINGS = BuildSettings()
 

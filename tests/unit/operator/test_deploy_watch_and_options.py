@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from promethios.controller.handlers import critical_count
-from promethios.controller.main import parse_options
+from promethios.controller.options import parse_options
+from promethios.controller.triggers import critical_count
 
 
 def test_the_external_ingest_url_joins_the_certificate_names() -> None:

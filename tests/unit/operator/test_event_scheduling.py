@@ -9,15 +9,10 @@ from typing import Any
 
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import BuildSettings
-from promethios.controller.handlers import needs_reconcile, policy_spec_changed
-from promethios.controller.plan import Observed, Plan, plan_agent, progress_only
-from promethios.controller.reconcile import (
-    EXPIRY,
-    PROGRESS,
-    RETRY,
-    ReconcileContext,
-    backoff,
-)
+from promethios.controller.context import EXPIRY, PROGRESS, RETRY, ReconcileContext, backoff
+from promethios.controller.observed import Observed, Plan
+from promethios.controller.plan import plan_agent, progress_only
+from promethios.controller.triggers import needs_reconcile, policy_spec_changed
 
 UID = "uid-1"
 

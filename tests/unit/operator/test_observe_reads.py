@@ -15,6 +15,7 @@ import pytest
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import BuildSettings
 from promethios.controller import reconcile
+from promethios.controller.context import ReconcileContext
 from promethios.controller.handlers import (
     ALERT_SINKS,
     POLICY_SPECS,
@@ -22,8 +23,9 @@ from promethios.controller.handlers import (
     IndexedReferences,
     _not_a_child,
 )
-from promethios.controller.plan import Observed, plan_agent
-from promethios.controller.reconcile import ApiReferences, ReconcileContext, observe
+from promethios.controller.observed import Observed
+from promethios.controller.plan import plan_agent
+from promethios.controller.reconcile import ApiReferences, observe
 
 NS = "team-a"
 

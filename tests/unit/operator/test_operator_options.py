@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promethios.builders.sidecar import IngestPeer
-from promethios.controller.main import ingest_peer, parse_options
+from promethios.controller.options import ingest_peer, parse_options
 
 
 def test_ingest_pods_name_a_namespace_and_a_selector() -> None:

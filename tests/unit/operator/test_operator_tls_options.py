@@ -6,7 +6,7 @@ import pytest
 
 from promethios.builders.tls import ServingMaterial, TlsMode
 from promethios.composition import in_process_ingest
-from promethios.controller.main import parse_options
+from promethios.controller.options import parse_options
 
 
 def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

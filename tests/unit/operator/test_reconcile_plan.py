@@ -15,7 +15,7 @@ from promethios.api import conditions as vocab
 from promethios.api.metadata import ANNOTATION_CONFIG_HASH
 from promethios.api.policy import BlockedPattern, GovernancePolicySpec
 from promethios.controller.compare import is_subset, needs_apply
-from promethios.controller.plan import Plan
+from promethios.controller.observed import Plan
 
 
 def ready(status: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from operator_fakes import World, apply_status, make_agent, with_server_defaults
 from promethios.api import conditions as vocab
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import BuildSettings
-from promethios.controller.plan import Observed, Plan, plan_agent
+from promethios.controller.observed import Observed, Plan
+from promethios.controller.plan import plan_agent
 from promethios.controller.revisions import ROLLBACK_UNAVAILABLE, hashes_to_read
 
 

@@ -21,7 +21,7 @@ from promethios.builders import BuildSettings
 from promethios.builders.images import image_allowed, parse_image_pattern
 from promethios.builders.sidecar import DEFAULT_SIDECAR_IMAGE
 from promethios.builders.workload import SIDECAR_CONTAINER
-from promethios.controller.main import parse_options
+from promethios.controller.options import parse_options
 from promethios.controller.plan import plan_agent
 
 PROMETHIOS = "ghcr.io/promethios/*"
