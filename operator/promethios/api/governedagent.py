@@ -25,6 +25,7 @@ from .common import (
     SecretKeyReference,
     api_config,
 )
+from .egress import EgressMode, EgressStatus
 from .enforcement import BreachAction, EnforcementAction
 from .resource import CustomResourceInfo, PrinterColumn
 from .rollout import RevisionStatus, RuntimeRolloutSpec
@@ -152,6 +153,15 @@ class Governance(Model):
         description=(
             "Releases a Suspend or Quarantine: set it to status.enforcement.breach "
             "to restore the agent."
+        ),
+    )
+    egress: EgressMode = Field(
+        EgressMode.OPEN,
+        description=(
+            "Open: governance runs as a sidecar and the pod's traffic is not restricted. "
+            "Locked: governance runs in a per-agent gateway and the pod may reach only DNS, "
+            "the gateway and the policy's spec.egress.allow (needs an enforcing "
+            "NetworkPolicy implementation)."
         ),
     )
 
@@ -427,6 +437,7 @@ class GovernedAgentStatus(RevisionStatus):
     usage: UsageStatus | None = Field(
         None, description="The agent's own budgets (scope Agent), written by the ingest API."
     )
+    egress: EgressStatus | None = Field(None, description="Egress and placement in force.")
 
 
 GOVERNED_AGENT = CustomResourceInfo(

@@ -107,6 +107,8 @@ def apply_usage_status_if(
 def read_object(api: Client, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """A GovernedAgent or GovernancePolicy as stored, None if it is gone."""
     return objects.get(api, kind, namespace, name)
+
+
 def apply_alert_sink_status_if(
     api: Client, namespace: str, name: str, status: dict[str, Any], resource_version: str
 ) -> int:
