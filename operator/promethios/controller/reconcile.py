@@ -31,6 +31,7 @@ from ..builders.revision import controller_revision_name
 from ..kube import apply as kapply
 from ..kube import objects
 from ..kube.client import Client
+from . import egress
 from .plan import Observed, Plan, plan_agent, progress_only, stored_enforcement
 from .revisions import hashes_to_read
 
@@ -259,6 +260,7 @@ def observe(
     }
     if _may_have_network_policy(status):
         live["NetworkPolicy"] = objects.get(client, "NetworkPolicy", ns, names.network_policy)
+    live.update(egress.read_live(client, agent, status))
     return Observed(
         agent, policy, keys, missing, live, status, stored_revisions(client, agent, status, policy)
     )
