@@ -89,7 +89,7 @@ def build_agent_egress_policy(agent: Agent, allowed: EgressPolicy | None) -> Man
     spec = {
         "podSelector": {"matchLabels": selector_labels(agent)},
         "policyTypes": ["Egress"],
-        "egress": [dns_egress(), to_gateway, *rules],
+        "egress": [lock_dns_egress(), to_gateway, *rules],
     }
     return _policy(agent, agent_policy_name(agent.name), "egress-lock", spec)
 
@@ -112,7 +112,7 @@ def build_gateway_network_policy(
         "podSelector": {"matchLabels": gateway_selector(agent)},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [from_agent, metrics],
-        "egress": [dns_egress(), ingest, url_egress(provider_url)],
+        "egress": [lock_dns_egress(), ingest, url_egress(provider_url)],
     }
     manifest = _policy(agent, gateway_policy_name(agent.name), "egress-lock", spec)
     manifest["metadata"]["labels"] = {**gateway_labels(agent), **_component("egress-lock")}
@@ -164,6 +164,14 @@ def _ingest_egress(peer: IngestPeer) -> dict[str, Any]:
                 "matchLabels": {"kubernetes.io/metadata.name": peer.namespace}
             }
     return {"to": [destination], "ports": [{"port": peer.port, "protocol": "TCP"}]}
+
+
+def lock_dns_egress() -> dict[str, Any]:
+    """DNS for a locked pod: port 53 at any address. Cluster DNS is not always a pod with
+    the kube-dns label (node-local caches, a resolver on the node as in the local cluster),
+    and a NetworkPolicy sees the address a Service resolves to; a pod that may query the
+    cluster's resolver has that channel anyway (the resolver forwards)."""
+    return {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
 
 
 def dns_egress() -> dict[str, Any]:

@@ -125,7 +125,7 @@ def test_agent_egress_allows_dns_the_gateway_and_the_allow_list_only() -> None:
     assert spec["policyTypes"] == ["Egress"]  # the agent still serves its port
     assert spec["podSelector"] == {"matchLabels": selector_labels(agent)}
     dns, gateway, db, cidr, namespace = spec["egress"]
-    assert {p["port"] for p in dns["ports"]} == {53}
+    assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
     gateway_pods = {LABEL_NAME: GATEWAY_APP, LABEL_INSTANCE: "support-bot"}
     assert gateway == {
         "to": [{"podSelector": {"matchLabels": gateway_pods}}],
@@ -158,7 +158,7 @@ def test_gateway_egress_reaches_dns_the_ingest_and_the_provider() -> None:
     settings = replace(SETTINGS, ingest_peer=PEER)
     spec = build_gateway_network_policy(locked_agent(), settings, "https://api.openai.com/v1")
     dns, ingest, provider = spec["spec"]["egress"]
-    assert dns["ports"][0]["port"] == 53
+    assert "to" not in dns and {p["port"] for p in dns["ports"]} == {53}
     assert ingest["ports"] == [{"port": 8443, "protocol": "TCP"}]
     assert ingest["to"][0]["podSelector"] == {"matchLabels": {"app": "ingest"}}
     assert provider == {"ports": [{"port": 443, "protocol": "TCP"}]}
