@@ -179,3 +179,6 @@ class EgressStatus(Model):
     network_policies: list[PolicyName] = Field(
         default_factory=list, description="The NetworkPolicies that lock the egress."
     )
+    message: str | None = Field(
+        None, max_length=1024, description="Why the gateway is not running, if it is not."
+    )

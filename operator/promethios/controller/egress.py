@@ -88,6 +88,31 @@ def read_live(
     }
 
 
+#: Warning reason: the gateway's name is taken by an object another owner controls.
+GATEWAY_NAME_TAKEN = "GatewayNameTaken"
+
+
+def _foreign(child: Mapping[str, Any] | None, agent: Agent) -> bool:
+    """Whether a live object is controlled by something other than this agent."""
+    if child is None:
+        return False
+    owners = (child.get("metadata") or {}).get("ownerReferences") or []
+    controllers = [o for o in owners if o.get("controller")]
+    return not any(o.get("uid") == agent.uid for o in controllers)
+
+
+def name_conflict(agent: Agent, live: Mapping[str, Mapping[str, Any] | None]) -> str | None:
+    """Why the gateway cannot be written: its Deployment or Service name is another's (an
+    agent named ``<this agent>-gateway`` has both). None when the names are free or ours."""
+    for slot in slots(agent.name)[:2]:
+        if _foreign(live.get(slot.key), agent):
+            return (
+                f"{slot.kind} {agent.namespace}/{slot.name} belongs to another owner: the "
+                "gateway is not written and the agent's model calls fail until it is renamed"
+            )
+    return None
+
+
 def _apply_or_skip(desired: Manifest, live: Mapping[str, Any] | None) -> list[Manifest]:
     return [desired] if needs_apply(desired, live) else []
 
@@ -108,7 +133,10 @@ def plan_gateway(
 ) -> tuple[list[Manifest], list[tuple[str, str]]]:
     """The gateway's Deployment and Service to apply, or (unlocked) the ones to delete."""
     if not gateway_in_force(agent):
-        return [], _delete_present(live, (GATEWAY_DEPLOYMENT, GATEWAY_SERVICE), agent.name)
+        ours = {k: v for k, v in live.items() if not _foreign(v, agent)}
+        return [], _delete_present(ours, (GATEWAY_DEPLOYMENT, GATEWAY_SERVICE), agent.name)
+    if name_conflict(agent, live) is not None:
+        return [], []
     deployment = build_gateway_deployment(agent, settings, config_digest, replicas)
     return [
         *_apply_or_skip(deployment, live.get(GATEWAY_DEPLOYMENT)),
@@ -135,8 +163,11 @@ def plan_lock_policies(
     ], []
 
 
-def egress_status(agent: Agent, quarantined: bool) -> dict[str, Any]:
-    """``status.egress``: the egress and placement in force, the lock's objects by name."""
+def egress_status(
+    agent: Agent, quarantined: bool, live: Mapping[str, Mapping[str, Any] | None] | None = None
+) -> dict[str, Any]:
+    """``status.egress``: the egress and placement in force, the lock's objects by name
+    (and, when the gateway's name is taken, why it is not running)."""
     if not gateway_in_force(agent):
         return {"mode": EgressMode.OPEN.value, "placement": Placement.SIDECAR.value}
     status: dict[str, Any] = {
@@ -146,7 +177,18 @@ def egress_status(agent: Agent, quarantined: bool) -> dict[str, Any]:
     }
     if not quarantined:
         status["networkPolicies"] = [agent_policy_name(agent.name), gateway_policy_name(agent.name)]
+    conflict = name_conflict(agent, live or {})
+    if conflict is not None:
+        status["message"] = conflict
     return status
+
+
+def warnings(desired: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A Warning (reason, message) when a name conflict starts, not on every reconcile."""
+    message = desired.get("message")
+    if message is None or (current.get("egress") or {}).get("message") == message:
+        return []
+    return [(GATEWAY_NAME_TAKEN, str(message))]
 
 
 def plan_egress(

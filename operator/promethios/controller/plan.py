@@ -270,7 +270,8 @@ def plan_agent(
     _warn_on_new_blocker(plan, observed, blocker)
     status = desired_status(observed, conditions, key, quarantined, now, rollout)
     status.update(revision_status)
-    status["egress"] = egress.egress_status(agent, quarantined)
+    status["egress"] = egress.egress_status(agent, quarantined, observed.live)
+    plan.events += [Event(WARNING, *w) for w in egress.warnings(status["egress"], observed.status)]
     if status_differs(status, observed.status):
         plan.status = status
     return plan

@@ -158,3 +158,27 @@ def test_reads_are_skipped_for_an_agent_never_locked(agent_factory: Any) -> None
     assert egress.may_have_lock(agent_factory(), {}) is False
     assert egress.may_have_lock(agent_factory(), {"egress": {"placement": "Gateway"}}) is True
     assert egress.may_have_lock(agent_factory(governance=LOCKED), {}) is True
+
+
+def test_a_gateway_name_taken_by_another_owner_is_left_alone(
+    agent_factory: Any, now: datetime, keys: Any
+) -> None:
+    """An agent named ``support-bot-gateway`` owns a Deployment and Service of that name."""
+    world = LockWorld(agent_factory(governance=LOCKED))
+    other = {"metadata": {"name": "support-bot-gateway", "ownerReferences": [
+        {"uid": "someone-else", "controller": True, "kind": "GovernedAgent"}]}}  # fmt: skip
+    world.live[egress.GATEWAY_DEPLOYMENT] = {"kind": "Deployment", **other}
+    world.live[egress.GATEWAY_SERVICE] = {"kind": "Service", **other}
+    plan = world.reconcile(now, keys)
+    assert ("Deployment", "support-bot-gateway") not in applied(plan)
+    assert ("Service", "support-bot-gateway") not in applied(plan)
+    assert "belongs to another owner" in world.status["egress"]["message"]
+    assert [e.reason for e in plan.events if e.reason == egress.GATEWAY_NAME_TAKEN] == [
+        egress.GATEWAY_NAME_TAKEN
+    ]
+    again = world.reconcile(now, keys)
+    assert egress.GATEWAY_NAME_TAKEN not in [e.reason for e in again.events]  # once
+    # Unlocking never deletes what is not ours.
+    world.agent = agent_factory(governance=OPEN, generation=2)
+    unlocked = world.reconcile(now, keys)
+    assert ("Deployment", "support-bot-gateway") not in unlocked.delete
