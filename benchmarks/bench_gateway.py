@@ -5,7 +5,7 @@ Run: ``python benchmarks/bench_gateway.py`` (root, after ``make testenv e2e-imag
 The gateway's cost is a network hop, which only real pods show: so this runs the
 real-pod benchmark ``tests/e2e/test_egress_lock.py::test_bench_gateway_latency_beside_the_sidecar``
 (a local cluster with a real kubelet node, kube-router enforcing the NetworkPolicies).
-From inside an agent container, 300 chat completions on one kept-alive connection, three
+From inside an agent container, 300 chat completions on one kept-alive connection, five
 runs per path, alternating:
 
 - floor: straight to the fake provider's pod (one pod-to-pod hop, no governance);
