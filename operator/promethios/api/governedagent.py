@@ -467,5 +467,6 @@ GOVERNED_AGENT = CustomResourceInfo(
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
         PrinterColumn("Mode", "string", ".spec.governance.mode", priority=1),
         PrinterColumn("Policy", "string", ".spec.governance.policyRef.name", priority=1),
+        PrinterColumn("Egress", "string", ".status.egress.mode", priority=1),
     ),
 )
