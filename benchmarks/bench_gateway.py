@@ -19,6 +19,7 @@ their ratios, as written to ``benchmarks/results/gateway.json``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,9 @@ def table(results: dict[str, float]) -> str:
 
 def main() -> int:
     before = RESULTS.stat().st_mtime if RESULTS.exists() else None
+    env = {**os.environ, "PROMETHIOS_GATEWAY_BENCH_OUT": str(RESULTS)}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST],
-                         cwd=ROOT, check=False)  # fmt: skip
+                         cwd=ROOT, env=env, check=False)  # fmt: skip
     if run.returncode != 0 or not RESULTS.exists() or RESULTS.stat().st_mtime == before:
         print(f"the gateway benchmark did not run (pytest exit {run.returncode})")
         return 1
