@@ -91,8 +91,8 @@ def test_quarantine_still_lets_the_sidecar_reach_the_ingest_and_dns() -> None:
     from dataclasses import replace
 
     from promethios.builders import BuildSettings
+    from promethios.builders.network import build_network_policy
     from promethios.builders.sidecar import IngestPeer
-    from promethios.builders.workload import build_network_policy
 
     peer = IngestPeer(
         namespace="promethios-system",
@@ -118,7 +118,7 @@ def test_quarantine_still_lets_the_sidecar_reach_the_ingest_and_dns() -> None:
 
 def test_quarantine_without_a_known_ingest_denies_everything() -> None:
     from promethios.builders import BuildSettings
-    from promethios.builders.workload import build_network_policy
+    from promethios.builders.network import build_network_policy
 
     spec = build_network_policy(make_agent(), BuildSettings())["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]

@@ -313,6 +313,8 @@ def test_kubectl_get_ga_shows_printer_columns(
         "heartbeat": {"state": "active", "lastHeartbeat": now},
         # What the ingest API writes for budgets: the highest percentage.
         "usage": {"summary": "42%"},
+        # What the operator writes for the egress in force.
+        "egress": {"mode": "Locked", "placement": "Gateway", "gateway": "shown-gateway"},
     }
     objects.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "governedagents", "shown", {"status": status}
@@ -323,8 +325,8 @@ def test_kubectl_get_ga_shows_printer_columns(
     ]  # fmt: skip
     assert row.split()[:5] == ["shown", "True", "0.85", "2", "42%"]
     wide = kubectl_until(cluster, "get", "ga", "-n", namespace, "-o", "wide").splitlines()
-    assert wide[0].split()[-2:] == ["MODE", "POLICY"]
-    assert wide[1].split()[-2:] == ["enforce", "default"]
+    assert wide[0].split()[-3:] == ["MODE", "POLICY", "EGRESS"]
+    assert wide[1].split()[-3:] == ["enforce", "default", "Locked"]
 
 
 def test_category_and_short_names_resolve(

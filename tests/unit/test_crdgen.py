@@ -359,6 +359,7 @@ def test_governed_agent_printer_columns() -> None:
         "Age",
         "Mode",
         "Policy",
+        "Egress",
     ]
     by_name = {c["name"]: c for c in columns}
     assert by_name["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
@@ -366,6 +367,8 @@ def test_governed_agent_printer_columns() -> None:
     assert by_name["Mode"]["priority"] == 1
     assert "priority" not in by_name["Trust"]
     assert by_name["Budget"]["jsonPath"] == ".status.usage.summary"
+    assert by_name["Egress"]["jsonPath"] == ".status.egress.mode"
+    assert by_name["Egress"]["priority"] == 1
 
 
 # --- converter edge cases ----------------------------------------------------------------------

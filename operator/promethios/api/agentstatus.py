@@ -20,6 +20,7 @@ from .common import (
     Model,
     api_config,
 )
+from .egress import EgressStatus
 from .enforcement import EnforcementAction
 from .rollout import RevisionStatus
 
@@ -205,3 +206,4 @@ class GovernedAgentStatus(RevisionStatus):
     usage: UsageStatus | None = Field(
         None, description="The agent's own budgets (scope Agent), written by the ingest API."
     )
+    egress: EgressStatus | None = Field(None, description="Egress and placement in force.")

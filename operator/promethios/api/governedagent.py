@@ -22,6 +22,7 @@ from .common import (
     SecretKeyReference,
     api_config,
 )
+from .egress import EgressMode
 from .enforcement import BreachAction
 from .resource import CustomResourceInfo, PrinterColumn
 from .rollout import RuntimeRolloutSpec
@@ -151,6 +152,15 @@ class Governance(Model):
             "to restore the agent."
         ),
     )
+    egress: EgressMode = Field(
+        EgressMode.OPEN,
+        description=(
+            "Open: governance runs as a sidecar and the pod's traffic is not restricted. "
+            "Locked: governance runs in a per-agent gateway and the pod may reach only DNS, "
+            "the gateway and the policy's spec.egress.allow (needs an enforcing "
+            "NetworkPolicy implementation)."
+        ),
+    )
 
 
 class ApiKey(Model):
@@ -274,5 +284,6 @@ GOVERNED_AGENT = CustomResourceInfo(
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
         PrinterColumn("Mode", "string", ".spec.governance.mode", priority=1),
         PrinterColumn("Policy", "string", ".spec.governance.policyRef.name", priority=1),
+        PrinterColumn("Egress", "string", ".status.egress.mode", priority=1),
     ),
 )

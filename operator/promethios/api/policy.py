@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .budget import MAX_BUDGETS, Budget, BudgetOptions, Pricing, UsageStatus
 from .common import Condition, Model, Severity, api_config
+from .egress import EgressPolicy
 from .resource import CustomResourceInfo, PrinterColumn
 
 
@@ -164,6 +165,9 @@ class GovernancePolicySpec(Model):
     )
     pricing: Pricing | None = Field(None, description="Token prices, for budgets in currency.")
     budget_options: BudgetOptions = Field(default_factory=BudgetOptions)
+    egress: EgressPolicy | None = Field(
+        None, description="What the pods of agents with egress Locked may reach."
+    )
 
     @model_validator(mode="after")
     def _cost_needs_pricing(self) -> GovernancePolicySpec:

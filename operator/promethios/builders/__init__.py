@@ -4,12 +4,15 @@
 - :mod:`.apikey`    the API-key Secret and the key rotation state machine
 - :mod:`.sidecar`   the sidecar's configuration and its ConfigMap
 - :mod:`.images`    the allowlist of sidecar images an agent may name
-- :mod:`.workload`  the Deployment, Service and quarantine NetworkPolicy
+- :mod:`.workload`  the agent's Deployment and Service
+- :mod:`.gateway`   the governance gateway of an agent whose egress is Locked
+- :mod:`.network`   the NetworkPolicies: quarantine and egress lock
 - :mod:`.tls`       the ingest API's CA and serving certificate, their renewal, their Secret
 """
 
 from .apikey import KeyState, build_api_key_secret, plan_api_key
 from .meta import ChildNames, labels, owner_reference, selector_labels
+from .network import build_network_policy
 from .sidecar import (
     BuildSettings,
     build_config_map,
@@ -17,7 +20,7 @@ from .sidecar import (
     config_hash,
     default_base_url,
 )
-from .workload import build_deployment, build_network_policy, build_service
+from .workload import build_deployment, build_service
 
 __all__ = [
     "BuildSettings",

@@ -150,8 +150,14 @@ def build_sidecar_config(
 
 
 def render_config(config: SidecarConfig) -> str:
-    """config.json text: camelCase, key-sorted, so equal configs render byte-for-byte equal."""
-    return json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, indent=2)
+    """config.json text: camelCase, key-sorted, so equal configs render byte-for-byte equal.
+
+    The policy's ``egress`` is left out: NetworkPolicies enforce it, not the sidecar (and a
+    sidecar older than the field, which refuses unknown fields, keeps reading the file).
+    """
+    data = config.model_dump(mode="json", by_alias=True)
+    data["policy"].pop("egress", None)
+    return json.dumps(data, sort_keys=True, indent=2)
 
 
 def config_hash(rendered: str, ca_bundle: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The agent's Deployment (agent + governance sidecar), Service and quarantine NetworkPolicy.
+"""The agent's Deployment (agent + governance sidecar) and Service.
 
 The pod meets Pod Security ``restricted``. The provider credential and the ingest API
 key are mounted into the sidecar only: the agent container has no volume mount of
@@ -37,7 +37,6 @@ from .sidecar import (
     CA_BUNDLE_KEY,
     PROVIDER_CREDENTIAL_FILE,
     BuildSettings,
-    IngestPeer,
 )
 
 AGENT_CONTAINER = "agent"
@@ -76,30 +75,32 @@ def proxy_url() -> str:
     return f"http://{LOCALHOST}:{SIDECAR_PROXY_PORT}"
 
 
-def provider_env(provider_type: str) -> list[dict[str, str]]:
-    """SDK environment pointing the agent's model client at the sidecar proxy.
+def provider_env(provider_type: str, governance_url: str | None = None) -> list[dict[str, str]]:
+    """SDK environment pointing the agent's model client at its governance proxy (the
+    sidecar's on localhost; with egress Locked, the gateway's Service).
 
     The OpenAI SDK's base URL includes ``/v1``; the Anthropic SDK appends ``/v1/...``
     itself, so its base URL is the bare origin.
     """
+    base = governance_url or proxy_url()
     if provider_type == ProviderType.ANTHROPIC.value:
         return [
-            {"name": "ANTHROPIC_BASE_URL", "value": proxy_url()},
+            {"name": "ANTHROPIC_BASE_URL", "value": base},
             {"name": "ANTHROPIC_API_KEY", "value": PLACEHOLDER_PROVIDER_KEY},
         ]
     return [
-        {"name": "OPENAI_BASE_URL", "value": f"{proxy_url()}/v1"},
+        {"name": "OPENAI_BASE_URL", "value": f"{base}/v1"},
         {"name": "OPENAI_API_KEY", "value": PLACEHOLDER_PROVIDER_KEY},
     ]
 
 
-def agent_env(agent: Agent) -> list[dict[str, str]]:
+def agent_env(agent: Agent, governance_url: str | None = None) -> list[dict[str, str]]:
     """User env first (minus names the operator owns), then the operator's env."""
     owned = [
         {"name": ENV_AGENT_ID, "value": agent.agent_id},
         {"name": ENV_GOVERNANCE_ID, "value": agent.governance_identity},
-        {"name": ENV_REPORTING_URL, "value": proxy_url()},
-        *provider_env(str(agent.spec.model_provider.type)),
+        {"name": ENV_REPORTING_URL, "value": governance_url or proxy_url()},
+        *provider_env(str(agent.spec.model_provider.type), governance_url),
     ]
     owned_names = {item["name"] for item in owned}
     # Duplicate names would break server-side apply (env is a list-map keyed by name).
@@ -129,13 +130,14 @@ def container_security_context(read_only_root: bool) -> dict[str, Any]:
     return context
 
 
-def agent_container(agent: Agent) -> dict[str, Any]:
-    """The user's agent: no secret mounts, no secret env; model calls go to the sidecar."""
+def agent_container(agent: Agent, governance_url: str | None = None) -> dict[str, Any]:
+    """The user's agent: no secret mounts, no secret env; model calls go to the sidecar
+    (or, given ``governance_url``, to the agent's gateway)."""
     spec = agent.spec
     container: dict[str, Any] = {
         "name": AGENT_CONTAINER,
         "image": spec.image,
-        "env": agent_env(agent),
+        "env": agent_env(agent, governance_url),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "securityContext": container_security_context(read_only_root=False),
     }
@@ -243,8 +245,16 @@ def pod_volumes(agent: Agent, settings: BuildSettings) -> list[dict[str, Any]]:
     return volumes
 
 
-def pod_spec(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
-    """The pod: restricted security context, agent + sidecar, no token unless asked."""
+def pod_spec(
+    agent: Agent, settings: BuildSettings, governance_url: str | None = None
+) -> dict[str, Any]:
+    """The pod: restricted security context, agent + sidecar, no token unless asked.
+
+    With ``governance_url`` (egress Locked) the pod has no sidecar and no secret volume:
+    its governance is the gateway at that URL (:mod:`.gateway`).
+    """
+    if governance_url is not None:
+        return _placed(agent, _locked_pod_spec(agent, governance_url))
     sidecar = sidecar_container(agent, settings)
     spec: dict[str, Any] = {
         "automountServiceAccountToken": agent.spec.automount_service_account_token,
@@ -266,6 +276,19 @@ def pod_spec(agent: Agent, settings: BuildSettings) -> dict[str, Any]:
         spec["initContainers"] = [sidecar]
     else:
         spec["containers"].append(sidecar)
+    return _placed(agent, spec)
+
+
+def _locked_pod_spec(agent: Agent, governance_url: str) -> dict[str, Any]:
+    return {
+        "automountServiceAccountToken": agent.spec.automount_service_account_token,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [agent_container(agent, governance_url)],
+    }
+
+
+def _placed(agent: Agent, spec: dict[str, Any]) -> dict[str, Any]:
+    """Service account, node selector and tolerations, whatever the pod runs."""
     if agent.spec.service_account_name:
         spec["serviceAccountName"] = agent.spec.service_account_name
     if agent.spec.node_selector:
@@ -283,8 +306,10 @@ def build_deployment(
     settings: BuildSettings,
     config_digest: str,
     replicas: int | None,
+    governance_url: str | None = None,
 ) -> Manifest:
-    """The Deployment; ``replicas=None`` leaves the field out so an autoscaler may own it."""
+    """The Deployment; ``replicas=None`` leaves the field out so an autoscaler may own it.
+    ``governance_url``: egress Locked, the pods call the gateway there (no sidecar)."""
     names = ChildNames.of(agent.name)
     pod_labels = {**agent.spec.pod_labels, **labels(agent, AGENT_CONTAINER)}
     pod_annotations = {**agent.spec.pod_annotations, ANNOTATION_CONFIG_HASH: config_digest}
@@ -292,7 +317,7 @@ def build_deployment(
         "selector": {"matchLabels": selector_labels(agent)},
         "template": {
             "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-            "spec": pod_spec(agent, settings),
+            "spec": pod_spec(agent, settings, governance_url),
         },
     }
     if replicas is not None:
@@ -306,8 +331,19 @@ def build_deployment(
     return stamp_applied_hash(manifest)
 
 
-def build_service(agent: Agent) -> Manifest:
-    """ClusterIP Service: the agent's port and the sidecar's metrics port."""
+def build_service(agent: Agent, sidecar: bool = True) -> Manifest:
+    """ClusterIP Service: the agent's port and the sidecar's metrics port (``sidecar=False``:
+    egress Locked, the pods have no sidecar, the gateway's Service has its metrics)."""
+    ports = [{"name": "http", "port": agent.spec.port, "targetPort": "http", "protocol": "TCP"}]
+    if sidecar:
+        ports.append(
+            {
+                "name": "metrics",
+                "port": SIDECAR_METRICS_PORT,
+                "targetPort": "metrics",
+                "protocol": "TCP",
+            }
+        )
     manifest: Manifest = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -315,62 +351,7 @@ def build_service(agent: Agent) -> Manifest:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(agent),
-            "ports": [
-                {"name": "http", "port": agent.spec.port, "targetPort": "http", "protocol": "TCP"},
-                {
-                    "name": "metrics",
-                    "port": SIDECAR_METRICS_PORT,
-                    "targetPort": "metrics",
-                    "protocol": "TCP",
-                },
-            ],
+            "ports": ports,
         },
     }
     return stamp_applied_hash(manifest)
-
-
-#: Cluster DNS as most distributions label it (CoreDNS keeps kube-dns's label).
-DNS_POD_LABELS = {"k8s-app": "kube-dns"}
-
-
-def build_network_policy(agent: Agent, settings: BuildSettings) -> Manifest:
-    """Quarantine: no ingress, and no egress but the sidecar's way to the ingest API.
-
-    The sidecar must still deliver the violations spooled before (and while) the pods stop
-    — among them the one that caused the quarantine. A NetworkPolicy selects pods, not
-    containers, so the agent can reach the ingest too; it holds no key there.
-    """
-    spec: dict[str, Any] = {
-        "podSelector": {"matchLabels": selector_labels(agent)},
-        "policyTypes": ["Ingress", "Egress"],
-    }
-    peer = settings.ingest_peer
-    if peer is not None:
-        spec["egress"] = [_ingest_egress(peer), _dns_egress()]
-    manifest: Manifest = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": object_meta(agent, ChildNames.of(agent.name).network_policy, "quarantine"),
-        "spec": spec,
-    }
-    return stamp_applied_hash(manifest)
-
-
-def _ingest_egress(peer: IngestPeer) -> dict[str, Any]:
-    if peer.cidr is not None:
-        destination: dict[str, Any] = {"ipBlock": {"cidr": peer.cidr}}
-    else:
-        destination = {"podSelector": {"matchLabels": dict(peer.pod_labels)}}
-        if peer.namespace is not None:
-            destination["namespaceSelector"] = {
-                "matchLabels": {"kubernetes.io/metadata.name": peer.namespace}
-            }
-    return {"to": [destination], "ports": [{"port": peer.port, "protocol": "TCP"}]}
-
-
-def _dns_egress() -> dict[str, Any]:
-    """The ingest is reached by its Service name."""
-    return {
-        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(DNS_POD_LABELS)}}],
-        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-    }

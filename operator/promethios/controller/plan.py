@@ -35,8 +35,10 @@ from ..builders import (
     plan_api_key,
 )
 from ..builders.apikey import generate_api_key
+from ..builders.gateway import gateway_config, gateway_url
 from ..builders.meta import Manifest
 from . import conditions as cond
+from . import egress
 from . import revisions as history
 from .blockers import (
     desired_replicas,
@@ -112,6 +114,8 @@ def plan_agent(
     _warn_on_new_blocker(plan, observed, blocker)
     status = desired_status(observed, conditions, key, quarantined, now, rollout)
     status.update(revision_status)
+    status["egress"] = egress.egress_status(agent, quarantined, observed.live)
+    plan.events += [Event(WARNING, *w) for w in egress.warnings(status["egress"], observed.status)]
     if status_differs(status, observed.status):
         plan.status = status
     return plan
@@ -180,7 +184,8 @@ def _plan_quarantine(
 ) -> None:
     live = observed.live.get("NetworkPolicy")
     if quarantined:
-        _add(plan, build_network_policy(observed.agent, settings), live)
+        locked = egress.gateway_in_force(observed.agent)
+        _add(plan, build_network_policy(observed.agent, settings, with_gateway=locked), live)
         if live is None:
             message = "quarantined: traffic denied, model calls refused, API key revoked"
             plan.events.append(Event(WARNING, QUARANTINED, message))
@@ -201,17 +206,27 @@ def _plan_workload(
     runtime Pod is deleted)."""
     agent = running.agent
     config = build_sidecar_config(agent, running.policy_name, running.policy, settings, quarantined)
+    lock = egress.gateway_in_force(agent)
+    if lock:
+        config = gateway_config(config)
     config_map, digest = build_config_map(agent, config, settings.ca_bundle)
     _add(plan, config_map, observed.live.get("ConfigMap"))
+    apply, delete = egress.plan_egress(
+        agent, settings, observed.live, running.policy.egress, config.provider.base_url,
+        digest, replicas, quarantined,
+    )  # fmt: skip
+    plan.apply += apply
+    plan.delete += delete
     if agent.spec.runtime == Runtime.EXTERNAL:
         names = ChildNames.of(agent.name)
         for kind, name in (("Deployment", names.deployment), ("Service", names.service)):
             if observed.live.get(kind) is not None:
                 plan.delete.append((kind, name))
         return digest
-    deployment = build_deployment(agent, settings, digest, replicas)
+    governance_url = gateway_url(agent) if lock else None
+    deployment = build_deployment(agent, settings, digest, replicas, governance_url)
     _add(plan, deployment, observed.live.get("Deployment"))
-    _add(plan, build_service(agent), observed.live.get("Service"))
+    _add(plan, build_service(agent, sidecar=not lock), observed.live.get("Service"))
     return digest
 
 

@@ -29,6 +29,7 @@ from ..builders.revision import controller_revision_name
 from ..kube import apply as kapply
 from ..kube import objects
 from ..kube.client import Client
+from . import egress
 from .blockers import stored_enforcement
 from .context import PROGRESS, PROGRESS_DELAY, ReconcileContext
 from .observed import Observed, Plan
@@ -118,6 +119,7 @@ def observe(
     }
     if _may_have_network_policy(status):
         live["NetworkPolicy"] = objects.get(client, "NetworkPolicy", ns, names.network_policy)
+    live.update(egress.read_live(client, agent, status))
     return Observed(
         agent, policy, keys, missing, live, status, stored_revisions(client, agent, status, policy)
     )

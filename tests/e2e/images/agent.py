@@ -9,6 +9,9 @@ operator's placeholder). Commands, run as the container's entry point or with
 - ``ask PROMPT``: one chat completion; prints ``{"status": ..., "reply"|"error": ...}``;
 - ``connect HOST PORT``: try a TCP connection straight to an address (not through the
   sidecar); prints ``{"connected": true|false, "error": ...}``;
+- ``bench BASE_URL N``: N chat completions to ``BASE_URL`` (an OpenAI-style base, e.g. the
+  sidecar's, the gateway's or the provider's) on one kept-alive connection, after 20 to
+  warm up; prints ``{"n": N, "p50_ms": ..., "p99_ms": ...}``;
 - ``look-for SHA256...``: search this container's environment and every readable file
   for values with those SHA-256 digests (the tests pass digests, never the secrets);
   prints ``{"found": [...], "files_checked": N}``.
@@ -17,12 +20,16 @@ operator's placeholder). Commands, run as the container's entry point or with
 from __future__ import annotations
 
 import hashlib
+import http.client
 import http.server
 import json
 import os
 import socket
+import statistics
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 SKIP_DIRS = ("/proc", "/sys", "/dev")
@@ -57,6 +64,34 @@ def connect(host: str, port: int) -> dict[str, object]:
             return {"connected": True}
     except OSError as error:
         return {"connected": False, "error": str(error)}
+
+
+def bench(base_url: str, n: int) -> dict[str, object]:
+    """Latency of N calls on one kept-alive connection (the floor and the governed paths
+    measured alike: same request, same client)."""
+    parts = urllib.parse.urlsplit(base_url.rstrip("/"))
+    path = f"{parts.path}/chat/completions"
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark " * 100}]}
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}",
+    }
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=20)
+    timings: list[float] = []
+    for index in range(n + 20):
+        started = time.perf_counter()
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            return {"n": index, "error": f"status {response.status}"}
+        if index >= 20:
+            timings.append((time.perf_counter() - started) * 1000.0)
+    connection.close()
+    cuts = statistics.quantiles(timings, n=100, method="inclusive")
+    return {"n": n, "p50_ms": round(cuts[49], 3), "p99_ms": round(cuts[98], 3)}
 
 
 def _candidates(text: str) -> set[str]:
@@ -111,6 +146,9 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "connect":
         print(json.dumps(connect(argv[2], int(argv[3]))))
+        return 0
+    if command == "bench":
+        print(json.dumps(bench(argv[2], int(argv[3]))))
         return 0
     if command == "look-for":
         print(json.dumps(look_for(set(argv[2:]))))
