@@ -83,7 +83,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-# -- authentication and rate limits ------------------------------------------------------------------------
+# -- authentication and rate limits ---------------------------------------------------------------
 
 
 def _authenticate(request: web.Request, service: IngestService) -> AgentState:
