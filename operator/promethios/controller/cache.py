@@ -8,13 +8,17 @@ listing before it runs any handler, so an object missing from an index does not 
 A watch event arrives after the write that caused it, so the cache also keeps what this
 operator wrote itself (the API server's answer to each write) and answers with whichever
 copy is newer by ``resourceVersion``: a reconcile right after a write does not plan that
-write again. Deletions leave a tombstone until the watch catches up.
+write again. Deletions leave a tombstone until the watch catches up. An own copy the
+watch has not confirmed within :data:`MAX_AGE` (e.g. the object was deleted meanwhile) is
+dropped, so the overlay stays small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +33,10 @@ Lookup = Callable[[str, str, str], bytes | None]
 
 #: Lists the (namespace, name, packed body) of every object of a kind in the index.
 Listing = Callable[[str], Iterator[tuple[str, str, bytes]]]
+
+
+#: Seconds an own write is kept unconfirmed by the watch (watch events lag by far less).
+MAX_AGE = 60.0
 
 
 class Unavailable(RuntimeError):
@@ -60,6 +68,7 @@ class _Written:
 
     revision: int
     body: bytes | None
+    at: float
 
 
 @dataclass
@@ -68,6 +77,7 @@ class ObjectCache:
 
     lookup: Lookup
     listing: Listing
+    clock: Callable[[], float] = time.monotonic
     _written: dict[Key, _Written] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +91,9 @@ class ObjectCache:
         watched = unpack(packed) if packed is not None else None
         with self._guard:
             mine = self._written.get(key)
+            if mine is not None and self.clock() - mine.at > MAX_AGE:
+                del self._written[key]
+                mine = None
             if mine is None:
                 return watched
             seen = revision_of(watched) if watched is not None else None
@@ -102,7 +115,7 @@ class ObjectCache:
         with self._guard:
             previous = self._written.get(key)
             if previous is None or previous.revision <= revision:
-                self._written[key] = _Written(revision, pack(body))
+                self._written[key] = _Written(revision, pack(body), self.clock())
 
     def deleted(self, kind: str, namespace: str, name: str) -> None:
         """Remember a deletion: copies no newer than the deleted one count as gone."""
@@ -112,13 +125,18 @@ class ObjectCache:
         except Unavailable:
             last = None
         with self._guard:
-            self._written[key] = _Written(revision_of(last), None)
+            self._written[key] = _Written(revision_of(last), None, self.clock())
 
     def names(self, kind: str) -> list[tuple[str, str]]:
         """(namespace, name) of every object of ``kind`` the index holds (sorted)."""
         return sorted((ns, name) for ns, name, _ in self.listing(kind))
 
     def pending(self) -> int:
-        """How many own writes the watches have not caught up with yet (for tests)."""
+        """How many own writes the watches have not confirmed yet (each is checked)."""
+        with self._guard:
+            keys = list(self._written)
+        for kind, namespace, name in keys:
+            with contextlib.suppress(Unavailable):
+                self.get(kind, namespace, name)  # drops what is confirmed or too old
         with self._guard:
             return len(self._written)

@@ -80,6 +80,9 @@ class ReconcileContext:
     _retries: dict[str, int] = field(default_factory=dict)
     #: resourceVersion of the Deployment each agent's last reconcile read (see ``known``).
     deployment_rv: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: ControllerRevisions written while the status entry recording them waits to be
+    #: written (a deferred first status), by agent: not written again meanwhile.
+    unrecorded_revisions: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     #: Watch-fed copies of the agents and their children (:mod:`.cache`), installed at
     #: start-up; None: every read is a GET (tests, tools).
     cache: ObjectCache | None = None
@@ -101,6 +104,7 @@ class ReconcileContext:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
             self.deployment_rv.pop((namespace, name), None)
+            self.unrecorded_revisions.pop((namespace, name), None)
             self._retries.pop(uid, None)
             gone = [key for key in self._timers if key[0] == uid]
             timers = [self._timers.pop(key).timer for key in gone]

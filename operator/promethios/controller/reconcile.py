@@ -33,7 +33,7 @@ from .blockers import stored_enforcement
 from .cache import ObjectCache, Unavailable
 from .context import PROGRESS, PROGRESS_DELAY, ReconcileContext
 from .observed import Observed, Plan, References
-from .plan import plan_agent, progress_only
+from .plan import first_status_may_wait, plan_agent, progress_only
 from .revisions import hashes_to_read
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ def reconcile_agent(
     With ``defer_progress`` (a Deployment's rollout event), a status change that is pod
     counts only is not written now but at most :data:`PROGRESS_DELAY` later, so that it
     coalesces with the next change (typically Ready); transitions are written at once.
+    A new agent's first status (children just created, pods starting) waits the same way.
     """
     metadata = body["metadata"]
     if metadata.get("deletionTimestamp"):
@@ -178,12 +179,14 @@ def reconcile_agent(
             if (rv := objects.revision(observed.live.get("Deployment"))) is not None:
                 ctx.deployment_rv[(agent.namespace, agent.name)] = rv
             plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
-            if defer_progress and progress_only(plan, observed.status):
+            deferred = defer_progress and progress_only(plan, observed.status)
+            if deferred or first_status_may_wait(plan, observed.status):
                 plan.status = None
                 when = ctx.clock() + timedelta(seconds=PROGRESS_DELAY)
                 ctx.reconcile_at(
                     agent.uid, agent.namespace, agent.name, when, PROGRESS, keep_earlier=True
                 )
+            _skip_unrecorded_revisions(ctx, agent, plan)
             try:
                 execute(ctx, body, agent, plan)
             except StaleRead:
@@ -204,6 +207,19 @@ def reconcile_agent(
                 ctx.succeeded(agent.uid)
             return plan
         raise StaleRead(f"{metadata['name']}: status kept changing; retrying later")
+
+
+def _skip_unrecorded_revisions(ctx: ReconcileContext, agent: Agent, plan: Plan) -> None:
+    """Keep track of ControllerRevisions written while the status recording them waits
+    (a deferred first status): the next reconcile plans them again, but need not write them."""
+    key = (agent.namespace, agent.name)
+    written = ctx.unrecorded_revisions.pop(key, set())
+    plan.revisions.apply = [m for m in plan.revisions.apply if m["metadata"]["name"] not in written]
+    if plan.status is not None:
+        return  # this status write records them
+    written |= {m["metadata"]["name"] for m in plan.revisions.apply}
+    if written:
+        ctx.unrecorded_revisions[key] = written
 
 
 def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: Plan) -> None:

@@ -49,6 +49,8 @@ class Resync(threading.Thread):
     def pass_once(self, spread: bool = True) -> int:
         """Reconcile every agent once, with a random pause between them (none unless
         ``spread``: e.g. a new CA bundle every ConfigMap must carry); the count done."""
+        if self.ctx.cache is not None:
+            self.ctx.cache.pending()  # drop own writes the watches have long confirmed
         agents = self.agents()
         random.shuffle(agents)
         pause = self.interval / (2 * max(len(agents), 1)) if spread else 0.0

@@ -11,14 +11,15 @@ from __future__ import annotations
 import copy
 import zlib
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from operator_fakes import NOW, UID, Keys, apply_status, spec_dict, with_server_defaults
 
 from promethios.controller import reconcile
-from promethios.controller.cache import ObjectCache, Unavailable, pack, unpack
-from promethios.controller.context import ReconcileContext
+from promethios.controller.cache import MAX_AGE, ObjectCache, Unavailable, pack, unpack
+from promethios.controller.context import PROGRESS, PROGRESS_DELAY, ReconcileContext
 from promethios.controller.resync import Resync
 
 NS, NAME = "team-a", "support-bot"
@@ -100,6 +101,16 @@ def test_a_deletion_hides_the_stale_copy_until_the_watch_sees_it() -> None:
     assert cache.pending() == 0
     watch.put("NetworkPolicy", body("NetworkPolicy", NAME, 4))  # created again later
     assert cache.get("NetworkPolicy", NS, NAME) == body("NetworkPolicy", NAME, 4)
+
+
+def test_an_own_write_the_watch_never_confirms_expires() -> None:
+    watch, now = Watch(), [0.0]
+    cache = ObjectCache(watch.lookup, watch.listing, clock=lambda: now[0])
+    cache.wrote("Service", body("Service", NAME, 8))  # then deleted by someone, say
+    now[0] = MAX_AGE - 1
+    assert cache.pending() == 1 and cache.get("Service", NS, NAME) is not None
+    now[0] = MAX_AGE + 1
+    assert cache.pending() == 0 and cache.get("Service", NS, NAME) is None
 
 
 def test_a_write_without_a_numeric_revision_is_not_kept() -> None:
@@ -193,22 +204,50 @@ def catch_up(watch: Watch, server: Server) -> None:
         watch.put(kind, obj)
 
 
+def pods_ready(server: Server) -> None:
+    """The Deployment controller reports the pod ready (a write the watch has not seen)."""
+    deployment = copy.deepcopy(server.objects[("Deployment", NAME)])
+    deployment["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1}
+    deployment["status"].update(updatedReplicas=1, availableReplicas=1)
+    server.stored("Deployment", deployment)
+
+
+def ready(server: Server) -> str:
+    status = server.objects[("GovernedAgent", NAME)].get("status") or {}
+    return next(c["status"] for c in status.get("conditions") or [] if c["type"] == "Ready")
+
+
 def test_a_new_agent_is_reconciled_with_writes_only(server: Server) -> None:
     watch = Watch()
     watch.put("GovernedAgent", server.objects[("GovernedAgent", NAME)])
     ctx = context(watch)
     reconcile.reconcile_named(ctx, NS, NAME)
     assert server.reads == []
-    children = ["Secret", "ConfigMap", "Deployment", "Service", "ControllerRevision"]
-    assert server.writes == [*children, "status"]
-    # Right after: the watch has delivered none of those writes, yet nothing is re-planned.
-    written = len(server.writes)
-    reconcile.reconcile_named(ctx, NS, NAME)
-    assert (server.reads, len(server.writes)) == ([], written)
+    assert server.writes == ["Secret", "ConfigMap", "Deployment", "Service", "ControllerRevision"]
+    # The first status (pods starting) waits, at most PROGRESS_DELAY, to go out with Ready.
+    assert ctx.scheduled(UID, PROGRESS) == NOW + timedelta(seconds=PROGRESS_DELAY)
+    # A Deployment event before the watch delivered any of those writes: nothing re-planned.
+    reconcile.reconcile_named(ctx, NS, NAME, defer_progress=True)
+    assert (server.reads, len(server.writes)) == ([], 5)
+    pods_ready(server)
     catch_up(watch, server)
-    reconcile.reconcile_named(ctx, NS, NAME)
-    assert (server.reads, len(server.writes)) == ([], written)
+    reconcile.reconcile_named(ctx, NS, NAME, defer_progress=True)
+    assert server.reads == [] and server.writes[5:] == ["status"]
+    assert ready(server) == "True" and ctx.scheduled(UID, PROGRESS) is None
+    reconcile.reconcile_named(ctx, NS, NAME)  # the watch has not seen the status write yet
+    assert (server.reads, len(server.writes)) == ([], 6)
+    catch_up(watch, server)
     assert ctx.cache is not None and ctx.cache.pending() == 0
+
+
+def test_the_first_status_is_written_when_the_pods_are_slow(server: Server) -> None:
+    watch = Watch()
+    watch.put("GovernedAgent", server.objects[("GovernedAgent", NAME)])
+    ctx = context(watch)
+    reconcile.reconcile_named(ctx, NS, NAME)
+    catch_up(watch, server)
+    reconcile.reconcile_named(ctx, NS, NAME)  # the PROGRESS timer fires: not deferred again
+    assert server.writes[5:] == ["status"] and ready(server) == "False"
 
 
 def test_a_resync_of_agents_in_sync_sends_nothing(server: Server) -> None:
@@ -216,6 +255,9 @@ def test_a_resync_of_agents_in_sync_sends_nothing(server: Server) -> None:
     watch.put("GovernedAgent", server.objects[("GovernedAgent", NAME)])
     ctx = context(watch)
     reconcile.reconcile_named(ctx, NS, NAME)
+    pods_ready(server)
+    catch_up(watch, server)
+    reconcile.reconcile_named(ctx, NS, NAME, defer_progress=True)
     catch_up(watch, server)
     server.reads.clear()
     written = len(server.writes)
@@ -241,3 +283,17 @@ def test_an_index_that_cannot_answer_falls_back_to_gets(server: Server) -> None:
         "Deployment",
         "Service",
     ]
+
+
+def test_a_first_status_reporting_a_missing_reference_is_written_at_once(server: Server) -> None:
+    class NoPolicy(References):
+        def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+            return None
+
+    watch = Watch()
+    watch.put("GovernedAgent", server.objects[("GovernedAgent", NAME)])
+    ctx = context(watch)
+    ctx.references = NoPolicy()
+    reconcile.reconcile_named(ctx, NS, NAME)
+    assert "status" in server.writes and ready(server) == "False"
+    assert ctx.scheduled(UID, PROGRESS) is None
