@@ -67,6 +67,7 @@ class Resync(threading.Thread):
             except Exception:
                 meta = body.get("metadata") or {}
                 log.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+        log.info("resync pass: %d agents reconciled", done)
         return done
 
     def agents(self) -> list[dict[str, Any]]:
