@@ -9,6 +9,9 @@ API server's audit log on), in two phases:
    operator's own API requests until then (from the audit log: user agents
    ``promethios-operator/*`` and kopf's ``kopf/*``), split into writes (create, update,
    patch, delete) and reads (get, list), and the operator's peak RSS;
+   then one whole periodic resync pass once every agent is Ready (the operator runs with
+   ``--resync-seconds``, default 60): its requests per agent, which for agents in sync
+   should be none (the reconcile reads from watch-fed caches);
 2. the floor: a bare client creating the same child objects directly (server-side
    apply through the same shared client, which has no client-side rate limit in either
    run), waiting until every Deployment has its pod ready; its requests are counted
@@ -18,8 +21,8 @@ API server's audit log on), in two phases:
 it has reconciled that many agents (time is reported but secondary).
 
 Usage: ``python benchmarks/bench_operator.py [--agents 100] [--agents 500]
-[--rss-agents 1000] [--json]``; with ``--json`` the results are also written to
-``benchmarks/results/operator.json``.
+[--rss-agents 1000] [--resync-seconds 60] [--json]``; with ``--json`` the results are also
+written to ``benchmarks/results/operator.json``.
 """
 
 from __future__ import annotations
@@ -218,7 +221,29 @@ def wait_for_operator_start(log_path: Path, timeout: float = 60.0) -> None:
 # --------------------------------------------------------------------------- the two runs
 
 
-def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str, Any]:
+def log_count(log_path: Path, line: str) -> int:
+    return log_path.read_text(errors="replace").count(line)
+
+
+def measure_resync(log_path: Path, audit: AuditLog, interval: float) -> Requests:
+    """The operator's requests during the next whole resync pass (passes never overlap)."""
+    started = log_count(log_path, "resync pass starting")
+    deadline = time.monotonic() + 2 * interval + 60
+    while log_count(log_path, "resync pass starting") == started:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no resync pass began; see {log_path}")
+        time.sleep(0.1)
+    start, done = audit.offset(), log_count(log_path, "resync pass:")
+    while log_count(log_path, "resync pass:") == done:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the resync pass did not finish; see {log_path}")
+        time.sleep(0.1)
+    return audit.count(start, audit.offset(), OPERATOR_AGENTS)
+
+
+def run_operator(
+    cluster: LocalCluster, count: int, timeout: float, resync: float | None = None
+) -> dict[str, Any]:
     ns = f"bench-op-{count}"
     prepare_namespace(cluster, ns)
     audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
@@ -230,7 +255,7 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
         f"--kubeconfig={cluster.kubeconfig}",
         "--no-ingest",
         "--liveness-port=0",
-        "--resync-seconds=3600",
+        f"--resync-seconds={resync or 3600}",
         # The ingest certificate's Secret (issued once, before the first reconcile).
         f"--tls-secret-namespace={ns}",
     ]
@@ -266,6 +291,13 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
         settled_offset = audit.offset()
         until_ready = audit.count(start_offset, ready_offset, OPERATOR_AGENTS)
         trailing = audit.count(ready_offset, settled_offset, OPERATOR_AGENTS)
+        resync_pass: dict[str, Any] = {}
+        if resync is not None:
+            requests = measure_resync(log_path, audit, resync).per_agent(count)
+            resync_pass = {
+                "resync_writes_per_agent": requests["writes_per_agent"],
+                "resync_reads_per_agent": requests["reads_per_agent"],
+            }
         return {
             "seconds": round(seconds, 1),
             **until_ready.per_agent(count),
@@ -273,6 +305,7 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
             "trailing_reads_per_agent": trailing.per_agent(count)["reads_per_agent"],
             "peak_rss_mib": round(rss.peak / 2**20, 1),
             "settled_rss_mib": round(rss.last / 2**20, 1),
+            **resync_pass,
         }
     finally:
         rss.done.set()
@@ -330,10 +363,10 @@ def timeout_for(count: int) -> float:
     return 300 + 1.5 * count
 
 
-def measure(count: int) -> dict[str, Any]:
+def measure(count: int, resync: float) -> dict[str, Any]:
     cluster = fresh_cluster(2 * count)  # the operator's pods stay during the floor run
     try:
-        op = run_operator(cluster, count, timeout_for(count))
+        op = run_operator(cluster, count, timeout_for(count), resync)
         floor = run_floor(cluster, count, timeout_for(count))
     finally:
         cluster.stop()
@@ -345,7 +378,7 @@ def measure(count: int) -> dict[str, Any]:
     }
 
 
-def measure_rss(count: int) -> dict[str, Any]:
+def measure_rss(count: int, resync: float) -> dict[str, Any]:
     cluster = fresh_cluster(count)
     try:
         return {"agents": count, "operator": run_operator(cluster, count, timeout_for(count))}
@@ -356,10 +389,16 @@ def measure_rss(count: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
+def resync_figures(op: dict[str, Any]) -> str:
+    if "resync_writes_per_agent" not in op:
+        return "-"
+    return f"{op['resync_writes_per_agent']:.2f},{op['resync_reads_per_agent']:.2f}"
+
+
 def table(results: dict[str, Any]) -> str:
     header = (
         f"{'agents':>7} {'op s':>7} {'floor s':>8} {'ratio':>6} {'op w/ag':>8} "
-        f"{'op r/ag':>8} {'floor w/ag':>11} {'peak RSS MiB':>13}"
+        f"{'op r/ag':>8} {'floor w/ag':>11} {'peak RSS MiB':>13} {'resync w,r/ag':>14}"
     )
     lines = [header]
     for run in results["runs"]:
@@ -368,7 +407,7 @@ def table(results: dict[str, Any]) -> str:
             f"{run['agents']:>7} {op['seconds']:>7.1f} {floor['seconds']:>8.1f} "
             f"{run['time_ratio']:>6.2f} {op['writes_per_agent']:>8.2f} "
             f"{op['reads_per_agent']:>8.2f} {floor['writes_per_agent']:>11.2f} "
-            f"{op['peak_rss_mib']:>13.1f}"
+            f"{op['peak_rss_mib']:>13.1f} {resync_figures(op):>14}"
         )
     for run in results["rss_runs"]:
         op = run["operator"]
@@ -391,6 +430,12 @@ def main() -> int:
     parser.add_argument(
         "--rss-agents", type=int, action="append", default=[], help="operator-only RSS run"
     )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=60.0,
+        help="the operator's resync interval; one whole pass is measured after Ready",
+    )
     parser.add_argument("--json", action="store_true", help=f"write {RESULTS}")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -403,7 +448,7 @@ def main() -> int:
     plan = [("runs", count, measure) for count in args.agents or [100]]
     plan += [("rss_runs", count, measure_rss) for count in args.rss_agents]
     for key, count, run in plan:
-        results[key].append(run(count))
+        results[key].append(run(count, args.resync_seconds))
         print(json.dumps(results[key][-1]), flush=True)  # progress: one run at a time
         if args.json:  # written after every run, so a later failure keeps the earlier ones
             RESULTS.parent.mkdir(parents=True, exist_ok=True)

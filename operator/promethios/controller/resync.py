@@ -52,6 +52,7 @@ class Resync(threading.Thread):
         if self.ctx.cache is not None:
             self.ctx.cache.pending()  # drop own writes the watches have long confirmed
         agents = self.agents()
+        log.info("resync pass starting: %d agents", len(agents))
         random.shuffle(agents)
         pause = self.interval / (2 * max(len(agents), 1)) if spread else 0.0
         done = 0
