@@ -5,12 +5,17 @@ kind by (namespace, name), packed (JSON, compressed, without ``managedFields``) 
 10,000 agents' children fit in little memory. kopf fills every index from its initial
 listing before it runs any handler, so an object missing from an index does not exist.
 
+Until kopf has run its first handler (:meth:`ObjectCache.mark_ready`), the indexes may be
+half-filled (the initial listings are under way) and every read says :class:`Unavailable`:
+the periodic resync and timers, which run in their own threads, then read with GETs.
+
 A watch event arrives after the write that caused it, so the cache also keeps what this
 operator wrote itself (the API server's answer to each write) and answers with whichever
 copy is newer by ``resourceVersion``: a reconcile right after a write does not plan that
 write again. Deletions leave a tombstone until the watch catches up. An own copy the
-watch has not confirmed within :data:`MAX_AGE` (e.g. the object was deleted meanwhile) is
-dropped, so the overlay stays small.
+index does not hold at all after :data:`MAX_AGE` (the object was deleted meanwhile) is
+dropped, so the overlay stays small; one the index holds an older copy of is kept however
+long the watch lags (under load, kopf's queues can hold events for minutes).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ Lookup = Callable[[str, str, str], bytes | None]
 Listing = Callable[[str], Iterator[tuple[str, str, bytes]]]
 
 
-#: Seconds an own write is kept unconfirmed by the watch (watch events lag by far less).
+#: Seconds an own write is kept while the index holds no copy of the object at all.
 MAX_AGE = 60.0
 
 
@@ -78,21 +83,28 @@ class ObjectCache:
     lookup: Lookup
     listing: Listing
     clock: Callable[[], float] = time.monotonic
+    ready: threading.Event = field(default_factory=threading.Event)
     _written: dict[Key, _Written] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def mark_ready(self) -> None:
+        """The indexes hold every object (kopf runs handlers only once they do)."""
+        self.ready.set()
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The newest copy known of an object; None when it does not exist.
 
         Raises :class:`Unavailable` when the index cannot answer (the caller GETs instead).
         """
+        if not self.ready.is_set():
+            raise Unavailable("the watches' initial listings are not complete")
         key = (kind, namespace, name)
         packed = self.lookup(kind, namespace, name)
         watched = unpack(packed) if packed is not None else None
         with self._guard:
             mine = self._written.get(key)
-            if mine is not None and self.clock() - mine.at > MAX_AGE:
-                del self._written[key]
+            if mine is not None and watched is None and self.clock() - mine.at > MAX_AGE:
+                del self._written[key]  # gone from the index for long: deleted since
                 mine = None
             if mine is None:
                 return watched
@@ -129,6 +141,8 @@ class ObjectCache:
 
     def names(self, kind: str) -> list[tuple[str, str]]:
         """(namespace, name) of every object of ``kind`` the index holds (sorted)."""
+        if not self.ready.is_set():
+            raise Unavailable("the watches' initial listings are not complete")
         return sorted((ns, name) for ns, name, _ in self.listing(kind))
 
     def pending(self) -> int:

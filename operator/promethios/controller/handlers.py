@@ -98,6 +98,13 @@ def _register_cache_startup(ctx: ReconcileContext, registry: kopf.OperatorRegist
         ctx.references = IndexedReferences.of(ctx, kwargs)
 
 
+def _indexes_filled(ctx: ReconcileContext) -> None:
+    """A handler runs: kopf has filled every index from its initial listing, so the cache
+    may answer (until now the resync and timers read with GETs)."""
+    if ctx.cache is not None and not ctx.cache.ready.is_set():
+        ctx.cache.mark_ready()
+
+
 def _reconcile_or_retry(
     ctx: ReconcileContext, body: Mapping[str, Any], kwargs: Mapping[str, Any]
 ) -> Plan | None:
@@ -211,6 +218,7 @@ def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
     # the agent (no diffbase or progress annotations), which saves a write per change.
     @kopf.on.event(*AGENTS, registry=registry, id="reconcile")
     def agent_event(*, body: kopf.Body, **kwargs: Any) -> None:
+        _indexes_filled(ctx)
         seen, uid = Seen.of(kwargs), body.metadata.uid or ""
         if seen.type == "DELETED":
             seen_enforcement.pop(uid, None)
@@ -241,6 +249,7 @@ def _reconcile_dependents(
     known: Known | None = None,
     defer_progress: bool = False,
 ) -> None:
+    _indexes_filled(ctx)
     references = IndexedReferences.of(ctx, kwargs)
     for name in sorted(set(names)):
         try:

@@ -5,6 +5,10 @@ after a reference or a child changes, on a schedule (retries, key expiry) and
 periodically for drift. Calling it twice in a row writes nothing
 the second time: children are applied only when they differ from the live objects,
 status only when the operator's part of it changes, and Events only on transitions.
+
+Under kopf the world is read from watch-fed caches (:mod:`.cache`: the agent, its
+children; the handlers' indexes: its references), so a reconcile sends writes only;
+without a cache (tests, tools) each read is a GET.
 """
 
 from __future__ import annotations
