@@ -43,7 +43,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
     for kind, (index_id, resource) in CACHED.items():
         labels = None if kind == "GovernedAgent" else MANAGED
 
-        def index(
+        # Async: kopf runs it on its event loop (packing takes tens of microseconds),
+        # not in the thread pool the reconciles need for every event of six kinds.
+        async def index(
             *, body: kopf.Body, namespace: str | None, name: str | None, **_: Any
         ) -> dict[ObjectKey, bytes]:
             return _packed(body, namespace, name)
