@@ -9,6 +9,9 @@ API server's audit log on), in two phases:
    operator's own API requests until then (from the audit log: user agents
    ``promethios-operator/*`` and kopf's ``kopf/*``), split into writes (create, update,
    patch, delete) and reads (get, list), and the operator's peak RSS;
+   then the operator is restarted with ``--resync-seconds`` (default 30) over the agents
+   in sync: its requests from start-up to its first resync pass, and during that whole
+   pass (for agents in sync: none; the reconcile reads from watch-fed caches);
 2. the floor: a bare client creating the same child objects directly (server-side
    apply through the same shared client, which has no client-side rate limit in either
    run), waiting until every Deployment has its pod ready; its requests are counted
@@ -18,8 +21,8 @@ API server's audit log on), in two phases:
 it has reconciled that many agents (time is reported but secondary).
 
 Usage: ``python benchmarks/bench_operator.py [--agents 100] [--agents 500]
-[--rss-agents 1000] [--json]``; with ``--json`` the results are also written to
-``benchmarks/results/operator.json``.
+[--rss-agents 1000] [--resync-seconds 30] [--json]``; with ``--json`` the results are also
+written to ``benchmarks/results/operator.json``.
 """
 
 from __future__ import annotations
@@ -218,10 +221,50 @@ def wait_for_operator_start(log_path: Path, timeout: float = 60.0) -> None:
 # --------------------------------------------------------------------------- the two runs
 
 
-def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str, Any]:
-    ns = f"bench-op-{count}"
-    prepare_namespace(cluster, ns)
+def log_count(log_path: Path, line: str) -> int:
+    return log_path.read_text(errors="replace").count(line)
+
+
+def measure_restart(
+    cluster: LocalCluster, ns: str, count: int, interval: float
+) -> tuple[Requests, Requests]:
+    """Restart the operator with a short resync interval over ``count`` agents in sync:
+    its requests from start-up until the first resync pass that begins after every agent's
+    start-up reconcile, and during that pass."""
     audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
+    started = audit.offset()
+    process, log_path = start_operator(cluster, ns, f"{count}-restart", interval)
+    try:
+        # The first pass after every agent's start-up reconcile (kopf fills its indexes
+        # first; a pass that begins before reads with GETs, as it must).
+        deadline = time.monotonic() + 2 * interval + 120 + count / 5
+        while log_count(log_path, "in sync at start-up") < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the agents were not all reconciled; see {log_path}")
+            time.sleep(0.2)
+        passes = log_count(log_path, "resync pass starting")
+        while log_count(log_path, "resync pass starting") == passes:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no resync pass began; see {log_path}")
+            time.sleep(0.1)
+        pass_start, done = audit.offset(), log_count(log_path, "resync pass:")
+        while log_count(log_path, "resync pass:") == done:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the resync pass did not finish; see {log_path}")
+            time.sleep(0.1)
+        pass_end = audit.offset()
+    finally:
+        stop_operator(process)
+    return (
+        audit.count(started, pass_start, OPERATOR_AGENTS),
+        audit.count(pass_start, pass_end, OPERATOR_AGENTS),
+    )
+
+
+def start_operator(
+    cluster: LocalCluster, ns: str, label: str, resync: float
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``promethios operator`` (cluster-wide, no ingest) logging to /tmp; once started."""
     argv = [
         sys.executable,
         "-m",
@@ -230,17 +273,41 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
         f"--kubeconfig={cluster.kubeconfig}",
         "--no-ingest",
         "--liveness-port=0",
-        "--resync-seconds=3600",
+        f"--resync-seconds={resync:g}",
         # The ingest certificate's Secret (issued once, before the first reconcile).
         f"--tls-secret-namespace={ns}",
     ]
-    log_path = Path(f"/tmp/bench-operator-{count}.log")
-    log = log_path.open("wb")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    log_path = Path(f"/tmp/bench-operator-{label}.log")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_operator_start(log_path)
+    except BaseException:
+        stop_operator(process)
+        raise
+    return process, log_path
+
+
+def stop_operator(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(15)
+
+
+def run_operator(
+    cluster: LocalCluster, count: int, timeout: float, resync: float | None = None
+) -> dict[str, Any]:
+    ns = f"bench-op-{count}"
+    prepare_namespace(cluster, ns)
+    audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
+    # No resync while the agents roll out: the figures to Ready are the event handlers'.
+    process, _ = start_operator(cluster, ns, str(count), 3600)
     rss = PeakRss(process.pid)
     rss.start()
     try:
-        wait_for_operator_start(log_path)
         agents = [
             {
                 "apiVersion": "governance.promethios.ai/v1alpha1",
@@ -252,12 +319,14 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
         ]
         start_offset = audit.offset()
         start = time.monotonic()
+        # One POST per agent (a client-side apply would GET each first: at 1,000 agents
+        # kubectl alone then takes more than 5 minutes).
         cluster.kubectl(
-            "apply",
+            "create",
             "-f",
             "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": agents}),
-            timeout=300,
+            timeout=300 + count,
         )
         poll_until(cluster, ["-n", ns, "get", "governedagents"], all_ready(count), timeout)
         seconds = time.monotonic() - start
@@ -266,19 +335,23 @@ def run_operator(cluster: LocalCluster, count: int, timeout: float) -> dict[str,
         settled_offset = audit.offset()
         until_ready = audit.count(start_offset, ready_offset, OPERATOR_AGENTS)
         trailing = audit.count(ready_offset, settled_offset, OPERATOR_AGENTS)
-        return {
-            "seconds": round(seconds, 1),
-            **until_ready.per_agent(count),
-            "trailing_writes_per_agent": trailing.per_agent(count)["writes_per_agent"],
-            "trailing_reads_per_agent": trailing.per_agent(count)["reads_per_agent"],
-            "peak_rss_mib": round(rss.peak / 2**20, 1),
-            "settled_rss_mib": round(rss.last / 2**20, 1),
-        }
     finally:
         rss.done.set()
-        process.terminate()
-        process.wait(15)
-        log.close()
+        stop_operator(process)
+    figures = {
+        "seconds": round(seconds, 1),
+        **until_ready.per_agent(count),
+        "trailing_writes_per_agent": trailing.per_agent(count)["writes_per_agent"],
+        "trailing_reads_per_agent": trailing.per_agent(count)["reads_per_agent"],
+        "peak_rss_mib": round(rss.peak / 2**20, 1),
+        "settled_rss_mib": round(rss.last / 2**20, 1),
+    }
+    if resync is not None:
+        restart, resync_pass = measure_restart(cluster, ns, count, resync)
+        figures["restart"] = restart.per_agent(count)
+        figures["resync_writes_per_agent"] = resync_pass.per_agent(count)["writes_per_agent"]
+        figures["resync_reads_per_agent"] = resync_pass.per_agent(count)["reads_per_agent"]
+    return figures
 
 
 def run_floor(cluster: LocalCluster, count: int, timeout: float) -> dict[str, Any]:
@@ -330,10 +403,10 @@ def timeout_for(count: int) -> float:
     return 300 + 1.5 * count
 
 
-def measure(count: int) -> dict[str, Any]:
+def measure(count: int, resync: float) -> dict[str, Any]:
     cluster = fresh_cluster(2 * count)  # the operator's pods stay during the floor run
     try:
-        op = run_operator(cluster, count, timeout_for(count))
+        op = run_operator(cluster, count, timeout_for(count), resync)
         floor = run_floor(cluster, count, timeout_for(count))
     finally:
         cluster.stop()
@@ -345,7 +418,7 @@ def measure(count: int) -> dict[str, Any]:
     }
 
 
-def measure_rss(count: int) -> dict[str, Any]:
+def measure_rss(count: int, resync: float) -> dict[str, Any]:
     cluster = fresh_cluster(count)
     try:
         return {"agents": count, "operator": run_operator(cluster, count, timeout_for(count))}
@@ -356,10 +429,16 @@ def measure_rss(count: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
+def resync_figures(op: dict[str, Any]) -> str:
+    if "resync_writes_per_agent" not in op:
+        return "-"
+    return f"{op['resync_writes_per_agent']:.2f},{op['resync_reads_per_agent']:.2f}"
+
+
 def table(results: dict[str, Any]) -> str:
     header = (
         f"{'agents':>7} {'op s':>7} {'floor s':>8} {'ratio':>6} {'op w/ag':>8} "
-        f"{'op r/ag':>8} {'floor w/ag':>11} {'peak RSS MiB':>13}"
+        f"{'op r/ag':>8} {'floor w/ag':>11} {'peak RSS MiB':>13} {'resync w,r/ag':>14}"
     )
     lines = [header]
     for run in results["runs"]:
@@ -368,7 +447,7 @@ def table(results: dict[str, Any]) -> str:
             f"{run['agents']:>7} {op['seconds']:>7.1f} {floor['seconds']:>8.1f} "
             f"{run['time_ratio']:>6.2f} {op['writes_per_agent']:>8.2f} "
             f"{op['reads_per_agent']:>8.2f} {floor['writes_per_agent']:>11.2f} "
-            f"{op['peak_rss_mib']:>13.1f}"
+            f"{op['peak_rss_mib']:>13.1f} {resync_figures(op):>14}"
         )
     for run in results["rss_runs"]:
         op = run["operator"]
@@ -377,6 +456,14 @@ def table(results: dict[str, Any]) -> str:
             f"{op['writes_per_agent']:>8.2f} {op['reads_per_agent']:>8.2f} {'-':>11} "
             f"{op['peak_rss_mib']:>13.1f}  (settled {op['settled_rss_mib']:.1f})"
         )
+    for run in results["runs"]:
+        if "restart" in run["operator"]:
+            restart = run["operator"]["restart"]
+            lines.append(
+                f"{run['agents']} agents, restarted operator until its first resync: "
+                f"writes/agent {restart['writes_per_agent']}, reads/agent "
+                f"{restart['reads_per_agent']} ({', '.join(restart['reads_by_kind'])})"
+            )
     for run in results["runs"] + results["rss_runs"]:
         writes = ", ".join(f"{k} {v}" for k, v in run["operator"]["writes_by_kind"].items())
         reads = ", ".join(f"{k} {v}" for k, v in run["operator"]["reads_by_kind"].items())
@@ -391,6 +478,12 @@ def main() -> int:
     parser.add_argument(
         "--rss-agents", type=int, action="append", default=[], help="operator-only RSS run"
     )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=30.0,
+        help="the restarted operator's resync interval (its first whole pass is measured)",
+    )
     parser.add_argument("--json", action="store_true", help=f"write {RESULTS}")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -403,7 +496,7 @@ def main() -> int:
     plan = [("runs", count, measure) for count in args.agents or [100]]
     plan += [("rss_runs", count, measure_rss) for count in args.rss_agents]
     for key, count, run in plan:
-        results[key].append(run(count))
+        results[key].append(run(count, args.resync_seconds))
         print(json.dumps(results[key][-1]), flush=True)  # progress: one run at a time
         if args.json:  # written after every run, so a later failure keeps the earlier ones
             RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,11 @@
 - :mod:`.losses`       pure: violations a stopped pod's sidecar could not deliver
 - :mod:`.compare`      pure: desired against live (children as subsets, the operator's status)
 - :mod:`.triggers`     pure: which watch events call for a reconcile
+- :mod:`.cache`        watch-fed copies of agents and children, overlaid with own writes
 - :mod:`.context`      what a reconcile runs with: client, settings, clock, per-agent timers
 - :mod:`.reconcile`    reads the world, applies the plan, writes status only on change
 - :mod:`.handlers`     thin kopf handlers that call the reconcile
+- :mod:`.cachefeed`    the kopf indexes that feed :mod:`.cache`
 - :mod:`.policystatus` ``GovernancePolicy.status``
 - :mod:`.resync`       periodic drift repair
 - :mod:`.tls`          the ingest API's certificate and the CA bundle the operator publishes

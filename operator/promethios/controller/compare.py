@@ -3,7 +3,8 @@
 - children: a desired manifest is applied only when it is not a subset of the live object
   (server defaults add fields; removed fields are caught by the applied-hash annotation);
 - status: the operator's part of status is written only when it differs, and a change
-  that is rollout progress only (pod counts) may wait to coalesce with the next one.
+  that is rollout progress only (pod counts, or a new agent's first status while its pods
+  start) may wait to coalesce with the next one.
 """
 
 from __future__ import annotations
@@ -96,3 +97,13 @@ def progress_only_status(status: Mapping[str, Any], current: Mapping[str, Any]) 
     return all(key in current for key in PROGRESS_FIELDS if key in status) and not _dropped(
         status, current
     )
+
+
+def first_status_starting(status: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether ``status`` is the operator's first for a new agent whose pods are starting:
+    nothing of the operator's is stored yet, and it does not say Ready. Such a write may
+    wait a moment to go out together with Ready (one status write instead of two)."""
+    if current.get("observedGeneration") is not None:
+        return False
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return not ready or ready[0].get("status") != "True"

@@ -18,6 +18,8 @@ from typing import Protocol
 from ..builders import BuildSettings
 from ..builders.apikey import generate_api_key
 from ..kube.client import Client
+from .cache import ObjectCache
+from .observed import References
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,15 @@ class ReconcileContext:
     _retries: dict[str, int] = field(default_factory=dict)
     #: resourceVersion of the Deployment each agent's last reconcile read (see ``known``).
     deployment_rv: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: ControllerRevisions written while the status entry recording them waits to be
+    #: written (a deferred first status), by agent: not written again meanwhile.
+    unrecorded_revisions: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: Watch-fed copies of the agents and their children (:mod:`.cache`), installed at
+    #: start-up; None: every read is a GET (tests, tools).
+    cache: ObjectCache | None = None
+    #: The references' watch-fed indexes, for reconciles started without a handler's
+    #: (the resync, timers); None: GETs.
+    references: References | None = None
 
     def lock_for(self, namespace: str, name: str) -> threading.RLock:
         """One lock per agent: handlers, child events and the resync never interleave.
@@ -93,6 +104,7 @@ class ReconcileContext:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
             self.deployment_rv.pop((namespace, name), None)
+            self.unrecorded_revisions.pop((namespace, name), None)
             self._retries.pop(uid, None)
             gone = [key for key in self._timers if key[0] == uid]
             timers = [self._timers.pop(key).timer for key in gone]

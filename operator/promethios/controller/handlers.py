@@ -14,8 +14,9 @@ finalizer on every agent, and deletions would then need a running operator).
 Fewer reads: three more indexes (policy specs, Secret data keys, AlertSink names)
 are watch-fed caches of the references, so a reconcile started by a handler does
 not GET them; an object missing from a cache is still confirmed with a GET
-(:class:`IndexedReferences`). A Deployment event hands its body to the reconcile,
-which does not read that Deployment again.
+(:class:`IndexedReferences`). The agents and their children are read from watch-fed
+caches too (:mod:`.cachefeed`): a reconcile sends writes only, and a resync of agents in
+sync sends nothing.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ from ..api.enforcement import EnforcementAction
 from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..builders.meta import ChildNames
 from ..kube import apply as kapply
-from ..kube import objects
-from . import policystatus
+from . import cachefeed, policystatus
 from .context import ReconcileContext
 from .losses import REASON, undelivered_report
 from .observed import Plan
-from .reconcile import ApiReferences, Known, reconcile_agent, reconcile_named
+from .reconcile import ApiReferences, Known, read_agent, reconcile_agent, reconcile_named
 from .triggers import (
     IndexKey,
     ObjectKey,
@@ -67,6 +67,8 @@ def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
     """Register every handler on ``registry``, closing over the shared context."""
     _register_settings(registry)
     _register_reference_indexes(registry)
+    cachefeed.register(registry)
+    _register_cache_startup(ctx, registry)
     _register_agent_handlers(ctx, registry)
     _register_reference_handlers(ctx, registry)
     _register_child_handlers(ctx, registry)
@@ -86,6 +88,21 @@ def _register_settings(registry: kopf.OperatorRegistry) -> None:
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = 8
         settings.watching.server_timeout = 300
+
+
+def _register_cache_startup(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.startup(registry=registry, id="object-cache")
+    def install_cache(**kwargs: Any) -> None:
+        # kopf passes every index to startup handlers too; they fill before any handler runs.
+        ctx.cache = cachefeed.cache_from(kwargs)
+        ctx.references = IndexedReferences.of(ctx, kwargs)
+
+
+def _indexes_filled(ctx: ReconcileContext) -> None:
+    """A handler runs: kopf has filled every index from its initial listing, so the cache
+    may answer (until now the resync and timers read with GETs)."""
+    if ctx.cache is not None and not ctx.cache.ready.is_set():
+        ctx.cache.mark_ready()
 
 
 def _reconcile_or_retry(
@@ -201,6 +218,7 @@ def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegis
     # the agent (no diffbase or progress annotations), which saves a write per change.
     @kopf.on.event(*AGENTS, registry=registry, id="reconcile")
     def agent_event(*, body: kopf.Body, **kwargs: Any) -> None:
+        _indexes_filled(ctx)
         seen, uid = Seen.of(kwargs), body.metadata.uid or ""
         if seen.type == "DELETED":
             seen_enforcement.pop(uid, None)
@@ -231,6 +249,7 @@ def _reconcile_dependents(
     known: Known | None = None,
     defer_progress: bool = False,
 ) -> None:
+    _indexes_filled(ctx)
     references = IndexedReferences.of(ctx, kwargs)
     for name in sorted(set(names)):
         try:
@@ -287,7 +306,7 @@ def _report_undelivered(ctx: ReconcileContext, pod: Mapping[str, Any]) -> None:
     report = undelivered_report(pod)
     if report is None:
         return
-    agent = objects.get_governed_agent(ctx.client, report.namespace, report.agent)
+    agent = read_agent(ctx, report.namespace, report.agent)
     if agent is None:
         return
     now = format_time(ctx.clock())

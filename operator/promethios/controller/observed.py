@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..api.agent import Agent
 from ..api.policy import GovernancePolicySpec
@@ -21,6 +21,19 @@ WARNING = "Warning"
 
 
 NORMAL = "Normal"
+
+
+class References(Protocol):
+    """Where the reconcile looks up the objects an agent refers to."""
+
+    def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A GovernancePolicy's spec; None when it does not exist."""
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """A Secret's data keys (never values); None when it does not exist."""
+
+    def alert_sink_exists(self, namespace: str, name: str) -> bool:
+        """Whether an AlertSink exists."""
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from .blockers import (
     refused_sidecar_image,
     release_patch,
 )
-from .compare import needs_apply, progress_only_status, status_differs
+from .compare import first_status_starting, needs_apply, progress_only_status, status_differs
 from .observed import NORMAL, WARNING, Event, Observed, Plan
 
 
@@ -284,11 +284,24 @@ def desired_status(
 
 def progress_only(plan: Plan, current: Mapping[str, Any]) -> bool:
     """Whether the plan's only write is status and it changes rollout progress only
-    (:func:`.compare.progress_only_status`). Such a write may wait to coalesce with the
-    next one; a transition (e.g. Ready becoming True) never does."""
+    (:func:`.compare.progress_only_status`, or a new agent's first status while its pods
+    start). Such a write may wait to coalesce with the next one; a transition (e.g. Ready
+    becoming True) never does."""
     status = plan.status
     if status is None or plan.apply or plan.delete or plan.release is not None or plan.events:
         return False
     if plan.scale_to is not None:
         return False
-    return plan.blocker is None and progress_only_status(status, current)
+    starting = first_status_starting(status, current)
+    return plan.blocker is None and (starting or progress_only_status(status, current))
+
+
+def first_status_may_wait(plan: Plan, current: Mapping[str, Any]) -> bool:
+    """A new agent's first reconcile creates its children and reports pods starting, with
+    nothing missing: that status may wait (a moment) to be written together with Ready."""
+    status = plan.status
+    if status is None or plan.blocker is not None or plan.events or plan.release is not None:
+        return False
+    return any(m["kind"] == "Deployment" for m in plan.apply) and first_status_starting(
+        status, current
+    )

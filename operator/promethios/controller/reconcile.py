@@ -5,6 +5,10 @@ after a reference or a child changes, on a schedule (retries, key expiry) and
 periodically for drift. Calling it twice in a row writes nothing
 the second time: children are applied only when they differ from the live objects,
 status only when the operator's part of it changes, and Events only on transitions.
+
+Under kopf the world is read from watch-fed caches (:mod:`.cache`: the agent, its
+children; the handlers' indexes: its references), so a reconcile sends writes only;
+without a cache (tests, tools) each read is a GET.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from ..api.agent import Agent, parse_agent
 from ..api.conditions import (
@@ -31,9 +35,10 @@ from ..kube import objects
 from ..kube.client import Client
 from . import egress
 from .blockers import stored_enforcement
+from .cache import ObjectCache, Unavailable
 from .context import PROGRESS, PROGRESS_DELAY, ReconcileContext
-from .observed import Observed, Plan
-from .plan import plan_agent, progress_only
+from .observed import Observed, Plan, References
+from .plan import first_status_may_wait, plan_agent, progress_only
 from .revisions import hashes_to_read
 
 log = logging.getLogger(__name__)
@@ -50,19 +55,6 @@ CONFLICT_RETRIES = 3
 
 class StaleRead(RuntimeError):
     """A write's resourceVersion precondition failed: the object changed since it was read."""
-
-
-class References(Protocol):
-    """Where the reconcile looks up the objects an agent refers to."""
-
-    def policy_spec(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """A GovernancePolicy's spec; None when it does not exist."""
-
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """A Secret's data keys (never values); None when it does not exist."""
-
-    def alert_sink_exists(self, namespace: str, name: str) -> bool:
-        """Whether an AlertSink exists."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +84,10 @@ def observe(
     status: Mapping[str, Any],
     references: References | None = None,
     known: Known | None = None,
+    cache: ObjectCache | None = None,
 ) -> Observed:
-    """Read the agent's references and live children (GETs, except what is known)."""
+    """Read the agent's references and live children: from ``known`` and the watch-fed
+    ``cache`` (the newer copy), else with GETs."""
     ns, names = agent.namespace, ChildNames.of(agent.name)
     refs = references or ApiReferences(client)
     policy_spec = refs.policy_spec(ns, agent.spec.governance.policy_ref.name)
@@ -107,9 +101,14 @@ def observe(
 
     def live_child(kind: str, name: str) -> Mapping[str, Any] | None:
         child = given.get(kind)
-        if child is not None and child.get("metadata", {}).get("name") == name:
-            return child
-        return objects.get(client, kind, ns, name)
+        if child is not None and child.get("metadata", {}).get("name") != name:
+            child = None
+        if cache is not None:
+            try:
+                return newer(child, cache.get(kind, ns, name))
+            except Unavailable:
+                pass
+        return child if child is not None else objects.get(client, kind, ns, name)
 
     live: dict[str, Mapping[str, Any] | None] = {
         "Secret": live_child("Secret", names.secret),
@@ -118,11 +117,20 @@ def observe(
         "Service": live_child("Service", names.service),
     }
     if _may_have_network_policy(status):
-        live["NetworkPolicy"] = objects.get(client, "NetworkPolicy", ns, names.network_policy)
+        live["NetworkPolicy"] = live_child("NetworkPolicy", names.network_policy)
     live.update(egress.read_live(client, agent, status))
     return Observed(
         agent, policy, keys, missing, live, status, stored_revisions(client, agent, status, policy)
     )
+
+
+def newer(
+    known: Mapping[str, Any] | None, cached: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The later of two copies of one object (a watch event's and the cache's)."""
+    if known is None or cached is None:
+        return cached if known is None else known
+    return cached if (objects.revision(cached) or 0) > (objects.revision(known) or 0) else known
 
 
 def stored_revisions(
@@ -162,23 +170,29 @@ def reconcile_agent(
     With ``defer_progress`` (a Deployment's rollout event), a status change that is pod
     counts only is not written now but at most :data:`PROGRESS_DELAY` later, so that it
     coalesces with the next change (typically Ready); transitions are written at once.
+    A new agent's first status (children just created, pods starting) waits the same way.
     """
     metadata = body["metadata"]
     if metadata.get("deletionTimestamp"):
         return Plan()  # owner references let the garbage collector remove the children
     with ctx.lock_for(metadata["namespace"], metadata["name"]):
+        body = _freshest(ctx, body)
         for _ in range(CONFLICT_RETRIES):
             agent = parse_agent(body)
-            observed = observe(ctx.client, agent, body.get("status") or {}, references, known)
+            refs = references or ctx.references
+            status = body.get("status") or {}
+            observed = observe(ctx.client, agent, status, refs, known, ctx.cache)
             if (rv := objects.revision(observed.live.get("Deployment"))) is not None:
                 ctx.deployment_rv[(agent.namespace, agent.name)] = rv
             plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
-            if defer_progress and progress_only(plan, observed.status):
+            deferred = defer_progress and progress_only(plan, observed.status)
+            if deferred or first_status_may_wait(plan, observed.status):
                 plan.status = None
                 when = ctx.clock() + timedelta(seconds=PROGRESS_DELAY)
                 ctx.reconcile_at(
                     agent.uid, agent.namespace, agent.name, when, PROGRESS, keep_earlier=True
                 )
+            _skip_unrecorded_revisions(ctx, agent, plan)
             try:
                 execute(ctx, body, agent, plan)
             except StaleRead:
@@ -201,14 +215,32 @@ def reconcile_agent(
         raise StaleRead(f"{metadata['name']}: status kept changing; retrying later")
 
 
+def _skip_unrecorded_revisions(ctx: ReconcileContext, agent: Agent, plan: Plan) -> None:
+    """Keep track of ControllerRevisions written while the status recording them waits
+    (a deferred first status): the next reconcile plans them again, but need not write them."""
+    key = (agent.namespace, agent.name)
+    written = ctx.unrecorded_revisions.pop(key, set())
+    plan.revisions.apply = [m for m in plan.revisions.apply if m["metadata"]["name"] not in written]
+    if plan.status is not None:
+        return  # this status write records them
+    written |= {m["metadata"]["name"] for m in plan.revisions.apply}
+    if written:
+        ctx.unrecorded_revisions[key] = written
+
+
 def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: Plan) -> None:
     """Perform the plan's writes: children first, then status, then Events."""
     client, ns = ctx.client, agent.namespace
+    cache = ctx.cache
     for manifest in plan.apply:
-        kapply.apply(client, manifest)
+        written = kapply.apply(client, manifest)
+        if cache is not None:
+            cache.wrote(manifest["kind"], written)
         log.info("applied %s %s/%s", manifest["kind"], ns, manifest["metadata"]["name"])
     for kind, name in plan.delete:
         kapply.delete(client, kind, ns, name)
+        if cache is not None:
+            cache.deleted(kind, ns, name)
         log.info("deleted %s %s/%s", kind, ns, name)
     for manifest in plan.revisions.apply:
         kapply.apply(client, manifest)
@@ -217,7 +249,9 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
         kapply.delete(client, "ControllerRevision", ns, name)
     if plan.scale_to is not None:
         name = ChildNames.of(agent.name).deployment
-        kapply.scale(client, "Deployment", ns, name, plan.scale_to)
+        scaled = kapply.scale(client, "Deployment", ns, name, plan.scale_to)
+        if cache is not None:
+            cache.wrote("Deployment", scaled)
         log.info("scaled Deployment %s/%s to %d", ns, name, plan.scale_to)
     if plan.release is not None:
         # A merge patch with a resourceVersion precondition: a breach recorded by the
@@ -227,18 +261,25 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
         }
         try:
-            kapply.merge_patch(client, "GovernedAgent", ns, agent.name, patch, subresource="status")
+            released = kapply.merge_patch(
+                client, "GovernedAgent", ns, agent.name, patch, subresource="status"
+            )
         except kapply.ApiException as error:
             if error.status == 409:
                 raise StaleRead(str(error.reason)) from error
             raise
+        if cache is not None:
+            cache.wrote("GovernedAgent", released)
     if plan.status is not None:
         log.info("status %s/%s: %s", ns, agent.name, _summary(plan.status))
         try:
-            kapply.apply_status(client, ns, agent.name, plan.status)
+            stored = kapply.apply_status(client, ns, agent.name, plan.status)
         except kapply.ApiException as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise
+        else:
+            if cache is not None:
+                cache.wrote("GovernedAgent", stored)
     now = format_time(ctx.clock())
     for event in plan.events:
         _post_event(ctx, body, event.type, event.reason, event.message, now)
@@ -274,14 +315,37 @@ def reconcile_named(
 ) -> Plan | None:
     """Read a GovernedAgent afresh and reconcile it; None when it no longer exists.
 
-    The read is made under the agent's lock: after a reconcile in progress, not before.
+    The read (from the cache, which holds this operator's own writes too) is made under
+    the agent's lock: after a reconcile in progress, not before.
     A ``known`` Deployment older than one already read is dropped (events lag reads).
     """
     with ctx.lock_for(namespace, name):
         seen = objects.revision((known or {}).get("Deployment"))
         if seen is not None and seen < ctx.deployment_rv.get((namespace, name), seen):
             known = None
-        body = objects.get_governed_agent(ctx.client, namespace, name)
+        body = read_agent(ctx, namespace, name)
         if body is None:
             return None
         return reconcile_agent(body, ctx, references, known, defer_progress)
+
+
+def _freshest(ctx: ReconcileContext, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The agent as given or, when newer, as cached (e.g. with the status written here)."""
+    if ctx.cache is None:
+        return body
+    metadata = body["metadata"]
+    try:
+        cached = ctx.cache.get("GovernedAgent", metadata["namespace"], metadata["name"])
+    except Unavailable:
+        return body
+    return newer(body, cached) or body
+
+
+def read_agent(ctx: ReconcileContext, namespace: str, name: str) -> dict[str, Any] | None:
+    """A GovernedAgent as last seen by the watch or written here; a GET without a cache."""
+    if ctx.cache is not None:
+        try:
+            return ctx.cache.get("GovernedAgent", namespace, name)
+        except Unavailable:
+            pass
+    return objects.get_governed_agent(ctx.client, namespace, name)

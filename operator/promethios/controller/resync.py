@@ -1,8 +1,9 @@
 """Periodic drift repair: every interval, reconcile every agent, spread with jitter.
 
-One LIST per interval, then each agent at a random offset inside the interval, so
-a thousand agents do not hit the API server in the same second. A reconcile of an
-agent whose children match writes nothing, so the resync costs reads only.
+The agents, their children and references come from the watch-fed cache (:mod:`.cache`)
+when the operator runs under kopf, so a pass over agents in sync sends no request at all;
+without a cache, one LIST per interval and GETs per agent. Each agent is taken at a random
+offset inside the interval, so a thousand agents are not reconciled in the same second.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from typing import Any
 
 from ..kube import objects
+from .cache import Unavailable
 from .context import ReconcileContext
-from .reconcile import reconcile_agent
+from .reconcile import read_agent, reconcile_agent
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,10 @@ class Resync(threading.Thread):
     def pass_once(self, spread: bool = True) -> int:
         """Reconcile every agent once, with a random pause between them (none unless
         ``spread``: e.g. a new CA bundle every ConfigMap must carry); the count done."""
-        agents = objects.list_governed_agents(self.ctx.client, self.namespaces)
+        if self.ctx.cache is not None:
+            self.ctx.cache.pending()  # drop own writes the watches have long confirmed
+        agents = self.agents()
+        log.info("resync pass starting: %d agents", len(agents))
         random.shuffle(agents)
         pause = self.interval / (2 * max(len(agents), 1)) if spread else 0.0
         done = 0
@@ -54,9 +60,25 @@ class Resync(threading.Thread):
             if self.stopping.wait(random.uniform(0, pause)):
                 break
             try:
-                reconcile_agent(body, self.ctx)
+                # Cached: read at its turn, not at the start of the pass (it may have changed).
+                current = body if "spec" in body else read_agent(self.ctx, **body["metadata"])
+                if current is not None:
+                    reconcile_agent(current, self.ctx)
                 done += 1
             except Exception:
                 meta = body.get("metadata") or {}
                 log.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+        log.info("resync pass: %d agents reconciled", done)
         return done
+
+    def agents(self) -> list[dict[str, Any]]:
+        """Every agent: names from the cache (read later, one by one), else one LIST."""
+        cache = self.ctx.cache
+        if cache is not None:
+            try:
+                names = cache.names("GovernedAgent")
+            except Unavailable:
+                names = None
+            if names is not None:
+                return [{"metadata": {"namespace": ns, "name": name}} for ns, name in names]
+        return objects.list_governed_agents(self.ctx.client, self.namespaces)

@@ -113,10 +113,14 @@ class Aggregator:
 
         ``stored`` (the object as the API server has it, with its resourceVersion)
         replaces ``status``; for a known agent it is what :meth:`observe` takes in.
+        A new agent's stale window counts from its stored last heartbeat, else from its
+        creation: a (re)started replica marks at once what went silent before it started.
         """
         state = self.agents.get(config.agent_id)
         if state is None:
-            state = AgentState(config=config, known_since=now, trust=TrustDebt(0.0, now))
+            created = stored.created_at if stored is not None else None
+            since = min(now, created) if created is not None else now
+            state = AgentState(config=config, known_since=since, trust=TrustDebt(0.0, now))
             if stored is not None:
                 status = stored.status
             if status:

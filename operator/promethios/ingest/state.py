@@ -38,6 +38,9 @@ class StoredAgent:
     """``spec.governance.acknowledgedBreach`` of the same object."""
     written_at: float | None = None
     """When ingest last changed the status (its managedFields entry), for trust recovery."""
+    created_at: float | None = None
+    """``metadata.creationTimestamp``: where the stale window of an agent that never sent a
+    heartbeat starts, also for a replica that (re)started after it."""
 
 
 def stored_agent(obj: dict[str, Any]) -> StoredAgent:
@@ -46,6 +49,9 @@ def stored_agent(obj: dict[str, Any]) -> StoredAgent:
     governance = (obj.get("spec") or {}).get("governance") or {}
     ack = governance.get("acknowledgedBreach")
     written_at = None
+    created = metadata.get("creationTimestamp")
+    moment = parse_time(created) if isinstance(created, str) else None
+    created_at = moment.timestamp() if moment is not None else None
     for entry in metadata.get("managedFields") or []:
         if entry.get("manager") == INGEST_FIELD_MANAGER and entry.get("subresource") == "status":
             moment = parse_time(entry.get("time")) if isinstance(entry.get("time"), str) else None
@@ -55,6 +61,7 @@ def stored_agent(obj: dict[str, Any]) -> StoredAgent:
         obj.get("status") or {},
         ack if isinstance(ack, int) else 0,
         written_at,
+        created_at,
     )
 
 
