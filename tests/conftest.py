@@ -6,7 +6,8 @@
   started once per session, and only if a collected test asks for it. Missing binaries
   are a test *failure* telling you to run ``make testenv``: never a silent skip.
 - ``existing``: whatever the current ``KUBECONFIG`` context points at.
-- ``kind``: a throw-away kind cluster via pytest-kind (needs Docker).
+- ``kind``: a throw-away kind cluster via pytest-kind, on a Docker daemon the session starts
+  and the node image ``make kind-image`` builds (root; see ``promethios_local.kind``).
 
 Fixtures: ``cluster`` (``.kubeconfig``, ``.kubectl(*args, check=True, input=None)``),
 ``cluster_mode``, ``api_client`` (a ``kubernetes.client.ApiClient``) and ``namespace``
@@ -83,7 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=CLUSTER_MODES,
         default=os.environ.get("PROMETHIOS_TEST_CLUSTER", "local"),
         help="cluster for `cluster` tests: local (embedded control plane, default), "
-        "existing (current KUBECONFIG context) or kind (pytest-kind, needs Docker)",
+        "existing (current KUBECONFIG context) or kind (pytest-kind on its own dockerd, root)",
     )
 
 
@@ -137,37 +138,53 @@ def _existing_cluster() -> Iterator[KubeconfigCluster]:
     yield KubeconfigCluster(kubeconfig, _kubectl_on_path())
 
 
-def _require_docker() -> None:
-    """Fail (never skip) unless a Docker daemon answers."""
-    hint = "use --cluster=local (the default) instead"
-    if shutil.which("docker") is None:
-        pytest.fail(
-            f"--cluster=kind needs Docker, which is not installed here; {hint}", pytrace=False
-        )
-    try:
-        info = subprocess.run(
-            ["docker", "info"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"--cluster=kind: `docker info` timed out; {hint}", pytrace=False)
-    if info.returncode != 0:
-        pytest.fail(
-            f"--cluster=kind needs a running Docker daemon; `docker info` said:\n"
-            f"{info.stderr.strip()}\n{hint}",
-            pytrace=False,
-        )
+#: What ``make e2e-images`` builds, loaded into every kind cluster (pods there really run).
+KIND_IMAGES = {
+    "promethios-operator.tar": "ghcr.io/promethios/promethios-operator:0.1.0",
+    "promethios-e2e.tar": "localhost/promethios/e2e:1",
+}
 
 
 def _kind_cluster() -> Iterator[KubeconfigCluster]:
-    _require_docker()
+    """A kind cluster on the session's own Docker daemon and the node image built here
+    (``make kind-image``); the machine is restored when the session ends."""
+    import time
+
     from pytest_kind import KindCluster
 
-    kind = KindCluster(f"promethios-{uuid.uuid4().hex[:6]}")
-    kind.create()
+    from promethios_local.kind import KindSession
+    from promethios_local.localcluster.realnode import default_archive_dir
+
     try:
-        yield KubeconfigCluster(Path(kind.kubeconfig_path), Path(kind.kubectl_path))
-    finally:
-        kind.delete()
+        kubectl = find_binaries().kubectl
+    except BinariesNotFoundError as error:
+        pytest.fail(str(error), pytrace=False)
+    archives = {default_archive_dir() / name: ref for name, ref in KIND_IMAGES.items()}
+    missing = [str(a) for a in archives if not a.is_file()]
+    if missing:
+        pytest.fail(f"image archives missing: {missing}; run `make e2e-images`", pytrace=False)
+    with KindSession() as session:
+        saved_env = dict(os.environ)
+        os.environ.update(session.daemon.env)  # pytest-kind runs kind and kubectl itself
+        try:
+            kind = KindCluster(f"promethios-{uuid.uuid4().hex[:6]}", image=session.image,
+                               kind_path=session.kind, kubectl_path=kubectl)  # fmt: skip
+            began = time.monotonic()
+            kind.create()
+            print(f"\nkind cluster up in {time.monotonic() - began:.1f} s "
+                  f"(node image load {session.load_seconds:.1f} s)")  # fmt: skip
+            try:
+                began = time.monotonic()
+                for archive, ref in archives.items():
+                    session.load_archive(archive)
+                    kind.load_docker_image(ref)
+                print(f"images loaded in {time.monotonic() - began:.1f} s")
+                yield KubeconfigCluster(Path(kind.kubeconfig_path), kubectl)
+            finally:
+                kind.delete()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
 
 
 @pytest.fixture(scope="session")
