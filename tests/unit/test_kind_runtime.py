@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from promethios_local.kind.runtime import bounding_set, bundle_of, restrict_capabilities
+from promethios_local.kind.runtime import (
+    bounding_set,
+    bundle_of,
+    process_file,
+    restrict_capabilities,
+)
 
 #: This machine's bounding set: every capability up to CHECKPOINT_RESTORE (40) but SYS_RESOURCE.
 STATUS_WITHOUT_SYS_RESOURCE = "Name:\trunc\nCapBnd:\t000001fffeffffff\n"
@@ -21,9 +26,11 @@ def test_bounding_set_reads_the_mask_by_capability_number() -> None:
 def test_restrict_drops_only_what_the_bounding_set_lacks_from_every_set() -> None:
     names = ["CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_NET_RAW"]
     config: dict[str, object] = {
-        "process": {"capabilities": {k: list(names) for k in ("bounding", "effective", "permitted")}}
+        "process": {
+            "capabilities": {k: list(names) for k in ("bounding", "effective", "permitted")}
+        }
     }
-    dropped = restrict_capabilities(config, bounding_set(STATUS_WITHOUT_SYS_RESOURCE))
+    dropped = restrict_capabilities(config["process"], bounding_set(STATUS_WITHOUT_SYS_RESOURCE))
     assert dropped == ["CAP_SYS_RESOURCE"]
     process = config["process"]
     assert isinstance(process, dict)
@@ -33,7 +40,7 @@ def test_restrict_drops_only_what_the_bounding_set_lacks_from_every_set() -> Non
 
 def test_restrict_leaves_a_config_without_capabilities_alone() -> None:
     config: dict[str, object] = {"process": {"args": ["sh"]}}
-    assert restrict_capabilities(config, set()) == []
+    assert restrict_capabilities(config["process"], set()) == []
     assert config == {"process": {"args": ["sh"]}}
 
 
@@ -44,3 +51,10 @@ def test_bundle_is_found_only_for_create_and_run(tmp_path: Path) -> None:
     assert bundle_of(["run", f"--bundle={tmp_path}", "id2"]) == tmp_path
     assert bundle_of(["--root", "/r", "start", "id1"]) is None
     assert bundle_of(["delete", "--force", "id1"]) is None
+
+
+def test_exec_process_file_is_found_only_for_exec() -> None:
+    argv = ["--root", "/r", "exec", "--process", "/tmp/p.json", "--detach", "id1"]
+    assert process_file(argv) == Path("/tmp/p.json")
+    assert process_file(["exec", "--process=/tmp/q.json", "id1"]) == Path("/tmp/q.json")
+    assert process_file(["create", "--bundle", "/b", "id1"]) is None

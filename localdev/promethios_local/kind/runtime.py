@@ -5,7 +5,8 @@ Docker 20.10 gives a ``--privileged`` container (every kind node is one) all cap
 the kernel knows, and runc fails with ``unable to apply caps: operation not permitted``
 when asked for one outside its own bounding set (here CAP_SYS_RESOURCE). On ``create`` and
 ``run`` this wrapper drops from the bundle's config.json every capability the wrapper's
-own bounding set lacks, then hands over to runc with the arguments unchanged. Docker runs
+own bounding set lacks (on ``exec``, from the ``--process`` file: `docker exec --privileged`
+asks for the same set), then hands over to runc with the arguments unchanged. Docker runs
 it as ``--add-runtime promethios=<shim>``; the shim is a two-line script that executes
 this module with the session's Python.
 """
@@ -72,9 +73,8 @@ def bounding_set(status: str | None = None) -> set[str]:
     return {f"CAP_{name}" for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1}
 
 
-def restrict_capabilities(config: dict[str, object], allowed: set[str]) -> list[str]:
-    """Drop from ``config``'s process capabilities what ``allowed`` lacks; return the dropped."""
-    process = config.get("process")
+def restrict_capabilities(process: object, allowed: set[str]) -> list[str]:
+    """Drop from an OCI ``process``'s capabilities what ``allowed`` lacks; return the dropped."""
     capabilities = process.get("capabilities") if isinstance(process, dict) else None
     if not isinstance(capabilities, dict):
         return []
@@ -86,26 +86,47 @@ def restrict_capabilities(config: dict[str, object], allowed: set[str]) -> list[
     return sorted(dropped)
 
 
+def _option(argv: list[str], *names: str) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg in names and index + 1 < len(argv):
+            return argv[index + 1]
+        for name in names:
+            if arg.startswith(f"{name}="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def process_file(argv: list[str]) -> Path | None:
+    """The ``--process`` file of an ``exec`` invocation, else ``None``."""
+    if "exec" not in argv:
+        return None
+    found = _option(argv, "--process", "-p")
+    return Path(found) if found else None
+
+
 def bundle_of(argv: list[str]) -> Path | None:
     """The bundle directory of a ``create``/``run`` invocation, else ``None``."""
     if "create" not in argv and "run" not in argv:
         return None
-    for index, arg in enumerate(argv):
-        if arg in ("--bundle", "-b") and index + 1 < len(argv):
-            return Path(argv[index + 1])
-        if arg.startswith("--bundle="):
-            return Path(arg.split("=", 1)[1])
-    return Path.cwd()
+    found = _option(argv, "--bundle", "-b")
+    return Path(found) if found else Path.cwd()
+
+
+def _rewrite(path: Path, in_config: bool) -> None:
+    document = json.loads(path.read_text())
+    process = document.get("process") if in_config else document
+    if restrict_capabilities(process, bounding_set()):
+        path.write_text(json.dumps(document))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     bundle = bundle_of(args)
     if bundle is not None and (bundle / "config.json").is_file():
-        path = bundle / "config.json"
-        config = json.loads(path.read_text())
-        if restrict_capabilities(config, bounding_set()):
-            path.write_text(json.dumps(config))
+        _rewrite(bundle / "config.json", in_config=True)
+    process = process_file(args)
+    if process is not None and process.is_file():
+        _rewrite(process, in_config=False)
     os.execv(RUNC, [RUNC, *args])
 
 

@@ -73,13 +73,21 @@ class KindSession:
         self._load_node_image()
 
     def _load_node_image(self) -> None:
-        if self.daemon.docker("image", "inspect", self.image, check=False).returncode == 0:
-            return
+        """Load the node image unless the daemon has this very build (its inputs' hash,
+        which node-image.sh writes beside the archive, is recorded at load time)."""
         archive = node_image_archive(self.paths.version)
         if not archive.is_file():
             raise DockerError(f"no node image archive at {archive}: run `make kind-image`")
+        build = Path(f"{archive}.inputs")
+        loaded = self.paths.data_root / "node-image.inputs"
+        wanted = build.read_text() if build.is_file() else str(archive.stat().st_mtime)
+        present = self.daemon.docker("image", "inspect", self.image, check=False).returncode == 0
+        if present and loaded.is_file() and loaded.read_text() == wanted:
+            return
         start = time.monotonic()
         self.daemon.docker("load", "--input", str(archive), timeout=900)
+        self.daemon.docker("image", "prune", "--force", check=False)  # the replaced build
+        loaded.write_text(wanted)
         self.load_seconds = time.monotonic() - start
 
     def load_archive(self, archive: Path) -> None:
