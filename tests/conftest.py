@@ -41,6 +41,7 @@ DIRECTORY_MARKERS = {
     "unit": "unit",
     "adversarial": "adversarial",
     "e2e": "realnode",
+    "kind": "kind",
 }
 
 
@@ -99,6 +100,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = DIRECTORY_MARKERS.get(relative.parts[0]) if relative.parts else None
         if marker is not None:
             item.add_marker(getattr(pytest.mark, marker))
+    _kind_tests_only_with_kind(config, items)
+
+
+def _kind_tests_only_with_kind(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tests/kind starts a Docker daemon and a kind cluster of its own: it belongs to
+    ``--cluster=kind`` runs (``make test-kind``) only, where it runs first (before the
+    session's kind cluster starts); other runs deselect it (reported as deselected)."""
+    is_kind = [item for item in items if item.get_closest_marker("kind")]
+    if config.getoption("--cluster") != "kind":
+        if is_kind:
+            config.hook.pytest_deselected(items=is_kind)
+            items[:] = [item for item in items if not item.get_closest_marker("kind")]
+        return
+    items[:] = is_kind + [item for item in items if not item.get_closest_marker("kind")]
 
 
 @pytest.fixture(scope="session")
