@@ -6,8 +6,7 @@ nothing: ``--iptables=false --ip6tables=false --ip-forward=false --ip-masq=false
 default bridge (``--bridge=none``). Published ports (kind's API server port on 127.0.0.1)
 go through docker-proxy, a userland process. Containers run under
 :mod:`promethios_local.kind.runtime` (runc without the capabilities this machine lacks).
-:meth:`DockerDaemon.stop` stops it and removes the mounts, cgroups and run directory it
-leaves behind.
+:meth:`DockerDaemon.stop` stops it; :mod:`.sweep` removes what it leaves behind.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from pathlib import Path
 
 from ..localcluster.errors import LocalClusterError
 from ..localcluster.process import ManagedProcess
-from ..localcluster.realnode import cgroups
-from ..localcluster.realnode.sweep import unmount_all
 from .settings import CGROUP_PARENT, KindPaths
 
 DOCKERD = "/usr/sbin/dockerd"
@@ -53,28 +50,6 @@ def dockerd_argv(paths: KindPaths) -> list[str]:
         f"--add-runtime=promethios={paths.runtime_shim}",
         "--default-runtime=promethios",
     ]
-
-
-def cgroup_dirs() -> list[Path]:
-    """The daemon's cgroup parent in every hierarchy where it exists."""
-    return [h / CGROUP_PARENT for h in cgroups.hierarchies() if (h / CGROUP_PARENT).is_dir()]
-
-
-def remove_cgroups() -> list[str]:
-    """Remove the daemon's (now empty) cgroup trees, deepest first; return failures."""
-    failures = []
-    for top in cgroup_dirs():
-        for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if directory.is_dir():
-                try:
-                    directory.rmdir()
-                except OSError as error:
-                    failures.append(f"rmdir {directory}: {error}")
-        try:
-            top.rmdir()
-        except OSError as error:
-            failures.append(f"rmdir {top}: {error}")
-    return failures
 
 
 class DockerDaemon:
@@ -125,9 +100,10 @@ class DockerDaemon:
     def running(self) -> bool:
         return self._process is not None and self._process.running()
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> list[str]:
-        """Stop the daemon (SIGTERM to dockerd alone, so it stops its containerd) and remove
-        what it left on the machine. Returns what could not be removed."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM to dockerd alone (it stops its containerd and containers' networking),
+        SIGKILL to its process group if it does not exit in time. What it leaves on the
+        machine is :func:`promethios_local.kind.sweep.sweep`'s to remove."""
         process = self._process
         if process is not None and process.pid is not None:
             if process.running():
@@ -136,10 +112,3 @@ class DockerDaemon:
                 process.kill()
             process.kill()  # reaps it and kills anything left in its process group
         self._process = None
-        failures = unmount_all(self.paths.exec_root, self.paths.run_dir)
-        failures += unmount_all(self.paths.data_root)
-        failures += remove_cgroups()
-        shutil.rmtree(self.paths.run_dir, ignore_errors=True)
-        if self.paths.run_dir.exists():
-            failures.append(f"could not remove {self.paths.run_dir}")
-        return failures

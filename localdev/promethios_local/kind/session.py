@@ -2,7 +2,9 @@
 
 :class:`KindSession` is a context manager. On enter it takes the real-node host lock
 (kind nodes and a real node would share the machine's tables), sweeps a killed session's
-leftovers, records the packet-filter baseline, starts :class:`DockerDaemon`, creates the
+leftovers (:mod:`.sweep`), records the packet-filter baseline (in the cache, so a later
+sweep can use it), starts :class:`DockerDaemon`, deletes clusters a killed session left in
+the daemon's data root, creates the
 ``kind`` network and its guard, and loads the node image archive (``make kind-image``)
 unless the daemon's cached data root already has it. On exit it deletes every kind
 cluster of the daemon, the network, the guard (relative to the baseline), stops the
@@ -16,11 +18,13 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ..localcluster.process import install_sigterm_handler
 from ..localcluster.realnode import host_lock
-from ..localcluster.realnode.netfilter import FilterState, remove_added
+from ..localcluster.realnode.netfilter import FilterState
 from .dockerd import DockerDaemon, DockerError
 from .network import create_network, install_guard, remove_network
 from .settings import KindPaths, node_image_archive, node_image_ref
+from .sweep import save_baseline, sweep
 
 
 class KindSession:
@@ -32,7 +36,6 @@ class KindSession:
         self.image = node_image_ref(self.paths.version)
         self.lock_timeout = lock_timeout
         self._lock = host_lock(lock_timeout)
-        self._baseline: FilterState | None = None
         self.load_seconds = 0.0
 
     @property
@@ -40,6 +43,7 @@ class KindSession:
         return self.paths.kind_bin / "kind"
 
     def __enter__(self) -> KindSession:
+        install_sigterm_handler()  # SIGTERM unwinds through __exit__ instead of killing us
         self._lock.__enter__()
         try:
             self._start()
@@ -65,9 +69,16 @@ class KindSession:
     def _start(self) -> None:
         if not self.kind.is_file():
             raise DockerError(f"{self.kind} is missing: run `make kind-image`")
-        self.daemon.stop()  # a killed session's mounts, cgroups and run directory
-        self._baseline = FilterState.capture()
+        leftovers = sweep(self.paths)
+        if leftovers:
+            raise DockerError(
+                "an earlier kind session's leftovers stayed:\n" + "\n".join(leftovers)
+            )
+        save_baseline(self.paths, FilterState.capture())
         self.daemon.start()
+        failures = self._delete_clusters()
+        if failures:
+            raise DockerError("\n".join(failures))
         create_network(self.daemon)
         install_guard()
         self._load_node_image()
@@ -116,8 +127,5 @@ class KindSession:
         failures = self._delete_clusters()
         if self.daemon.running():
             failures += remove_network(self.daemon)
-        failures += self.daemon.stop()
-        if self._baseline is not None:
-            failures += remove_added(self._baseline)
-            self._baseline = None
-        return failures
+        self.daemon.stop()
+        return failures + sweep(self.paths)
