@@ -13,6 +13,7 @@ daemon and removes what it left; failures to remove anything are raised, not hid
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,9 @@ from .network import create_network, install_guard, remove_network
 from .settings import KindPaths, node_image_archive, node_image_ref
 from .sweep import save_baseline, sweep
 
+#: e.g. ``kindest/node:v1.37.2``: use kind's published node image instead of ours.
+PUBLISHED_IMAGE_ENV = "PROMETHIOS_KIND_IMAGE"
+
 
 class KindSession:
     """See the module docstring."""
@@ -33,7 +37,9 @@ class KindSession:
     def __init__(self, paths: KindPaths | None = None, *, lock_timeout: float = 1800.0) -> None:
         self.paths = paths or KindPaths.default()
         self.daemon = DockerDaemon(self.paths)
-        self.image = node_image_ref(self.paths.version)
+        # With a registry, kind's published image can stand in for ours (kind pulls it).
+        self.published_image = os.environ.get(PUBLISHED_IMAGE_ENV, "")
+        self.image = self.published_image or node_image_ref(self.paths.version)
         self.lock_timeout = lock_timeout
         self._lock = host_lock(lock_timeout)
         self.load_seconds = 0.0
@@ -86,6 +92,8 @@ class KindSession:
     def _load_node_image(self) -> None:
         """Load the node image unless the daemon has this very build (its inputs' hash,
         which node-image.sh writes beside the archive, is recorded at load time)."""
+        if self.published_image:
+            return
         archive = node_image_archive(self.paths.version)
         if not archive.is_file():
             raise DockerError(f"no node image archive at {archive}: run `make kind-image`")
