@@ -16,6 +16,7 @@ import fcntl
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -135,6 +136,43 @@ def test_kind_session_restores_the_machine(quiet_host: None, tmp_path: Path) -> 
         lookup = _on_node(session, node, "timeout 10 getent hosts deb.debian.org")
         assert lookup.returncode != 0 and not lookup.stdout.strip(), lookup.stdout
 
+    after = HostSnapshot.capture()
+    differences = _without_other_image_builds(before.differences(after))
+    assert not differences, json.dumps(differences, indent=2)[:6000]
+    assert _our_processes() == []
+
+
+KILLED_SESSION = """
+import sys, time
+from promethios_local.kind import KindSession
+with KindSession(take_host_lock=False) as session:
+    session.kind_command("create", "cluster", "--name", sys.argv[1], "--image", session.image,
+                         "--kubeconfig", sys.argv[2])
+    print("up", flush=True)
+    time.sleep(900)
+"""
+
+
+def test_a_killed_session_is_swept_by_the_next(quiet_host: None, tmp_path: Path) -> None:
+    """SIGKILL a session with a running cluster: its dockerd dies with it, the node
+    container, shims, mounts, cgroups, bridge and guard stay; the next session removes them."""
+    before = HostSnapshot.capture()
+    name = f"killed-{uuid.uuid4().hex[:6]}"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SESSION, name, str(tmp_path / "kc")],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "up", "the child session did not start"
+    finally:
+        child.kill()
+        child.wait(30)
+    left = HostSnapshot.capture()
+    assert any(link.startswith(f"{BRIDGE} bridge") for link in left.links), left.links
+    assert GUARD_CHAIN in left.iptables
+    assert any(c.endswith(CGROUP_PARENT) for c in left.cgroups), left.cgroups
+    with KindSession() as session:
+        clusters = session.kind_command("get", "clusters").stdout.split()
+        assert name not in clusters, "the killed session's cluster was not deleted"
     after = HostSnapshot.capture()
     differences = _without_other_image_builds(before.differences(after))
     assert not differences, json.dumps(differences, indent=2)[:6000]

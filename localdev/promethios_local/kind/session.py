@@ -13,6 +13,7 @@ daemon and removes what it left; failures to remove anything are raised, not hid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -34,14 +35,22 @@ PUBLISHED_IMAGE_ENV = "PROMETHIOS_KIND_IMAGE"
 class KindSession:
     """See the module docstring."""
 
-    def __init__(self, paths: KindPaths | None = None, *, lock_timeout: float = 1800.0) -> None:
+    def __init__(
+        self,
+        paths: KindPaths | None = None,
+        *,
+        lock_timeout: float = 1800.0,
+        take_host_lock: bool = True,
+    ) -> None:
+        """``take_host_lock=False`` is for a child process of a holder of the lock (the
+        lock is re-entrant within a process only)."""
         self.paths = paths or KindPaths.default()
         self.daemon = DockerDaemon(self.paths)
         # With a registry, kind's published image can stand in for ours (kind pulls it).
         self.published_image = os.environ.get(PUBLISHED_IMAGE_ENV, "")
         self.image = self.published_image or node_image_ref(self.paths.version)
         self.lock_timeout = lock_timeout
-        self._lock = host_lock(lock_timeout)
+        self._lock = host_lock(lock_timeout) if take_host_lock else contextlib.nullcontext()
         self.load_seconds = 0.0
 
     @property
