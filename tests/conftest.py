@@ -159,15 +159,16 @@ KIND_IMAGES = {
     "promethios-e2e.tar": "localhost/promethios/e2e:1",
 }
 #: On kind, pods run for real and nothing can be pulled: the placeholder images the
-#: cluster tests name (kwok never runs them) are tags of the e2e agent image (it serves
-#: ``GET /healthz`` on ``$PORT``, 8080 by default) or, for the custom sidecar, of the
-#: project's image.
+#: cluster tests and the sample manifests name (kwok never runs them) are tags of the e2e
+#: agent image (it serves ``GET /healthz`` on ``$PORT``, 8080 by default) or, for the
+#: custom sidecar, of the project's image.
 KIND_IMAGE_ALIASES = {
     "localhost/promethios/e2e:1": (
         "registry.example/agent:1", "registry.example/bot:1", "registry.example/bot:2",
         "registry.example/bot:3", "registry.example/bot:4", "registry.example/support-bot:1.0",
         "example.com/agent:1", "example.com/agent:2", "example.com/a:2",
         "registry.example.com/agent:1.0", "x.io/y:1", "registry.k8s.io/pause:3.10",
+        "registry.example.com/support-bot:1.0",  # manifests/samples/04-governedagent.yaml
     ),
     "ghcr.io/promethios/promethios-operator:0.1.0": ("registry.example.com/custom-sidecar:1",),
 }  # fmt: skip
