@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv host-packages testenv browser image e2e-images run test test-unit test-integration test-e2e lint format crds crds-check bench clean
+.PHONY: help venv host-packages testenv kind-image browser image e2e-images run test test-unit test-integration test-e2e test-kind lint format crds crds-check bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ host-packages:  ## apt-get install what images and the real node need, where mis
 
 testenv: host-packages  ## build the control plane and the real node's binaries from Go module sources (cached)
 	testenv/build.sh
+
+kind-image: testenv  ## build kind's node image from Debian packages and Go sources (cached; not needed with a registry)
+	@start=$$SECONDS; hack/kind/node-image.sh >/dev/null && echo "kind-image: ready in $$((SECONDS - start)) s"
 
 browser:  ## install Debian's chromium for the dashboard's browser tests (apt-get, when missing)
 	@if command -v chromium >/dev/null 2>&1; then \
@@ -55,6 +58,9 @@ test-integration: venv testenv  ## integration tests only
 
 test-e2e: venv testenv e2e-images  ## real-pod end-to-end tests only (root; a real kubelet node)
 	$(BIN)/pytest -m realnode $(PYTEST_ARGS)
+
+test-kind: venv kind-image e2e-images  ## the tests on a throw-away kind cluster (own dockerd; root), not the real-node ones
+	$(BIN)/pytest --cluster=kind -m "not realnode" $(PYTEST_ARGS)
 
 lint: venv  ## ruff, mypy (strict on the packages) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check operator localdev tests benchmarks hack

@@ -6,7 +6,8 @@
   started once per session, and only if a collected test asks for it. Missing binaries
   are a test *failure* telling you to run ``make testenv``: never a silent skip.
 - ``existing``: whatever the current ``KUBECONFIG`` context points at.
-- ``kind``: a throw-away kind cluster via pytest-kind (needs Docker).
+- ``kind``: a throw-away kind cluster via pytest-kind, on a Docker daemon the session starts
+  and the node image ``make kind-image`` builds (root; see ``promethios_local.kind``).
 
 Fixtures: ``cluster`` (``.kubeconfig``, ``.kubectl(*args, check=True, input=None)``),
 ``cluster_mode``, ``api_client`` (a ``kubernetes.client.ApiClient``) and ``namespace``
@@ -40,6 +41,7 @@ DIRECTORY_MARKERS = {
     "unit": "unit",
     "adversarial": "adversarial",
     "e2e": "realnode",
+    "kind": "kind",
 }
 
 
@@ -83,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=CLUSTER_MODES,
         default=os.environ.get("PROMETHIOS_TEST_CLUSTER", "local"),
         help="cluster for `cluster` tests: local (embedded control plane, default), "
-        "existing (current KUBECONFIG context) or kind (pytest-kind, needs Docker)",
+        "existing (current KUBECONFIG context) or kind (pytest-kind on its own dockerd, root)",
     )
 
 
@@ -98,6 +100,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = DIRECTORY_MARKERS.get(relative.parts[0]) if relative.parts else None
         if marker is not None:
             item.add_marker(getattr(pytest.mark, marker))
+    _kind_tests_only_with_kind(config, items)
+
+
+def _kind_tests_only_with_kind(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tests/kind starts a Docker daemon and a kind cluster of its own: it belongs to
+    ``--cluster=kind`` runs (``make test-kind``) only, where it runs first (before the
+    session's kind cluster starts); other runs deselect it (reported as deselected)."""
+    is_kind = [item for item in items if item.get_closest_marker("kind")]
+    if config.getoption("--cluster") != "kind":
+        if is_kind:
+            config.hook.pytest_deselected(items=is_kind)
+            items[:] = [item for item in items if not item.get_closest_marker("kind")]
+        return
+    items[:] = is_kind + [item for item in items if not item.get_closest_marker("kind")]
 
 
 @pytest.fixture(scope="session")
@@ -137,37 +153,70 @@ def _existing_cluster() -> Iterator[KubeconfigCluster]:
     yield KubeconfigCluster(kubeconfig, _kubectl_on_path())
 
 
-def _require_docker() -> None:
-    """Fail (never skip) unless a Docker daemon answers."""
-    hint = "use --cluster=local (the default) instead"
-    if shutil.which("docker") is None:
-        pytest.fail(
-            f"--cluster=kind needs Docker, which is not installed here; {hint}", pytrace=False
-        )
-    try:
-        info = subprocess.run(
-            ["docker", "info"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"--cluster=kind: `docker info` timed out; {hint}", pytrace=False)
-    if info.returncode != 0:
-        pytest.fail(
-            f"--cluster=kind needs a running Docker daemon; `docker info` said:\n"
-            f"{info.stderr.strip()}\n{hint}",
-            pytrace=False,
-        )
+#: What ``make e2e-images`` builds, loaded into every kind cluster (pods there really run).
+KIND_IMAGES = {
+    "promethios-operator.tar": "ghcr.io/promethios/promethios-operator:0.1.0",
+    "promethios-e2e.tar": "localhost/promethios/e2e:1",
+}
+#: On kind, pods run for real and nothing can be pulled: the placeholder images the
+#: cluster tests and the sample manifests name (kwok never runs them) are tags of the e2e
+#: agent image (it serves ``GET /healthz`` on ``$PORT``, 8080 by default) or, for the
+#: custom sidecar, of the project's image.
+KIND_IMAGE_ALIASES = {
+    "localhost/promethios/e2e:1": (
+        "registry.example/agent:1", "registry.example/bot:1", "registry.example/bot:2",
+        "registry.example/bot:3", "registry.example/bot:4", "registry.example/support-bot:1.0",
+        "example.com/agent:1", "example.com/agent:2", "example.com/a:2",
+        "registry.example.com/agent:1.0", "x.io/y:1", "registry.k8s.io/pause:3.10",
+        "registry.example.com/support-bot:1.0",  # manifests/samples/04-governedagent.yaml
+    ),
+    "ghcr.io/promethios/promethios-operator:0.1.0": ("registry.example.com/custom-sidecar:1",),
+}  # fmt: skip
 
 
 def _kind_cluster() -> Iterator[KubeconfigCluster]:
-    _require_docker()
+    """A kind cluster on the session's own Docker daemon and the node image built here
+    (``make kind-image``); the machine is restored when the session ends."""
+    import time
+
     from pytest_kind import KindCluster
 
-    kind = KindCluster(f"promethios-{uuid.uuid4().hex[:6]}")
-    kind.create()
+    from promethios_local.kind import KindSession
+    from promethios_local.localcluster.realnode import default_archive_dir
+
     try:
-        yield KubeconfigCluster(Path(kind.kubeconfig_path), Path(kind.kubectl_path))
-    finally:
-        kind.delete()
+        kubectl = find_binaries().kubectl
+    except BinariesNotFoundError as error:
+        pytest.fail(str(error), pytrace=False)
+    archives = {default_archive_dir() / name: ref for name, ref in KIND_IMAGES.items()}
+    missing = [str(a) for a in archives if not a.is_file()]
+    if missing:
+        pytest.fail(f"image archives missing: {missing}; run `make e2e-images`", pytrace=False)
+    with KindSession() as session:
+        saved_env = dict(os.environ)
+        os.environ.update(session.daemon.env)  # pytest-kind runs kind and kubectl itself
+        try:
+            kind = KindCluster(f"promethios-{uuid.uuid4().hex[:6]}", image=session.image,
+                               kind_path=session.kind, kubectl_path=kubectl)  # fmt: skip
+            began = time.monotonic()
+            kind.create()
+            print(f"\nkind cluster up in {time.monotonic() - began:.1f} s "
+                  f"(node image load {session.load_seconds:.1f} s)")  # fmt: skip
+            try:
+                began = time.monotonic()
+                for archive, ref in archives.items():
+                    session.load_archive(archive)
+                    kind.load_docker_image(ref)
+                    for alias in KIND_IMAGE_ALIASES.get(ref, ()):
+                        session.daemon.docker("tag", ref, alias)
+                        kind.load_docker_image(alias)
+                print(f"images loaded in {time.monotonic() - began:.1f} s")
+                yield KubeconfigCluster(Path(kind.kubeconfig_path), kubectl)
+            finally:
+                kind.delete()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
 
 
 @pytest.fixture(scope="session")
