@@ -80,7 +80,7 @@ crds-check: venv  ## fail if the committed CRDs drift from the models
 	$(BIN)/promethios crds --output-dir crds --check
 	$(BIN)/python hack/sync-chart-crds.py --check
 
-bench: venv testenv  ## benchmarks, each measured beside its floor (not tests)
+bench: venv testenv e2e-images  ## benchmarks, each measured beside its floor (not tests)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:  ## remove local build and test state (not the testenv cache)
