@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from ..localcluster.realnode import cgroups
@@ -42,18 +40,9 @@ def load_baseline(paths: KindPaths) -> FilterState | None:
     return FilterState.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
-def cgroup_dirs() -> list[Path]:
-    """The session's cgroup parent in every hierarchy where it exists."""
-    return [h / CGROUP_PARENT for h in cgroups.hierarchies() if (h / CGROUP_PARENT).is_dir()]
-
-
 def session_pids(paths: KindPaths) -> set[int]:
     """Processes in the session's cgroups, and any naming its run directory (shims)."""
-    found: set[int] = set()
-    for top in cgroup_dirs():
-        for directory, _, _ in os.walk(top):
-            with contextlib.suppress(OSError):
-                found.update(int(p) for p in (Path(directory) / "cgroup.procs").read_text().split())
+    found = cgroups.pids(CGROUP_PARENT)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
@@ -64,33 +53,13 @@ def session_pids(paths: KindPaths) -> set[int]:
 
 
 def kill_processes(paths: KindPaths, timeout: float = 15.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while remaining := session_pids(paths):
-        if time.monotonic() > deadline:
-            return [f"process {pid} survived SIGKILL" for pid in sorted(remaining)]
-        for pid in remaining:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-    return []
+    survivors = cgroups.kill_until_gone(lambda: session_pids(paths), timeout)
+    return [f"process {pid} survived SIGKILL" for pid in sorted(survivors)]
 
 
 def remove_cgroups(timeout: float = 10.0) -> list[str]:
     """rmdir the session's cgroup trees, deepest first; return failures."""
-    deadline = time.monotonic() + timeout
-    while True:
-        failures = []
-        for top in cgroup_dirs():
-            for directory, _, _ in os.walk(top, topdown=False):
-                try:
-                    os.rmdir(directory)
-                except FileNotFoundError:
-                    pass
-                except OSError as error:
-                    failures.append(f"rmdir {directory}: {error}")
-        if not failures or time.monotonic() > deadline:
-            return failures
-        time.sleep(0.2)  # a just-killed process may still be leaving its cgroup
+    return cgroups.remove(timeout, CGROUP_PARENT)
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .settings import CGROUP_PARENT
@@ -31,9 +32,9 @@ def hierarchies(mountinfo: str | None = None) -> list[Path]:
     return sorted(set(mounts))
 
 
-def parents(mountinfo: str | None = None) -> list[Path]:
-    """``<hierarchy>/promethios-realnode`` for every hierarchy."""
-    return [mount / CGROUP_PARENT for mount in hierarchies(mountinfo)]
+def parents(mountinfo: str | None = None, name: str = CGROUP_PARENT) -> list[Path]:
+    """``<hierarchy>/<name>`` for every hierarchy (the node's parent unless named)."""
+    return [mount / name for mount in hierarchies(mountinfo)]
 
 
 def create() -> None:
@@ -47,14 +48,15 @@ def create() -> None:
                 mine.write_text(root.read_text())
 
 
-def existing() -> list[Path]:
-    return [p for p in parents() if p.is_dir()]
+def existing(name: str = CGROUP_PARENT) -> list[Path]:
+    """The parent ``name`` in every hierarchy where it exists."""
+    return [p for p in parents(name=name) if p.is_dir()]
 
 
-def pids() -> set[int]:
+def pids(name: str = CGROUP_PARENT) -> set[int]:
     """Every process in any cgroup below the parent."""
     found: set[int] = set()
-    for parent in existing():
+    for parent in existing(name):
         for directory, _, _ in os.walk(parent):
             with contextlib.suppress(OSError):
                 procs = (Path(directory) / "cgroup.procs").read_text().split()
@@ -62,11 +64,11 @@ def pids() -> set[int]:
     return found
 
 
-def kill_all(timeout: float = 15.0) -> set[int]:
-    """SIGKILL every process below the parent until none is left; return the survivors."""
+def kill_until_gone(find: Callable[[], set[int]], timeout: float = 15.0) -> set[int]:
+    """SIGKILL what ``find`` returns until it returns nothing; return the survivors."""
     deadline = time.monotonic() + timeout
     while True:
-        remaining = pids()
+        remaining = find()
         if not remaining or time.monotonic() > deadline:
             return remaining
         for pid in remaining:
@@ -75,12 +77,17 @@ def kill_all(timeout: float = 15.0) -> set[int]:
         time.sleep(0.1)
 
 
-def remove(timeout: float = 10.0) -> list[str]:
+def kill_all(timeout: float = 15.0) -> set[int]:
+    """SIGKILL every process below the node's parent until none is left; the survivors."""
+    return kill_until_gone(pids, timeout)
+
+
+def remove(timeout: float = 10.0, name: str = CGROUP_PARENT) -> list[str]:
     """rmdir the parent's tree, deepest first, in every hierarchy; return failures."""
     deadline = time.monotonic() + timeout
     while True:
         failures = []
-        for parent in existing():
+        for parent in existing(name):
             for directory, _, _ in os.walk(parent, topdown=False):
                 try:
                     os.rmdir(directory)
