@@ -194,3 +194,24 @@ def test_quarantine_of_an_open_agent_is_unchanged() -> None:
     agent = make_agent()
     selector = build_network_policy(agent, SETTINGS)["spec"]["podSelector"]
     assert selector == {"matchLabels": selector_labels(agent)}
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_pod_labels_cannot_dress_the_agent_as_its_gateway() -> None:
+    # The namespace user writes spec.podLabels: copying the gateway's labels onto the
+    # agent's pods would put them under the gateway's NetworkPolicy (egress to the
+    # provider) and out of the agent's own lock.
+    agent = locked_agent()
+    gateway_pod = build_gateway_deployment(agent, SETTINGS, "h", 1)["spec"]["template"]
+    disguise = {**gateway_pod["metadata"]["labels"], "team": "a"}
+    dressed = locked_agent(podLabels=disguise)
+    pod = build_deployment(dressed, SETTINGS, "h", 1, gateway_url(dressed))["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert labels["team"] == "a"  # the user's labels do reach the pod
+    gateway_policy = build_gateway_network_policy(dressed, SETTINGS, "https://api.openai.com/v1")
+    agent_policy = build_agent_egress_policy(dressed, None)
+    assert not _selects(gateway_policy["spec"]["podSelector"]["matchLabels"], labels)
+    assert _selects(agent_policy["spec"]["podSelector"]["matchLabels"], labels)
