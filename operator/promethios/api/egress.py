@@ -97,6 +97,10 @@ NO_DESTINATION = "set cidr, podSelector or namespaceSelector"
 CIDR_PATTERN = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"
 
 
+#: A /0 range would let a locked agent reach the provider directly: that is egress Open.
+EVERY_ADDRESS = "allows every address, which undoes the lock (use egress: Open instead)"
+
+
 class EgressRule(Model):
     """One destination a locked agent may reach: in-cluster pods by selector, or a CIDR."""
 
@@ -109,6 +113,12 @@ class EgressRule(Model):
                     "message": ONE_DESTINATION,
                     "fieldPath": ".cidr",
                     "reason": "FieldValueInvalid",
+                },
+                {
+                    "rule": "!has(self.cidr) || !self.cidr.endsWith('/0')",
+                    "message": EVERY_ADDRESS,
+                    "fieldPath": ".cidr",
+                    "reason": "FieldValueForbidden",
                 },
                 {
                     "rule": "has(self.cidr) || has(self.podSelector) || "
@@ -142,9 +152,11 @@ class EgressRule(Model):
         if value is None:
             return None
         try:
-            ipaddress.ip_network(value, strict=True)
+            network = ipaddress.ip_network(value, strict=True)
         except ValueError as error:
             raise ValueError(f"cidr {value!r} is not a network address range: {error}") from None
+        if network.prefixlen == 0:
+            raise ValueError(f"cidr {value!r}: {EVERY_ADDRESS}")
         return value
 
     @model_validator(mode="after")

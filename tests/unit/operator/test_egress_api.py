@@ -48,6 +48,8 @@ def test_a_rule_allows_pods_by_selector_with_ports() -> None:
         ({"ports": [{"port": 80}]}, "set cidr, podSelector or namespaceSelector"),
         ({"cidr": "10.0.0.1/8"}, "cidr '10.0.0.1/8' is not a network address range"),
         ({"cidr": "not-a-cidr"}, "cidr"),
+        ({"cidr": "0.0.0.0/0"}, "cidr '0.0.0.0/0': allows every address"),
+        ({"cidr": "::/0", "ports": [{"port": 443}]}, "cidr '::/0': allows every address"),
         ({"podSelector": {"matchLabels": {"bad key!": "x"}}}, "matchLabels key 'bad key!'"),
         ({"cidr": "10.0.0.0/8", "ports": [{"port": 0}]}, "ports.0.port"),
     ],
