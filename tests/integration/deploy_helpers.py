@@ -80,6 +80,11 @@ class Upstream:
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """The OpenAI-style base URL."""
+        return f"{self.root}/v1"
+
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         runner = web.AppRunner(build_upstream_app(self.log), access_log=None)

@@ -33,6 +33,7 @@ import aiohttp
 import kube_helpers
 import pytest
 from aiohttp import web
+from deploy_helpers import Upstream
 from kube_helpers import free_port
 from test_governance_flow import (
     API_VERSION,
@@ -42,7 +43,6 @@ from test_governance_flow import (
     Kube,
     Operator,
     Sidecar,
-    Upstream,
     write_secret_file,
 )
 

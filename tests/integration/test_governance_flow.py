@@ -34,7 +34,6 @@ import os
 import re
 import socket
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ import aiohttp
 import kube_helpers
 import pytest
 import yaml
-from aiohttp import web
+from deploy_helpers import Upstream
 from kube_helpers import free_port
 
 from promethios.api.sidecarconfig import CONFIG_KEY
@@ -55,7 +54,6 @@ from promethios.api.wire import PATH_HEARTBEAT, PATH_VIOLATIONS
 from promethios.builders.tls import ServingIdentity, decide, issue
 from promethios.ingest.keystore import sha256_hex
 from promethios_local.demo.run import local_sidecar_config, promethios_argv
-from promethios_local.demo.upstream import UpstreamLog, build_upstream_app
 from promethios_local.localcluster.process import ManagedProcess
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
@@ -155,40 +153,6 @@ def chat(content: str) -> dict[str, Any]:
 
 
 # -- the processes ----------------------------------------------------------------------
-
-
-class Upstream:
-    """The fake model provider, served by its own event loop in a thread."""
-
-    def __init__(self) -> None:
-        self.log = UpstreamLog()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="fake-provider", daemon=True)
-        self._ready = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(build_upstream_app(self.log), access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-        self.port = int(runner.addresses[0][1])
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10), "the fake provider did not start"
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 class Operator:
