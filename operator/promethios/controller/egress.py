@@ -12,7 +12,7 @@ which covers the gateway's pods too (NetworkPolicies add up: the lock's would re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +33,6 @@ from ..builders.network import (
     gateway_policy_name,
 )
 from ..builders.sidecar import BuildSettings
-from ..kube import objects
-from ..kube.client import Client
 from .compare import needs_apply
 
 #: Keys of :attr:`.plan.Observed.live` for the lock's objects (beside "Deployment" & co.).
@@ -77,15 +75,16 @@ def may_have_lock(agent: Agent, status: Mapping[str, Any]) -> bool:
 
 
 def read_live(
-    client: Client, agent: Agent, status: Mapping[str, Any]
+    read: Callable[[str, str], Mapping[str, Any] | None],
+    agent: Agent,
+    status: Mapping[str, Any],
 ) -> dict[str, Mapping[str, Any] | None]:
-    """GET the lock's objects (none when :func:`may_have_lock` says they cannot exist)."""
+    """The lock's objects, read with ``read(kind, name)`` — the reconcile's own reader
+    (the watch-fed cache, else a GET) — none when :func:`may_have_lock` says they
+    cannot exist."""
     if not may_have_lock(agent, status):
         return {}
-    return {
-        slot.key: objects.get(client, slot.kind, agent.namespace, slot.name)
-        for slot in slots(agent.name)
-    }
+    return {slot.key: read(slot.kind, slot.name) for slot in slots(agent.name)}
 
 
 #: Warning reason: the gateway's name is taken by an object another owner controls.

@@ -118,7 +118,7 @@ def observe(
     }
     if _may_have_network_policy(status):
         live["NetworkPolicy"] = live_child("NetworkPolicy", names.network_policy)
-    live.update(egress.read_live(client, agent, status))
+    live.update(egress.read_live(live_child, agent, status))
     return Observed(
         agent, policy, keys, missing, live, status, stored_revisions(client, agent, status, policy)
     )
