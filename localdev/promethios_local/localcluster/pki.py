@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from promethios.builders.tls import certificate_pem, new_key, private_key_pem
+
 VALIDITY = dt.timedelta(days=365)
 CLOCK_SKEW = dt.timedelta(hours=1)
 
@@ -46,22 +48,6 @@ class Pki:
     clients: dict[str, KeyPair]
     service_account_key_pem: bytes
     service_account_pub_pem: bytes
-
-
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _builder(
@@ -97,7 +83,7 @@ def generate_ca(
     common_name: str = "promethios-local-ca",
 ) -> tuple[KeyPair, x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA; returns its PEMs plus the objects needed to sign leaves."""
-    key = _new_key()
+    key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -119,7 +105,7 @@ def generate_ca(
         )
         .sign(key, hashes.SHA256())
     )
-    return KeyPair(_cert_pem(cert), _key_pem(key)), cert, key
+    return KeyPair(certificate_pem(cert), private_key_pem(key)), cert, key
 
 
 def _sign_leaf(
@@ -129,7 +115,7 @@ def _sign_leaf(
     usage: x509.ObjectIdentifier,
     san: x509.SubjectAlternativeName | None = None,
 ) -> KeyPair:
-    key = _new_key()
+    key = new_key()
     builder = (
         _builder(subject, ca_cert.subject, key.public_key(), dt.datetime.now(dt.UTC))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -142,7 +128,7 @@ def _sign_leaf(
     )
     if san is not None:
         builder = builder.add_extension(san, critical=False)
-    return KeyPair(_cert_pem(builder.sign(ca_key, hashes.SHA256())), _key_pem(key))
+    return KeyPair(certificate_pem(builder.sign(ca_key, hashes.SHA256())), private_key_pem(key))
 
 
 def serving_san(dns_names: list[str], ip_addresses: list[str]) -> x509.SubjectAlternativeName:
@@ -161,11 +147,11 @@ def client_subject(identity: ClientIdentity) -> x509.Name:
 
 def generate_service_account_keys() -> tuple[bytes, bytes]:
     """The (private, public) PEM pair that signs and verifies service-account tokens."""
-    key = _new_key()
+    key = new_key()
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return _key_pem(key), public
+    return private_key_pem(key), public
 
 
 def generate_pki(

@@ -245,11 +245,13 @@ def decide(
 # -- issuing ---------------------------------------------------------------------------------
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
+def new_key() -> ec.EllipticCurvePrivateKey:
+    """A P-256 key (the curve every certificate here uses)."""
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The key as unencrypted PKCS#8 PEM."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -257,12 +259,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _cert_pem(cert: x509.Certificate) -> bytes:
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    """The certificate as PEM."""
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _new_ca(now: dt.datetime, lifetime: dt.timedelta) -> tuple[x509.Certificate, bytes]:
-    key = _new_key()
+    key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
     usage = x509.KeyUsage(
         digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -282,7 +285,7 @@ def _new_ca(now: dt.datetime, lifetime: dt.timedelta) -> tuple[x509.Certificate,
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return cert, _key_pem(key)
+    return cert, private_key_pem(key)
 
 
 def _new_serving(
@@ -292,7 +295,7 @@ def _new_serving(
     now: dt.datetime,
     lifetime: dt.timedelta,
 ) -> tuple[bytes, bytes]:
-    key = _new_key()
+    key = new_key()
     usage = x509.KeyUsage(
         digital_signature=True, content_commitment=False, key_encipherment=False,
         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
@@ -318,7 +321,7 @@ def _new_serving(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return _cert_pem(cert), _key_pem(key)
+    return certificate_pem(cert), private_key_pem(key)
 
 
 def issue(
@@ -349,7 +352,7 @@ def issue(
     ca_key = _private_key(ca_key_pem)
     assert ca_key is not None
     cert_pem, key_pem = _new_serving(bundle[0], ca_key, identity, now, lifetimes.serving)
-    return ServingMaterial(cert_pem, key_pem, b"".join(map(_cert_pem, bundle)), ca_key_pem)
+    return ServingMaterial(cert_pem, key_pem, b"".join(map(certificate_pem, bundle)), ca_key_pem)
 
 
 def build_tls_secret(namespace: str, name: str, material: ServingMaterial) -> Manifest:
