@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 
+from ..localcluster.realnode.hostnet import bridge_guard
 from .dockerd import DockerDaemon, DockerError
 from .settings import BRIDGE, GATEWAY, GUARD_CHAIN, KIND_NETWORK, SUBNET
 
@@ -41,12 +42,7 @@ def remove_network(daemon: DockerDaemon) -> list[str]:
 
 def guard_rules() -> list[list[str]]:
     """``iptables`` arguments that install the guard (see the module docstring)."""
-    return [
-        ["-t", "mangle", "-N", GUARD_CHAIN],
-        ["-t", "mangle", "-A", GUARD_CHAIN, "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP"],
-        ["-t", "mangle", "-A", GUARD_CHAIN, "!", "-i", BRIDGE, "-o", BRIDGE, "-j", "DROP"],
-        ["-t", "mangle", "-I", "FORWARD", "1", "-j", GUARD_CHAIN],
-    ]
+    return bridge_guard(BRIDGE, GUARD_CHAIN)
 
 
 def install_guard() -> None:

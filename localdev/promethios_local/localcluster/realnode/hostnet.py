@@ -49,13 +49,22 @@ def forwarding_sysctl() -> Path:
     return Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/forwarding")
 
 
+def bridge_guard(bridge: str, chain: str) -> list[list[str]]:
+    """``iptables`` arguments for a chain in ``mangle FORWARD`` that drops whatever would
+    be forwarded between ``bridge`` and any other interface (also used by the kind
+    network)."""
+    return [
+        ["-t", "mangle", "-N", chain],
+        ["-t", "mangle", "-A", chain, "-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+        ["-t", "mangle", "-A", chain, "!", "-i", bridge, "-o", bridge, "-j", "DROP"],
+        ["-t", "mangle", "-I", "FORWARD", "1", "-j", chain],
+    ]
+
+
 def guard_rules() -> list[list[str]]:
     """``iptables`` arguments that install the guard and accept rules (see module doc)."""
     return [
-        ["-t", "mangle", "-N", GUARD_CHAIN],
-        ["-t", "mangle", "-A", GUARD_CHAIN, "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP"],
-        ["-t", "mangle", "-A", GUARD_CHAIN, "!", "-i", BRIDGE, "-o", BRIDGE, "-j", "DROP"],
-        ["-t", "mangle", "-I", "FORWARD", "1", "-j", GUARD_CHAIN],
+        *bridge_guard(BRIDGE, GUARD_CHAIN),
         ["-t", "filter", "-N", ACCEPT_CHAIN],
         ["-t", "filter", "-A", ACCEPT_CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
         ["-t", "filter", "-A", "FORWARD", "-j", ACCEPT_CHAIN],
