@@ -16,7 +16,7 @@ from pydantic import Field
 
 from .budget import UsageStatus
 from .common import (
-    Condition,
+    Conditions,
     Model,
     api_config,
 )
@@ -187,14 +187,7 @@ class GovernedAgentStatus(RevisionStatus):
     observed_generation: int | None = Field(
         None, ge=0, description="The metadata.generation the operator last acted on."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Current state, as Kubernetes API conventions define conditions.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: Conditions
     replicas: int | None = Field(None, ge=0, description="Agent pods (the Deployment's).")
     ready_replicas: int | None = Field(None, ge=0, description="Agent pods ready.")
     children: ChildNames | None = Field(None, description="Objects the operator made.")

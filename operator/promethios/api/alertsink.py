@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import Field, JsonValue
 
-from .common import Condition, Model, SecretKeyReference, Severity, api_config
+from .common import Conditions, Model, SecretKeyReference, Severity, api_config
 from .resource import CustomResourceInfo, PrinterColumn
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -140,14 +140,7 @@ class AlertSinkStatus(Model):
     observed_generation: int | None = Field(
         None, ge=0, description="The metadata.generation last acted on."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Current state, as Kubernetes API conventions define conditions.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: Conditions
     delivered: int = Field(0, ge=0, description="Alerts delivered.")
     failed: int = Field(0, ge=0, description="Alerts that failed after every retry.")
     last_delivery_time: datetime | None = Field(None, description="When an alert last got through.")

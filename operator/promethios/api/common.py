@@ -148,3 +148,17 @@ class Condition(Model):
         description="Programmatic identifier for the condition's last transition, in CamelCase.",
     )
     message: str = Field("", max_length=32768, description="Human-readable details.")
+
+
+#: ``status.conditions`` of every kind: a list keyed by type, as the conventions define.
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        default_factory=list,
+        description="Current state, as Kubernetes API conventions define conditions.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    ),
+]

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from .budget import MAX_BUDGETS, Budget, BudgetOptions, Pricing, UsageStatus
-from .common import Condition, Model, Severity, api_config
+from .common import Conditions, Model, Severity, api_config
 from .egress import EgressPolicy
 from .resource import CustomResourceInfo, PrinterColumn
 
@@ -184,14 +184,7 @@ class GovernancePolicyStatus(Model):
     observed_generation: int | None = Field(
         None, ge=0, description="The metadata.generation last acted on."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Current state, as Kubernetes API conventions define conditions.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: Conditions
     usage: UsageStatus | None = Field(
         None, description="Shared budgets (scope Policy or Namespace), written by the ingest API."
     )
