@@ -202,13 +202,15 @@ def test_revisions_undo_and_rollbacks(env: Env) -> None:
     kube.wait_ready("bot")
     wait_for(lambda: revision(kube) == 1, "revision 1")
     first = kube.status("bot")["revisions"][0]
+    # Revision 1 rides on its Deployment until revision 2 supersedes it.
+    assert kube.get("controllerrevision", f"bot-{first['hash']}") is None
+
+    set_image(kube, "registry.example/bot:2", 2)
+    kube.wait_ready("bot")
     stored = kube.get("controllerrevision", f"bot-{first['hash']}")
     assert stored is not None and stored["revision"] == 1
     assert stored["data"]["spec"]["image"] == "registry.example/bot:1"
     assert stored["metadata"]["ownerReferences"][0]["name"] == "bot"
-
-    set_image(kube, "registry.example/bot:2", 2)
-    kube.wait_ready("bot")
 
     # `kubectl rollout undo` changes the operator's child: the operator puts it back.
     generation = (kube.get("deployment", "bot") or {})["metadata"]["generation"]

@@ -81,6 +81,8 @@ class LocalCluster:
             bridge address, reachable from pods.
         image_archives: image archives the real node imports (default: every ``*.tar``
             that ``make image`` wrote to the image cache).
+        controllers: the controller manager's ``--controllers`` (default every default
+            one; e.g. ``*,-deployment,-replicaset`` for a benchmark of the objects alone).
     """
 
     def __init__(
@@ -95,12 +97,14 @@ class LocalCluster:
         audit_log: bool = False,
         real_nodes: int = 0,
         image_archives: Sequence[Path | str] | None = None,
+        controllers: str = "*",
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
         if real_nodes not in (0, 1):
             raise ValueError("real_nodes must be 0 or 1 (one real node per machine)")
         self.real_nodes = real_nodes
+        self.controllers = controllers
         self._image_archives = image_archives
         self.real_node: RealNode | None = None
         self.cleanup_failures: list[str] = []
@@ -299,7 +303,8 @@ class LocalCluster:
     def _start_node_side(self) -> None:
         bins, layout = self.binaries, self.layout
         self._spawn(
-            CONTROLLER_MANAGER, controller_manager_command(bins.kube_controller_manager, layout)
+            CONTROLLER_MANAGER,
+            controller_manager_command(bins.kube_controller_manager, layout, self.controllers),
         )
         self._spawn(SCHEDULER, scheduler_command(bins.kube_scheduler, layout))
         kwok_env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}

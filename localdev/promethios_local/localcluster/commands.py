@@ -101,15 +101,16 @@ def apiserver_command(
     return [*argv, *extra_args]
 
 
-def controller_manager_command(binary: Path, layout: Layout) -> list[str]:
-    """kube-controller-manager with every default controller, one SA per controller."""
+def controller_manager_command(binary: Path, layout: Layout, controllers: str = "*") -> list[str]:
+    """kube-controller-manager with every default controller (or ``controllers``, its
+    ``--controllers`` syntax: e.g. ``*,-deployment``), one SA per controller."""
     return [
         str(binary),
         f"--kubeconfig={layout.kubeconfig('controller-manager')}",
         f"--bind-address={LOOPBACK}",
         "--secure-port=0",
         "--leader-elect=false",
-        "--controllers=*",
+        f"--controllers={controllers}",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={layout.pki('sa.key')}",
         f"--root-ca-file={layout.pki('ca.crt')}",

@@ -6,22 +6,36 @@ spec). The operator stores each in a ControllerRevision (``apps/v1``, as Statefu
 and DaemonSets keep their history) named ``<agent>-<hash>``, owned by the agent; a
 rollback, automatic or by ``promethios rollback``, reads it back with
 :func:`restore_spec`.
+
+The running revision's ControllerRevision is written lazily: until a newer revision
+supersedes it, its content rides on a child every revision change rewrites anyway (the
+Deployment; an External agent's ConfigMap): :data:`ANNOTATION_REVISION`,
+:func:`annotate_revision`. Only a revision that can be rolled
+back to (a superseded one) needs its own object, so an agent that never changes costs
+no ControllerRevision write. Data too large for an annotation is stored at once.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from ..api.agent import Agent
 from ..api.governedagent import GovernedAgentSpec
+from ..api.metadata import ANNOTATION_APPLIED_HASH
 from ..api.policy import GovernancePolicySpec
 from ..api.rollout import NON_REVISION_FIELDS, NON_REVISION_GOVERNANCE_FIELDS
-from .meta import Manifest, object_meta, short_hash, stamp_applied_hash
+from .meta import Manifest, canonical_json, object_meta, short_hash, stamp_applied_hash
 
 COMPONENT = "revision"
 HASH_LENGTH = 10
+#: On the Deployment (or ConfigMap): the running revision's hash and data (JSON).
+ANNOTATION_REVISION = "governance.promethios.ai/revision"
+#: Larger revision data goes to its ControllerRevision at once: an object's annotations
+#: may total 256 KiB, and the child's other annotations need room too.
+MAX_ANNOTATED_BYTES = 64 * 1024
 
 
 def revision_spec(spec: GovernedAgentSpec) -> dict[str, Any]:
@@ -95,3 +109,33 @@ def restore_spec(stored: Mapping[str, Any], current: GovernedAgentSpec) -> Gover
     for name in NON_REVISION_GOVERNANCE_FIELDS:
         governance[name] = now["governance"][name]
     return GovernedAgentSpec.model_validate(restored)
+
+
+def annotate_revision(child: Manifest, digest: str, data: Mapping[str, Any]) -> bool:
+    """Put the running revision on a child (re-stamping its applied hash); False,
+    leaving the child as it was, when the data is too large for an annotation."""
+    encoded = canonical_json({"hash": digest, "data": data})
+    if len(encoded.encode()) > MAX_ANNOTATED_BYTES:
+        return False
+    annotations = child["metadata"].setdefault("annotations", {})
+    annotations.pop(ANNOTATION_APPLIED_HASH, None)
+    annotations[ANNOTATION_REVISION] = encoded
+    stamp_applied_hash(child)
+    return True
+
+
+def annotated_revision(child: Mapping[str, Any] | None, digest: str) -> dict[str, Any] | None:
+    """The data of revision ``digest`` as a child carries it; None when the child
+    carries another revision, none, or something unreadable."""
+    annotations = ((child or {}).get("metadata") or {}).get("annotations") or {}
+    try:
+        stored = json.loads(annotations.get(ANNOTATION_REVISION) or "null")
+    except ValueError:
+        return None
+    if not isinstance(stored, dict) or stored.get("hash") != digest:
+        return None
+    data = stored.get("data")
+    # The hash is of the data: an edited annotation is not taken for the revision.
+    if not isinstance(data, dict) or revision_hash(data) != digest:
+        return None
+    return data

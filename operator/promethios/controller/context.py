@@ -20,6 +20,7 @@ from ..builders.apikey import generate_api_key
 from ..kube.client import Client
 from .cache import ObjectCache
 from .observed import References
+from .timers import TIMERS
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,12 @@ MAX_BACKOFF = 300.0
 #: How long a status change that is rollout progress only (pod counts) may wait to be
 #: written together with the next one (e.g. the Ready transition a moment later).
 PROGRESS_DELAY = 5.0
+
+#: How long a new agent's first status may wait while its pods start, so that it goes
+#: out together with Ready: one status write to Ready instead of two. Only a first
+#: status with nothing to act on waits (a missing reference, a refused image, any
+#: Warning is written at once); the children it creates show meanwhile.
+FIRST_STATUS_DELAY = 30.0
 
 
 #: Purposes of a scheduled reconcile (one timer per agent and purpose).
@@ -53,10 +60,7 @@ class Cancellable(Protocol):
 
 
 def _start_timer(delay: float, fire: Callable[[], None]) -> Cancellable:
-    timer = threading.Timer(delay, fire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return TIMERS.start(delay, fire)
 
 
 @dataclass
@@ -74,6 +78,8 @@ class ReconcileContext:
     clock: Callable[[], datetime] = _utcnow
     new_key: Callable[[], str] = generate_api_key
     start_timer: Callable[[float, Callable[[], None]], Cancellable] = _start_timer
+    #: :data:`FIRST_STATUS_DELAY` (tests shorten it).
+    first_status_delay: float = FIRST_STATUS_DELAY
     _locks: dict[tuple[str, str], threading.RLock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _timers: dict[tuple[str, str], _Scheduled] = field(default_factory=dict)

@@ -37,6 +37,7 @@ from ..builders import (
 from ..builders.apikey import generate_api_key
 from ..builders.gateway import gateway_config, gateway_url
 from ..builders.meta import Manifest
+from ..builders.revision import annotate_revision
 from . import conditions as cond
 from . import egress
 from . import revisions as history
@@ -94,9 +95,9 @@ def plan_agent(
             agent, observed.policy, observed.status, observed.revisions, now
         )
         plan.events += [Event(WARNING, reason, message) for reason, message in running.warnings]
-        digest = _plan_workload(plan, observed, settings, replicas, running, quarantined)
+        digest, annotated = _plan_workload(plan, observed, settings, replicas, running, quarantined)
         revision_status, plan.revisions = history.record(
-            agent, running, observed.status, digest, now
+            agent, running, observed.status, digest, now, _carriers(observed), annotated
         )
     else:
         plan.scale_to = _scale_down(observed.live.get("Deployment"), replicas)
@@ -156,6 +157,12 @@ def deployment_after(plan: Plan, observed: Observed) -> Mapping[str, Any] | None
     return {**created, "metadata": {**created["metadata"], "generation": 1}}
 
 
+def _carriers(observed: Observed) -> list[Mapping[str, Any]]:
+    """The live children that may carry the running revision's content."""
+    kinds = ("Deployment", "ConfigMap")
+    return [child for kind in kinds if (child := observed.live.get(kind)) is not None]
+
+
 def _scale_down(live: Mapping[str, Any] | None, replicas: int | None) -> int | None:
     """0 when a live Deployment must stop although it cannot be rebuilt, else None.
 
@@ -200,8 +207,9 @@ def _plan_workload(
     replicas: int | None,
     running: history.Running,
     quarantined: bool,
-) -> str:
-    """The ConfigMap, Deployment and Service of the running revision; the config hash.
+) -> tuple[str, bool]:
+    """The ConfigMap, Deployment and Service of the running revision; the config hash and
+    whether a child carries the revision's content (its ControllerRevision waits).
     An External agent gets the ConfigMap only (a Deployment or Service left from
     runtime Pod is deleted)."""
     agent = running.agent
@@ -210,6 +218,10 @@ def _plan_workload(
     if lock:
         config = gateway_config(config)
     config_map, digest = build_config_map(agent, config, settings.ca_bundle)
+    external = agent.spec.runtime == Runtime.EXTERNAL
+    # The revision rides on the child every revision change rewrites: the Deployment
+    # (its image or config hash), or for an External agent the ConfigMap.
+    annotated = external and annotate_revision(config_map, running.digest, running.data)
     _add(plan, config_map, observed.live.get("ConfigMap"))
     apply, delete = egress.plan_egress(
         agent, settings, observed.live, running.policy.egress, config.provider.base_url,
@@ -217,17 +229,18 @@ def _plan_workload(
     )  # fmt: skip
     plan.apply += apply
     plan.delete += delete
-    if agent.spec.runtime == Runtime.EXTERNAL:
+    if external:
         names = ChildNames.of(agent.name)
         for kind, name in (("Deployment", names.deployment), ("Service", names.service)):
             if observed.live.get(kind) is not None:
                 plan.delete.append((kind, name))
-        return digest
+        return digest, annotated
     governance_url = gateway_url(agent) if lock else None
     deployment = build_deployment(agent, settings, digest, replicas, governance_url)
+    annotated = annotate_revision(deployment, running.digest, running.data)
     _add(plan, deployment, observed.live.get("Deployment"))
     _add(plan, build_service(agent, sidecar=not lock), observed.live.get("Service"))
-    return digest
+    return digest, annotated
 
 
 def _warn_on_new_blocker(plan: Plan, observed: Observed, blocker: cond.Blocker | None) -> None:

@@ -36,6 +36,7 @@ from ..kube.client import Client
 from . import egress
 from .blockers import stored_enforcement
 from .cache import ObjectCache, Unavailable
+from .compare import first_status_starting
 from .context import PROGRESS, PROGRESS_DELAY, ReconcileContext
 from .observed import Observed, Plan, References
 from .plan import first_status_may_wait, plan_agent, progress_only
@@ -170,7 +171,8 @@ def reconcile_agent(
     With ``defer_progress`` (a Deployment's rollout event), a status change that is pod
     counts only is not written now but at most :data:`PROGRESS_DELAY` later, so that it
     coalesces with the next change (typically Ready); transitions are written at once.
-    A new agent's first status (children just created, pods starting) waits the same way.
+    A new agent's first status (children just created, pods starting) waits the same way,
+    at most ``ctx.first_status_delay`` (so it is usually the Ready one: one write).
     """
     metadata = body["metadata"]
     if metadata.get("deletionTimestamp"):
@@ -187,8 +189,12 @@ def reconcile_agent(
             plan = plan_agent(observed, ctx.settings, ctx.clock(), ctx.new_key)
             deferred = defer_progress and progress_only(plan, observed.status)
             if deferred or first_status_may_wait(plan, observed.status):
+                first = plan.status is not None and first_status_starting(
+                    plan.status, observed.status
+                )
                 plan.status = None
-                when = ctx.clock() + timedelta(seconds=PROGRESS_DELAY)
+                delay = ctx.first_status_delay if first else PROGRESS_DELAY
+                when = ctx.clock() + timedelta(seconds=delay)
                 ctx.reconcile_at(
                     agent.uid, agent.namespace, agent.name, when, PROGRESS, keep_earlier=True
                 )
@@ -229,9 +235,13 @@ def _skip_unrecorded_revisions(ctx: ReconcileContext, agent: Agent, plan: Plan) 
 
 
 def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: Plan) -> None:
-    """Perform the plan's writes: children first, then status, then Events."""
+    """Perform the plan's writes: a superseded revision's ControllerRevision first (its
+    content is on the ConfigMap about to be rewritten), children, then status, Events."""
     client, ns = ctx.client, agent.namespace
     cache = ctx.cache
+    for manifest in plan.revisions.apply:
+        kapply.apply(client, manifest)
+        log.info("revision %s of %s/%s", manifest["revision"], ns, agent.name)
     for manifest in plan.apply:
         written = kapply.apply(client, manifest)
         if cache is not None:
@@ -242,9 +252,6 @@ def execute(ctx: ReconcileContext, body: Mapping[str, Any], agent: Agent, plan: 
         if cache is not None:
             cache.deleted(kind, ns, name)
         log.info("deleted %s %s/%s", kind, ns, name)
-    for manifest in plan.revisions.apply:
-        kapply.apply(client, manifest)
-        log.info("revision %s of %s/%s", manifest["revision"], ns, agent.name)
     for name in plan.revisions.delete:
         kapply.delete(client, "ControllerRevision", ns, name)
     if plan.scale_to is not None:

@@ -5,7 +5,10 @@ from: the spec's own revision, or, while an automatic rollback is in force, the 
 it restored (from its ControllerRevision, read by the reconcile beforehand: see
 :func:`hashes_to_read`). :func:`record` then updates ``status.revisions`` (a new entry when
 the running revision changes, the finished one's figures frozen) and says which
-ControllerRevisions to write and prune.
+ControllerRevisions to write and prune: the running revision's content rides on its
+Deployment (an External agent's ConfigMap), and its ControllerRevision is written from
+there once a newer revision supersedes it (before that child is rewritten: see the
+reconcile's ``execute``).
 
 Rollback on breach (``spec.rollout.rollbackOnBreach``): the newest revision rolls back to
 the revision before it (the newest earlier one with other content) when, within
@@ -20,7 +23,7 @@ the revision that breached; any change to them ends it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +36,7 @@ from ..api.policy import GovernancePolicySpec
 from ..api.rollout import Runtime
 from ..builders.meta import Manifest
 from ..builders.revision import (
+    annotated_revision,
     build_controller_revision,
     controller_revision_name,
     restore_spec,
@@ -206,15 +210,29 @@ def record(
     status: Mapping[str, Any],
     config_hash: str,
     now: datetime,
+    carriers: Sequence[Mapping[str, Any]] = (),
+    annotated: bool = False,
 ) -> tuple[dict[str, Any], RevisionWrites]:
     """``status.revisions`` and ``status.rollout`` for this reconcile, and the
-    ControllerRevision writes (only when the running revision changes)."""
+    ControllerRevision writes (only when the running revision changes).
+
+    ``carriers`` are the live children that may carry the superseded revision's content;
+    ``annotated``: the running revision's content rides on a desired child
+    (:func:`~promethios.builders.revision.annotate_revision`), else (too large) its
+    ControllerRevision is written now.
+    """
     records, writes = records_of(status), RevisionWrites()
     head = records[0] if records else None
     if head is None or head.get("hash") != running.digest:
+        superseded = _superseded(agent, head, carriers)
+        if superseded is not None:
+            writes.apply.append(superseded)
         records = _start_revision(records, running, status, config_hash, now)
         number = int(records[0]["revision"])
-        writes.apply.append(build_controller_revision(agent, running.digest, number, running.data))
+        if not annotated:
+            writes.apply.append(
+                build_controller_revision(agent, running.digest, number, running.data)
+            )
         limit = agent.spec.rollout.revision_history_limit
         kept, dropped = records[:limit], records[limit:]
         kept_hashes = {r.get("hash") for r in kept}
@@ -230,6 +248,21 @@ def record(
     if running.pin is not None:
         rollout["rolledBack"] = dict(running.pin)
     return {"revisions": records, "rollout": rollout}, writes
+
+
+def _superseded(
+    agent: Agent, head: Mapping[str, Any] | None, carriers: Sequence[Mapping[str, Any]]
+) -> Manifest | None:
+    """The ControllerRevision of the revision a new one supersedes, from the content a
+    live child carries; None when there is none to write (no earlier revision, or its
+    ControllerRevision was written when it started: too large, or an older operator)."""
+    if head is None or not head.get("hash"):
+        return None
+    found = (annotated_revision(child, str(head["hash"])) for child in carriers)
+    data = next((d for d in found if d is not None), None)
+    if data is None:
+        return None
+    return build_controller_revision(agent, str(head["hash"]), int(head["revision"]), data)
 
 
 def _start_revision(

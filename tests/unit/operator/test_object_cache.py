@@ -19,7 +19,7 @@ from operator_fakes import NOW, UID, Keys, apply_status, spec_dict, with_server_
 
 from promethios.controller import reconcile
 from promethios.controller.cache import MAX_AGE, ObjectCache, Unavailable, pack, unpack
-from promethios.controller.context import PROGRESS, PROGRESS_DELAY, ReconcileContext
+from promethios.controller.context import FIRST_STATUS_DELAY, PROGRESS, ReconcileContext
 from promethios.controller.resync import Resync
 
 NS, NAME = "team-a", "support-bot"
@@ -242,19 +242,23 @@ def test_a_new_agent_is_reconciled_with_writes_only(server: Server) -> None:
     ctx = context(watch)
     reconcile.reconcile_named(ctx, NS, NAME)
     assert server.reads == []
-    assert server.writes == ["Secret", "ConfigMap", "Deployment", "Service", "ControllerRevision"]
-    # The first status (pods starting) waits, at most PROGRESS_DELAY, to go out with Ready.
-    assert ctx.scheduled(UID, PROGRESS) == NOW + timedelta(seconds=PROGRESS_DELAY)
+    # The children only: revision 1's ControllerRevision waits until a revision 2 exists.
+    assert server.writes == ["Secret", "ConfigMap", "Deployment", "Service"]
+    # The first status (pods starting) waits, at most FIRST_STATUS_DELAY, to go out
+    # with Ready; a pod-count change later waits PROGRESS_DELAY, which must not shorten it.
+    first_due = NOW + timedelta(seconds=FIRST_STATUS_DELAY)
+    assert ctx.scheduled(UID, PROGRESS) == first_due
     # A Deployment event before the watch delivered any of those writes: nothing re-planned.
     reconcile.reconcile_named(ctx, NS, NAME, defer_progress=True)
-    assert (server.reads, len(server.writes)) == ([], 5)
+    assert (server.reads, len(server.writes)) == ([], 4)
+    assert ctx.scheduled(UID, PROGRESS) == first_due
     pods_ready(server)
     catch_up(watch, server)
     reconcile.reconcile_named(ctx, NS, NAME, defer_progress=True)
-    assert server.reads == [] and server.writes[5:] == ["status"]
+    assert server.reads == [] and server.writes[4:] == ["status"]
     assert ready(server) == "True" and ctx.scheduled(UID, PROGRESS) is None
     reconcile.reconcile_named(ctx, NS, NAME)  # the watch has not seen the status write yet
-    assert (server.reads, len(server.writes)) == ([], 6)
+    assert (server.reads, len(server.writes)) == ([], 5)
     catch_up(watch, server)
     assert ctx.cache is not None and ctx.cache.pending() == 0
 
@@ -266,7 +270,7 @@ def test_the_first_status_is_written_when_the_pods_are_slow(server: Server) -> N
     reconcile.reconcile_named(ctx, NS, NAME)
     catch_up(watch, server)
     reconcile.reconcile_named(ctx, NS, NAME)  # the PROGRESS timer fires: not deferred again
-    assert server.writes[5:] == ["status"] and ready(server) == "False"
+    assert server.writes[4:] == ["status"] and ready(server) == "False"
 
 
 def test_a_resync_of_agents_in_sync_sends_nothing(server: Server) -> None:

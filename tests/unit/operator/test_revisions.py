@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from operator_fakes import World, apply_status, make_agent, with_server_defaults
 
 from promethios.api import conditions as vocab
 from promethios.api.policy import GovernancePolicySpec
 from promethios.builders import BuildSettings
+from promethios.builders import revision as revision_builders
+from promethios.builders.revision import ANNOTATION_REVISION
 from promethios.controller.observed import Observed, Plan
 from promethios.controller.plan import plan_agent
 from promethios.controller.revisions import ROLLBACK_UNAVAILABLE, hashes_to_read
@@ -82,7 +86,12 @@ def condition(world: World, type_: str) -> dict[str, Any]:
     return next(c for c in world.status["conditions"] if c["type"] == type_)
 
 
-def test_the_first_reconcile_records_revision_one_and_stores_its_spec(
+def carried_revision(world: World, kind: str = "Deployment") -> dict[str, Any]:
+    annotations = world.live[kind]["metadata"]["annotations"]  # type: ignore[index]
+    return dict(json.loads(annotations[ANNOTATION_REVISION]))
+
+
+def test_the_first_reconcile_records_revision_one_and_its_deployment_carries_the_spec(
     now: datetime, keys: Any
 ) -> None:
     world = History(make_agent())
@@ -92,13 +101,60 @@ def test_the_first_reconcile_records_revision_one_and_stores_its_spec(
     assert record["policy"] == "default-policy" and record["createdAt"] == "2025-01-01T12:00:00Z"
     assert record["start"] == {"violations": 0, "critical": 0, "breach": 0}
     assert world.status["rollout"] == {"revision": 1}
+    # No ControllerRevision yet: nothing can roll back to the only revision.
+    assert plan.revisions.apply == []
+    carried = carried_revision(world)
+    assert carried["hash"] == record["hash"]
+    assert carried["data"]["spec"]["image"] == "example.com/agent:1.0"
+    assert "replicas" not in carried["data"]["spec"] and "apiKey" not in carried["data"]["spec"]
+    assert carried["data"]["policy"]["name"] == "default-policy"
+
+
+def test_revision_two_stores_revision_one_from_what_its_deployment_carried(
+    now: datetime, keys: Any
+) -> None:
+    world = History(make_agent())
+    world.reconcile(now, keys)
+    first = revisions(world)[0]
+    carried = carried_revision(world)
+    world.agent = make_agent(generation=2, image="example.com/agent:2.0")
+    plan = world.reconcile(now + timedelta(hours=1), keys)
     (stored,) = plan.revisions.apply
     assert stored["kind"] == "ControllerRevision" and stored["revision"] == 1
-    assert stored["metadata"]["name"] == f"support-bot-{record['hash']}"
-    assert stored["data"]["spec"]["image"] == "example.com/agent:1.0"
-    assert "replicas" not in stored["data"]["spec"] and "apiKey" not in stored["data"]["spec"]
-    assert stored["data"]["policy"]["name"] == "default-policy"
+    assert stored["metadata"]["name"] == f"support-bot-{first['hash']}"
+    assert stored["data"] == carried["data"]
     assert stored["metadata"]["ownerReferences"][0]["kind"] == "GovernedAgent"
+    assert carried_revision(world)["hash"] == revisions(world)[0]["hash"] != first["hash"]
+
+
+def test_an_edited_carried_revision_is_not_stored(now: datetime, keys: Any) -> None:
+    world = History(make_agent())
+    world.reconcile(now, keys)
+    deployment = world.live["Deployment"]
+    assert deployment is not None
+    carried = carried_revision(world)
+    carried["data"]["spec"]["image"] = "evil.example/agent:1"
+    deployment["metadata"]["annotations"][ANNOTATION_REVISION] = json.dumps(carried)
+    world.agent = make_agent(generation=2, image="example.com/agent:2.0")
+    plan = world.reconcile(now, keys)
+    # Its content no longer hashes to revision 1: a rollback to it says it is unavailable.
+    assert plan.revisions.apply == [] and world.stored == {}
+
+
+def test_revision_data_too_large_to_carry_is_stored_at_once(
+    now: datetime, keys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(revision_builders, "MAX_ANNOTATED_BYTES", 10)
+    world = History(make_agent())
+    plan = world.reconcile(now, keys)
+    (stored,) = plan.revisions.apply
+    assert stored["revision"] == 1 and stored["data"]["spec"]["image"] == "example.com/agent:1.0"
+    deployment = world.live["Deployment"]
+    assert deployment is not None
+    assert ANNOTATION_REVISION not in deployment["metadata"]["annotations"]
+    world.agent = make_agent(generation=2, image="example.com/agent:2.0")
+    plan = world.reconcile(now, keys)
+    assert [m["revision"] for m in plan.revisions.apply] == [2]
 
 
 def test_a_converged_agent_writes_no_revision(now: datetime, keys: Any) -> None:
@@ -123,7 +179,7 @@ def test_a_new_image_starts_revision_two_and_freezes_what_revision_one_saw(
     assert new["start"] == {"violations": 4, "critical": 1, "breach": 1}
     assert old["supersededAt"] == "2025-01-01T13:00:00Z"
     assert (old["violations"], old["breaches"], old["trustScore"]) == (4, 1, 0.6)
-    assert [m["revision"] for m in plan.revisions.apply] == [2]
+    assert [m["revision"] for m in plan.revisions.apply] == [1]  # the one superseded
     assert world.image() == "example.com/agent:2.0"
 
 
@@ -164,7 +220,9 @@ def test_the_history_is_bounded_and_pruned_revisions_are_deleted(now: datetime, 
         plan = world.reconcile(now, keys)
     assert [r["revision"] for r in revisions(world)] == [3, 2]
     assert plan.revisions.delete == [f"support-bot-{first}"]
-    assert first not in world.stored and len(world.stored) == 2
+    # Revision 2 is stored; revision 3, the running one, rides on its Deployment.
+    assert first not in world.stored and len(world.stored) == 1
+    assert carried_revision(world)["hash"] == revisions(world)[0]["hash"]
 
 
 def test_going_back_to_an_earlier_spec_records_the_restoration(now: datetime, keys: Any) -> None:
@@ -325,4 +383,6 @@ def test_moving_an_agent_out_of_the_cluster_deletes_its_workload(now: datetime, 
     back = make_agent(generation=3)
     world.agent = back
     plan = world.reconcile(now, keys)
-    assert sorted(m["kind"] for m in plan.apply) == ["Deployment", "Service"]
+    # The ConfigMap carried the External revision; now the Deployment carries it.
+    assert sorted(m["kind"] for m in plan.apply) == ["ConfigMap", "Deployment", "Service"]
+    assert ANNOTATION_REVISION not in world.live["ConfigMap"]["metadata"]["annotations"]  # type: ignore[index]
