@@ -17,12 +17,19 @@ API server's audit log on), in two phases:
    run), waiting until every Deployment has its pod ready; its requests are counted
    from the audit log the same way (user agent ``promethios-bench-floor``).
 
+``--children`` (for 10,000 agents, where pods would dominate the machine): no Deployment
+or ReplicaSet controller (no pods); the agents are created first (eight POSTs at a time),
+then the operator is started and timed until every agent's four children exist (its
+start-up and initial listing included), and its writes counted until then and once every
+first status is out (no pod ever becomes Ready, so each waits its full delay); the floor
+is timed until its last apply returns. ``--no-restart`` skips the restart measurement.
+
 ``--rss-agents 1000`` adds an operator-only run that measures the operator's RSS once
 it has reconciled that many agents (time is reported but secondary).
 
 Usage: ``python benchmarks/bench_operator.py [--agents 100] [--agents 500]
-[--rss-agents 1000] [--resync-seconds 30] [--json]``; with ``--json`` the results are also
-written to ``benchmarks/results/operator.json``.
+[--rss-agents 1000] [--resync-seconds 30] [--children] [--no-restart] [--json]``; with
+``--json`` the results are also written to ``benchmarks/results/operator.json``.
 """
 
 from __future__ import annotations
@@ -37,10 +44,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import psutil
 
 from promethios.api.agent import Agent
@@ -56,6 +65,7 @@ from promethios.builders import (
     build_sidecar_config,
 )
 from promethios.builders.apikey import generate_api_key
+from promethios.controller.context import FIRST_STATUS_DELAY
 from promethios.kube import apply as kapply
 from promethios.kube.client import ClientSettings, reset_shared_client, shared_client
 from promethios_local.localcluster import LocalCluster
@@ -73,6 +83,8 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 READS = {"get", "list"}
 PODS_PER_NODE = 100  # kwok nodes hold 110 pods; leave room for the odd extra
 TARGETS = {"time_ratio": 2.0, "writes_per_agent": 5.0, "rss_mib_at_1000": 150.0}
+#: Controllers for ``--children``: no Deployment or ReplicaSet controller, so no pods.
+NO_PODS = "*,-deployment,-replicaset"
 
 
 # --------------------------------------------------------------------------- audit log
@@ -207,6 +219,47 @@ def deployments_ready(count: int) -> Any:
     return check
 
 
+def object_count(cluster: LocalCluster, ns: str, path: str) -> int:
+    """How many objects a namespaced list holds, from one item and the server's count of
+    the rest (``remainingItemCount``): cheap at 10,000 objects, unlike a full listing."""
+    answer = json.loads(
+        cluster.kubectl("get", "--raw", f"{path.format(ns=ns)}?limit=1", timeout=60).stdout
+    )
+    return len(answer["items"]) + int(answer["metadata"].get("remainingItemCount") or 0)
+
+
+#: The children of every agent, by list path (the Service is the last the reconcile applies).
+CHILDREN = {
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Service": "/api/v1/namespaces/{ns}/services",
+}
+
+
+def wait_for_children(
+    cluster: LocalCluster, ns: str, count: int, timeout: float, rss: PeakRss | None = None
+) -> None:
+    """Until every agent's four children exist (the credentials Secret and the
+    ConfigMap kube-root-ca.crt are there beforehand), printing progress."""
+    deadline, last_print = time.monotonic() + timeout, 0.0
+    extra = {"Secret": 1, "ConfigMap": 1}
+    while time.monotonic() < deadline:
+        services = object_count(cluster, ns, CHILDREN["Service"])
+        if time.monotonic() - last_print > 15:
+            memory = f", operator RSS {rss.last / 2**20:.0f} MiB" if rss else ""
+            print(f"  {ns}: {services}/{count} agents have all children{memory}", flush=True)
+            last_print = time.monotonic()
+        if services >= count:
+            counts = {
+                k: object_count(cluster, ns, p) - extra.get(k, 0) for k, p in CHILDREN.items()
+            }
+            if all(n >= count for n in counts.values()):
+                return
+        time.sleep(max(1.0, count / 2000))
+    raise TimeoutError(f"children not all applied after {timeout} s")
+
+
 def wait_for_operator_start(log_path: Path, timeout: float = 60.0) -> None:
     """Until kopf has started its watches (its startup handlers have run)."""
     deadline = time.monotonic() + timeout
@@ -298,40 +351,56 @@ def stop_operator(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_operator(
-    cluster: LocalCluster, count: int, timeout: float, resync: float | None = None
+    cluster: LocalCluster,
+    count: int,
+    timeout: float,
+    resync: float | None = None,
+    children_only: bool = False,
 ) -> dict[str, Any]:
     ns = f"bench-op-{count}"
     prepare_namespace(cluster, ns)
     audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
+    agents = [
+        {
+            "apiVersion": "governance.promethios.ai/v1alpha1",
+            "kind": "GovernedAgent",
+            "metadata": {"name": f"agent-{i}", "namespace": ns},
+            "spec": SPEC,
+        }
+        for i in range(count)
+    ]
+    if children_only:
+        # The agents exist before the operator starts: the time is the operator's alone
+        # (its start-up and initial listing included), not the creation's.
+        create_agents(cluster, ns, agents)
+    start_offset = audit.offset()
+    start = time.monotonic()
     # No resync while the agents roll out: the figures to Ready are the event handlers'.
     process, _ = start_operator(cluster, ns, str(count), 3600)
     rss = PeakRss(process.pid)
     rss.start()
     try:
-        agents = [
-            {
-                "apiVersion": "governance.promethios.ai/v1alpha1",
-                "kind": "GovernedAgent",
-                "metadata": {"name": f"agent-{i}", "namespace": ns},
-                "spec": SPEC,
-            }
-            for i in range(count)
-        ]
-        start_offset = audit.offset()
-        start = time.monotonic()
-        # One POST per agent (a client-side apply would GET each first: at 1,000 agents
-        # kubectl alone then takes more than 5 minutes).
-        cluster.kubectl(
-            "create",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": agents}),
-            timeout=300 + count,
-        )
-        poll_until(cluster, ["-n", ns, "get", "governedagents"], all_ready(count), timeout)
+        if not children_only:
+            start_offset = audit.offset()
+            start = time.monotonic()
+            # One POST per agent (a client-side apply would GET each first: at 1,000
+            # agents kubectl alone then takes more than 5 minutes).
+            cluster.kubectl(
+                "create",
+                "-f",
+                "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": agents}),
+                timeout=300 + count,
+            )
+        if children_only:
+            wait_for_children(cluster, ns, count, timeout, rss)
+        else:
+            poll_until(cluster, ["-n", ns, "get", "governedagents"], all_ready(count), timeout)
         seconds = time.monotonic() - start
         ready_offset = audit.offset()
-        time.sleep(5)  # trailing events: the last rollouts' status, kopf's bookkeeping
+        # Trailing events: the last rollouts' status, kopf's bookkeeping; with no pods,
+        # every agent's first status, which waits for Ready at most FIRST_STATUS_DELAY.
+        time.sleep(FIRST_STATUS_DELAY + 10 if children_only else 5)
         settled_offset = audit.offset()
         until_ready = audit.count(start_offset, ready_offset, OPERATOR_AGENTS)
         trailing = audit.count(ready_offset, settled_offset, OPERATOR_AGENTS)
@@ -341,7 +410,9 @@ def run_operator(
     figures = {
         "seconds": round(seconds, 1),
         **until_ready.per_agent(count),
+        "until": "children" if children_only else "ready",
         "trailing_writes_per_agent": trailing.per_agent(count)["writes_per_agent"],
+        "settled_writes_by_kind": trailing.per_agent(count)["writes_by_kind"],
         "trailing_reads_per_agent": trailing.per_agent(count)["reads_per_agent"],
         "peak_rss_mib": round(rss.peak / 2**20, 1),
         "settled_rss_mib": round(rss.last / 2**20, 1),
@@ -354,7 +425,32 @@ def run_operator(
     return figures
 
 
-def run_floor(cluster: LocalCluster, count: int, timeout: float) -> dict[str, Any]:
+def create_agents(cluster: LocalCluster, ns: str, agents: list[dict[str, Any]]) -> None:
+    """POST the agents, eight at a time (kubectl's one at a time takes minutes per 1,000)."""
+    reset_shared_client()
+    client = shared_client(ClientSettings(kubeconfig=str(cluster.kubeconfig)))
+    client.user_agent = "promethios-bench-create"
+    api = kubernetes.client.CustomObjectsApi(client)
+    created = 0
+
+    def create(body: dict[str, Any]) -> None:
+        api.create_namespaced_custom_object(
+            "governance.promethios.ai", "v1alpha1", ns, "governedagents", body
+        )
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        for _ in pool.map(create, agents):
+            created += 1
+            if created % 1000 == 0:
+                print(f"  {ns}: {created}/{len(agents)} agents created", flush=True)
+    print(f"  {ns}: {created} agents created in {time.monotonic() - started:.0f} s", flush=True)
+    reset_shared_client()
+
+
+def run_floor(
+    cluster: LocalCluster, count: int, timeout: float, children_only: bool = False
+) -> dict[str, Any]:
     """The same children, written directly by a bare client: the least the work costs."""
     ns = f"bench-floor-{count}"
     prepare_namespace(cluster, ns)
@@ -378,17 +474,22 @@ def run_floor(cluster: LocalCluster, count: int, timeout: float) -> dict[str, An
         ):
             manifest["metadata"].pop("ownerReferences")  # no owner exists in the floor run
             kapply.apply(client, manifest)
-    poll_until(cluster, ["-n", ns, "get", "deployments"], deployments_ready(count), timeout)
+        if (i + 1) % 1000 == 0:
+            print(f"  {ns}: {i + 1}/{count} agents' children applied", flush=True)
+    if not children_only:
+        poll_until(cluster, ["-n", ns, "get", "deployments"], deployments_ready(count), timeout)
     seconds = time.monotonic() - start
     requests = audit.count(start_offset, audit.offset(), (FLOOR_AGENT,))
     reset_shared_client()
     return {"seconds": round(seconds, 1), **requests.per_agent(count)}
 
 
-def fresh_cluster(pods: int) -> LocalCluster:
+def fresh_cluster(pods: int, controllers: str = "*") -> LocalCluster:
     """A new control plane with enough kwok nodes for ``pods`` pods, and the CRDs."""
     nodes = max(2, math.ceil(pods / PODS_PER_NODE) + 1)
-    cluster = LocalCluster(nodes=nodes, audit_log=True, startup_timeout=300).start()
+    cluster = LocalCluster(
+        nodes=nodes, audit_log=True, startup_timeout=300, controllers=controllers
+    ).start()
     try:
         crds = sorted(str(p) for p in (ROOT / "crds").glob("*.yaml"))
         cluster.kubectl("apply", "--server-side", *[a for c in crds for a in ("-f", c)])
@@ -403,15 +504,20 @@ def timeout_for(count: int) -> float:
     return 300 + 1.5 * count
 
 
-def measure(count: int, resync: float) -> dict[str, Any]:
-    cluster = fresh_cluster(2 * count)  # the operator's pods stay during the floor run
+def measure(count: int, resync: float | None, children_only: bool = False) -> dict[str, Any]:
+    # --children: no Deployment or ReplicaSet controller, no pods: the objects alone are
+    # measured. Else the operator's pods stay during the floor run: room for both.
+    cluster = fresh_cluster(0, NO_PODS) if children_only else fresh_cluster(2 * count)
     try:
-        op = run_operator(cluster, count, timeout_for(count), resync)
-        floor = run_floor(cluster, count, timeout_for(count))
+        print(f"{count} agents: operator run", flush=True)
+        op = run_operator(cluster, count, timeout_for(count), resync, children_only)
+        print(f"{count} agents: operator {op['seconds']} s; floor run", flush=True)
+        floor = run_floor(cluster, count, timeout_for(count), children_only)
     finally:
         cluster.stop()
     return {
         "agents": count,
+        "until": "children" if children_only else "ready",
         "operator": op,
         "floor": floor,
         "time_ratio": round(op["seconds"] / floor["seconds"], 2),
@@ -484,6 +590,16 @@ def main() -> int:
         default=30.0,
         help="the restarted operator's resync interval (its first whole pass is measured)",
     )
+    parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="skip the restarted operator's resync measurement (long at 10,000 agents)",
+    )
+    parser.add_argument(
+        "--children",
+        action="store_true",
+        help="measure until every agent's children are applied (no pods; for 10,000 agents)",
+    )
     parser.add_argument("--json", action="store_true", help=f"write {RESULTS}")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -496,7 +612,11 @@ def main() -> int:
     plan = [("runs", count, measure) for count in args.agents or [100]]
     plan += [("rss_runs", count, measure_rss) for count in args.rss_agents]
     for key, count, run in plan:
-        results[key].append(run(count, args.resync_seconds))
+        if key == "runs":
+            resync = None if args.no_restart else args.resync_seconds
+            results[key].append(measure(count, resync, args.children))
+        else:
+            results[key].append(run(count, args.resync_seconds))
         print(json.dumps(results[key][-1]), flush=True)  # progress: one run at a time
         if args.json:  # written after every run, so a later failure keeps the earlier ones
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
