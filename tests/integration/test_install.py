@@ -209,6 +209,9 @@ def check_leader_election_objects(objects: list[dict[str, Any]], release_ns: str
     service = next(s for s in by_kind(objects, "Service")
                    if s["metadata"]["name"] == "promethios-operator")  # fmt: skip
     assert service["spec"]["selector"].items() <= labels.items()
+    dashboard = next(s for s in by_kind(objects, "Service")
+                     if s["metadata"]["name"] == "promethios-operator-dashboard")  # fmt: skip
+    assert dashboard["spec"]["sessionAffinity"] == "ClientIP"  # sessions are per pod
     (role,) = [r for r in by_kind(objects, "Role")
                if r["metadata"]["name"] == "promethios-operator-leader-election"]  # fmt: skip
     assert role["metadata"]["namespace"] == release_ns
