@@ -107,6 +107,7 @@ class LeaderElector:
         self.last_renewed: float | None = None
         self._thread: threading.Thread | None = None
         self._waiting_logged_for: str | None = None
+        self._last_failure: str | None = None
 
     def try_once(self) -> bool:
         """Read the Lease and write what :func:`.leader.decide` says; whether this replica
@@ -141,10 +142,11 @@ class LeaderElector:
         """One attempt and its consequence: become leader, stay, or lose the Lease."""
         try:
             holds = self.try_once()
-        except Exception as error:  # the API server unreachable, a timeout, a 5xx
-            log.warning("leader election: Lease %s/%s not read or written: %s",
-                        self.settings.namespace, self.settings.name, error)  # fmt: skip
+        except Exception as error:  # unreachable, a timeout, a 5xx, or no RBAC for leases
+            self._log_failure(str(error))
             holds = False
+        else:
+            self._last_failure = None
         now = self.clock()
         if holds:
             self.last_renewed = now
@@ -197,6 +199,13 @@ class LeaderElector:
             return False
         log.info("leader election: %s released the Lease", self.settings.identity)
         return True
+
+    def _log_failure(self, message: str) -> None:
+        """Warn of a failed read or write once per distinct error, not every retry period."""
+        if message != self._last_failure:
+            self._last_failure = message
+            log.warning("leader election: Lease %s/%s not read or written: %s",
+                        self.settings.namespace, self.settings.name, message)  # fmt: skip
 
     def _log_waiting(self, reason: str) -> None:
         """Say once per holder that this replica is a follower waiting for the Lease."""

@@ -313,3 +313,21 @@ def test_of_two_candidates_racing_for_an_expired_lease_one_wins() -> None:
     assert store.holder() == "pod-a_1"
     assert b.try_once() is False  # reading again, b sees a's fresh lease and waits
     assert b_seen.started == 0 and store.holder() == "pod-a_1"
+
+
+def test_an_unreachable_api_server_is_warned_of_once_per_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = MemoryLeases(), Clock()
+    follower, outcomes = elector(B, store, clock)
+    store.down = True
+    with caplog.at_level("WARNING", logger="promethios.leader"):
+        for _ in range(5):
+            clock.now += 2
+            follower.step()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "API server unreachable" in warnings[0]
+    assert (outcomes.started, outcomes.lost) == (0, 0)  # a follower just keeps trying
+    store.down = False
+    follower.step()
+    assert follower.leading.is_set() and outcomes.started == 1
