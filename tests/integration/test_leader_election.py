@@ -213,10 +213,13 @@ def test_one_leader_reconciles_every_replica_ingests_and_failover_is_measured(
     # Both replicas' ingest APIs take reports; one sent to the follower lands in the status.
     key, agent_id = kube.api_key("first"), f"{kube.ns}/first"
     identity = kube.status("first")["governanceIdentity"]
-    assert follower.heartbeat(agent_id, identity, key) == 202
+    # (each replica's ingest learns the new agent's key from its own watch of the Secrets)
+    wait_for(lambda: follower.heartbeat(agent_id, identity, key) == 202,
+             "the follower's ingest API to accept the agent's key")  # fmt: skip
     wait_for(lambda: (kube.status("first").get("heartbeat") or {}).get("state") == "active",
              "the follower's heartbeat in the status", timeout=45)  # fmt: skip
-    assert leader.heartbeat(agent_id, identity, key) == 202
+    wait_for(lambda: leader.heartbeat(agent_id, identity, key) == 202,
+             "the leader's ingest API to accept the agent's key")  # fmt: skip
 
     # SIGKILL: no release; the standby takes over once the Lease has expired.
     killed = failover(kube, leader, follower, signal.SIGKILL, "after-kill")
