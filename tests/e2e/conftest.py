@@ -110,7 +110,7 @@ def operator_release(kube: Kube, helm: Helm) -> str:
         "--set-json", f"nodeSelector={json.dumps({NODE_LABEL: 'true'})}",
         "--set", "image.pullPolicy=Never",
         # One real node: one operator pod (the chart's default of 2 with leader election
-        # is measured by tests/integration/test_leader_election.py).
+        # is measured by tests/integration/test_operator_failover.py).
         "--set", "replicaCount=1",
     )  # fmt: skip
     pods = kube.items("pods", OPERATOR_NAMESPACE, "app.kubernetes.io/component=operator")
