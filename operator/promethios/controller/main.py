@@ -170,6 +170,7 @@ async def serve(
             liveness_endpoint=liveness,
         )
     finally:
+        resync.stop()  # before the Lease is released: no reconcile after the handover
         if elector is not None:
             await asyncio.to_thread(elector.stop)
         await stop_companions(started)
