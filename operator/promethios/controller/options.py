@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--standalone",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="run without kopf peering (default: on; one replica)",
+        help="run kopf without its peering (default: on; --leader-elect decides which replica "
+        "reconciles)",
     )
     parser.add_argument(
         "--resync-seconds", type=float, default=300.0, help="interval of the periodic drift repair"
