@@ -72,6 +72,7 @@ class Replica:
             f"--ingest-port={self.ingest_port}",
             f"--ingest-metrics-port={self.metrics_port}",
             f"--tls-secret-namespace={ns}",
+            "--leader-elect",
             f"--leader-election-identity={self.identity}",
             f"--liveness-port={self.liveness_port}",
             "--resync-seconds=600",

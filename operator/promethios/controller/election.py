@@ -204,7 +204,8 @@ class LeaderElector:
         """Warn of a failed read or write once per distinct error, not every retry period."""
         if message != self._last_failure:
             self._last_failure = message
-            log.warning("leader election: Lease %s/%s not read or written: %s",
+            log.warning("leader election: Lease %s/%s not read or written (no reconciling "
+                        "until it is; see --leader-election-namespace and the leases RBAC): %s",
                         self.settings.namespace, self.settings.name, message)  # fmt: skip
 
     def _log_waiting(self, reason: str) -> None:

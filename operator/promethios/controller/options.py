@@ -158,10 +158,10 @@ def add_election_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="reconcile only while holding a coordination.k8s.io Lease, so several replicas "
-        "can run (each serves the ingest API; one reconciles). Default: on; "
-        "--no-leader-elect for a single replica that reconciles at once",
+        "can run (each serves the ingest API; one reconciles). The chart and manifests turn "
+        "it on; off by default, so a single local run reconciles at once",
     )
     group.add_argument(
         "--leader-election-lease-name", default=defaults.name, help="name of the Lease"

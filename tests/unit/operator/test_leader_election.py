@@ -113,7 +113,8 @@ def test_bad_timing_is_refused_naming_the_flag(settings: ElectionSettings, flag:
 
 
 def test_the_command_line_defaults_and_the_switch_off() -> None:
-    election = parse_options(["--tls-secret-namespace=ops"]).election
+    assert parse_options([]).election is None  # a single local run reconciles at once
+    election = parse_options(["--leader-elect", "--tls-secret-namespace=ops"]).election
     assert election is not None
     assert (election.namespace, election.name) == ("ops", "promethios-operator-leader")
     assert (election.lease_duration, election.renew_deadline, election.retry_period) == (
@@ -121,11 +122,11 @@ def test_the_command_line_defaults_and_the_switch_off() -> None:
         10.0,
         2.0,
     )
-    other = parse_options(["--tls-secret-namespace=ops"]).election
+    other = parse_options(["--leader-elect", "--tls-secret-namespace=ops"]).election
     assert other is not None and other.identity != election.identity  # random suffix
     assert parse_options(["--no-leader-elect"]).election is None
     with pytest.raises(SystemExit):
-        parse_options(["--leader-election-renew-deadline=20"])
+        parse_options(["--leader-elect", "--leader-election-renew-deadline=20"])
 
 
 class Clock:
@@ -331,3 +332,20 @@ def test_an_unreachable_api_server_is_warned_of_once_per_error(
     store.down = False
     follower.step()
     assert follower.leading.is_set() and outcomes.started == 1
+
+
+def test_a_refused_lease_request_says_status_and_reason_only() -> None:
+    from promethios.kube.apply import ApiException
+    from promethios.kube.lease import _refused
+
+    error = ApiException(status=404, reason="Not Found")
+    error.body = '{"message": "namespaces \\"ops\\" not found", "code": 404}'
+    error.headers = {"Audit-Id": "changes-every-request"}
+    message = str(_refused("POST", "/apis/coordination.k8s.io/v1/namespaces/ops/leases", error))
+    assert message == (
+        'POST /apis/coordination.k8s.io/v1/namespaces/ops/leases: HTTP 404: namespaces "ops" '
+        "not found"
+    )
+    assert str(_refused("GET", "/x", ApiException(status=403, reason="Forbidden"))).endswith(
+        "HTTP 403: Forbidden"
+    )
