@@ -109,6 +109,9 @@ def operator_release(kube: Kube, helm: Helm) -> str:
         "--set-json", f"tolerations={json.dumps([toleration()])}",
         "--set-json", f"nodeSelector={json.dumps({NODE_LABEL: 'true'})}",
         "--set", "image.pullPolicy=Never",
+        # One real node: one operator pod (the chart's default of 2 with leader election
+        # is measured by tests/integration/test_operator_failover.py).
+        "--set", "replicaCount=1",
     )  # fmt: skip
     pods = kube.items("pods", OPERATOR_NAMESPACE, "app.kubernetes.io/component=operator")
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]

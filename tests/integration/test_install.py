@@ -183,7 +183,43 @@ def test_rendered_chart_is_accepted_by_the_server(
         check_standalone_objects(objects, watched)
     else:
         assert len(by_kind(objects, "Deployment")) == 1
-        assert by_kind(objects, "PodDisruptionBudget") == []
+        check_leader_election_objects(objects, release_ns)
+
+
+def check_leader_election_objects(objects: list[dict[str, Any]], release_ns: str) -> None:
+    """The defaults: two operator pods, one Lease, a budget, standbys on other nodes, and a
+    Service selecting every pod (each serves the ingest API)."""
+    operator = deployment(objects, "operator")
+    spec = operator["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    pod = spec["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert f"--leader-election-namespace={release_ns}" in args
+    assert "--leader-election-lease-name=promethios-operator-leader" in args
+    env = {e["name"]: e.get("valueFrom") for e in pod["containers"][0]["env"]}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
+    (budget,) = by_kind(objects, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = next(s for s in by_kind(objects, "Service")
+                   if s["metadata"]["name"] == "promethios-operator")  # fmt: skip
+    assert service["spec"]["selector"].items() <= labels.items()
+    dashboard = next(s for s in by_kind(objects, "Service")
+                     if s["metadata"]["name"] == "promethios-operator-dashboard")  # fmt: skip
+    assert dashboard["spec"]["sessionAffinity"] == "ClientIP"  # sessions are per pod
+    (role,) = [r for r in by_kind(objects, "Role")
+               if r["metadata"]["name"] == "promethios-operator-leader-election"]  # fmt: skip
+    assert role["metadata"]["namespace"] == release_ns
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["promethios-operator-leader"], "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]  # fmt: skip
 
 
 def deployment(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
@@ -245,7 +281,9 @@ def check_standalone_objects(objects: list[dict[str, Any]], watched: str) -> Non
     assert not spec["selector"]["matchLabels"].items() <= operator_labels.items()
     ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
     assert ports == {"ingest": "ingest", "metrics": "metrics"}
-    (budget,) = by_kind(objects, "PodDisruptionBudget")
+    budgets = {b["metadata"]["name"]: b for b in by_kind(objects, "PodDisruptionBudget")}
+    assert set(budgets) == {"promethios-operator", "promethios-operator-ingest"}
+    budget = budgets["promethios-operator-ingest"]
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
 
@@ -338,7 +376,10 @@ def test_operator_and_test_pods_pass_pod_security_restricted(
 
 REFUSALS = [
     ("replicaCount=abc", "/replicaCount", "got string, want integer"),
-    ("replicaCount=2", "/replicaCount", "maximum"),
+    ("replicaCount=2,leaderElection.enabled=false", "2 replicas need leaderElection.enabled", ""),
+    ("leaderElection.renewDeadline=15", "renewDeadline (15) must be less than", "leaseDuration"),
+    ("leaderElection.retryPeriod=9", "must exceed 1.2 x leaderElection.retryPeriod (9)", ""),
+    ("leaderElection.leaseDuration=0", "/leaderElection/leaseDuration", "minimum"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy", "'Always', 'IfNotPresent', 'Never'"),
     ("bogus=1", "additional properties 'bogus' not allowed", ""),
     ("image.bogus=1", "additional properties 'bogus' not allowed", "/image"),
@@ -428,6 +469,7 @@ def test_kustomize_rbac_equals_the_charts_clusterwide_rbac(helm: Helm) -> None:
     assert set(chart) == {("ClusterRole", "promethios-operator"),
                           ("ClusterRole", "promethios-operator-cluster"),
                           ("ClusterRole", "promethios-operator-sidecar-image"),
+                          ("Role", "promethios-operator-leader-election"),
                           ("Role", "promethios-operator-tls")}  # fmt: skip
     assert manifests == chart
     # The TLS Role names one Secret, and only it.
@@ -740,5 +782,6 @@ def test_kustomize_base_installs_and_samples_are_accepted(cluster: Any, namespac
         # Everything but the CRDs, which other tests of the session use.
         cluster.kubectl("delete", "--ignore-not-found", "--wait=false",
                         *[f"-f={MANIFESTS / name}" for name in
-                          ("deployment.yaml", "service.yaml", "rbac.yaml", "admissionpolicy.yaml",
-                           "serviceaccount.yaml", "namespace.yaml")])  # fmt: skip
+                          ("deployment.yaml", "poddisruptionbudget.yaml", "service.yaml",
+                           "rbac.yaml", "admissionpolicy.yaml", "serviceaccount.yaml",
+                           "namespace.yaml")])  # fmt: skip

@@ -197,7 +197,14 @@ def test_schema_declares_every_value_and_nothing_more() -> None:
 
 def test_schema_pins_the_constraints_the_chart_relies_on() -> None:
     properties = load_schema()["properties"]
-    assert properties["replicaCount"] == {**properties["replicaCount"], "minimum": 0, "maximum": 1}
+    assert properties["replicaCount"] == {**properties["replicaCount"], "minimum": 0}
+    assert "maximum" not in properties["replicaCount"]  # more than 1 needs leader election
+    election = properties["leaderElection"]
+    assert set(election["required"]) == {"enabled", "leaseDuration", "renewDeadline", "retryPeriod"}
+    values = load_values()
+    assert values["replicaCount"] == 2 and values["leaderElection"]["enabled"] is True
+    assert [values["leaderElection"][k] for k in ("leaseDuration", "renewDeadline", "retryPeriod")
+            ] == [15, 10, 2]  # fmt: skip
     pull = properties["image"]["properties"]["pullPolicy"]["enum"]
     assert pull == ["Always", "IfNotPresent", "Never"]
     assert properties["watchNamespaces"]["items"]["pattern"].startswith("^[a-z0-9]")
@@ -218,7 +225,8 @@ def test_schema_accepts_defaults_and_rejects_bad_values() -> None:
     jsonschema.Draft7Validator.check_schema(schema)
     validator = jsonschema.Draft7Validator(schema)
     assert list(validator.iter_errors(load_values())) == []
-    for bad in ({"replicaCount": "abc"}, {"image": {"pullPolicy": "Sometimes"}}, {"bogus": 1}):
+    for bad in ({"replicaCount": "abc"}, {"image": {"pullPolicy": "Sometimes"}}, {"bogus": 1},
+                {"leaderElection": {"enabled": True}}):  # fmt: skip
         values = {**load_values(), **bad}
         if "image" in bad:
             values["image"] = {**load_values()["image"], **bad["image"]}
@@ -294,6 +302,19 @@ def test_versions_and_images_agree() -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"{IMAGE}:{promethios.__version__}"
     assert load_values()["image"]["repository"] == IMAGE
+
+
+def test_manifests_run_two_replicas_with_leader_election() -> None:
+    deployment = yaml.safe_load((MANIFESTS / "deployment.yaml").read_text())
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert "--leader-election-namespace=promethios-system" in args
+    budget = yaml.safe_load((MANIFESTS / "poddisruptionbudget.yaml").read_text())
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
+        **deployment["spec"]["selector"]["matchLabels"],
+        "app.kubernetes.io/component": "operator"}}}  # fmt: skip
 
 
 def test_kustomization_resources_exist() -> None:

@@ -144,6 +144,18 @@ app.kubernetes.io/component: ingest
 
 {{/* Cross-field checks the JSON schema cannot express. */}}
 {{- define "promethios-operator.validate" -}}
+{{- $election := .Values.leaderElection }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $election.enabled) }}
+{{- fail (printf "replicaCount: %d replicas need leaderElection.enabled=true (without it every replica would reconcile every GovernedAgent)" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if $election.enabled }}
+{{- if ge (float64 $election.renewDeadline) (float64 $election.leaseDuration) }}
+{{- fail (printf "leaderElection.renewDeadline (%v) must be less than leaderElection.leaseDuration (%v)" $election.renewDeadline $election.leaseDuration) }}
+{{- end }}
+{{- if le (float64 $election.renewDeadline) (mulf 1.2 $election.retryPeriod) }}
+{{- fail (printf "leaderElection.renewDeadline (%v) must exceed 1.2 x leaderElection.retryPeriod (%v)" $election.renewDeadline $election.retryPeriod) }}
+{{- end }}
+{{- end }}
 {{- if and (not (include "promethios-operator.ingestStandalone" .)) (eq (int .Values.ingest.port) (int .Values.livenessPort)) }}
 {{- fail (printf "ingest.port and livenessPort must differ (both are %d)" (int .Values.ingest.port)) }}
 {{- end }}

@@ -1,9 +1,12 @@
 """The operator process: kopf with the controller's handlers, plus companions beside it.
 
-A *companion* is anything that runs in kopf's event loop for the life of the operator —
-the in-process ingest API is one. The controller knows companions only through the
-:class:`Companion` protocol; :mod:`promethios.composition` (the composition root) decides
-which ones run, so the controller never imports the ingest API.
+A *companion* is anything that runs in the operator's event loop for the life of the
+process — the in-process ingest API is one. The controller knows companions only through
+the :class:`Companion` protocol; :mod:`promethios.composition` (the composition root)
+decides which ones run, so the controller never imports the ingest API.
+
+With leader election (the default) every replica runs its companions from the start and
+only the Lease's holder runs kopf (:mod:`.election`, :mod:`.standby`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -24,8 +26,10 @@ from ..kube import objects
 from ..kube.client import Client, ClientSettings, shared_client
 from . import handlers
 from .context import ReconcileContext
+from .election import KubeLeaseStore, LeaderElector
 from .options import OperatorOptions
 from .resync import Resync
+from .standby import lead
 from .tls import CertificateKeeper, Listener
 
 log = logging.getLogger("promethios.operator")
@@ -56,7 +60,7 @@ def make_context(options: OperatorOptions) -> ReconcileContext:
 
 
 class Companion(Protocol):
-    """Runs in the operator's event loop from kopf's startup to its cleanup."""
+    """Runs in the operator's event loop from start to stop, leader or standby."""
 
     name: str
 
@@ -67,22 +71,23 @@ class Companion(Protocol):
         """Stop; called once at cleanup, only if :meth:`start` returned."""
 
 
-def register_companions(
-    registry: kopf.OperatorRegistry, ctx: ReconcileContext, companions: Sequence[Companion]
-) -> None:
-    """Start each companion at kopf's startup and stop the started ones at its cleanup."""
+async def start_companions(companions: Sequence[Companion], client: Client) -> list[Companion]:
+    """Start each companion (before, and whether or not, this replica reconciles)."""
     started: list[Companion] = []
-    for companion in companions:
-
-        @kopf.on.startup(registry=registry, id=f"start-{companion.name}")
-        async def start(companion: Companion = companion, **_: Any) -> None:
-            await companion.start(ctx.client)
+    try:
+        for companion in companions:
+            await companion.start(client)
             started.append(companion)
+    except BaseException:
+        await stop_companions(started)
+        raise
+    return started
 
-    @kopf.on.cleanup(registry=registry, id="stop-companions")
-    async def stop(**_: Any) -> None:
-        while started:
-            await started.pop().stop()
+
+async def stop_companions(started: list[Companion]) -> None:
+    """Stop the started companions, the last started first."""
+    while started:
+        await started.pop().stop()
 
 
 def register_login(registry: kopf.OperatorRegistry, ctx: ReconcileContext) -> None:
@@ -112,10 +117,9 @@ def publish_ca_bundle(ctx: ReconcileContext, resync: Resync) -> Listener:
 def run(
     options: OperatorOptions,
     companions: Sequence[Companion] = (),
-    stop_flag: threading.Event | None = None,
     certificate_listeners: Sequence[Listener] = (),
 ) -> None:
-    """Run kopf until stopped (signal or ``stop_flag``), with the resync thread beside it.
+    """Run the companions and, while this replica leads, kopf, until a signal stops it.
 
     The ingest certificate is had (issued, or waited for) before kopf starts, so the
     first reconcile already publishes the CA bundle; ``certificate_listeners`` (the
@@ -125,28 +129,51 @@ def run(
     registry = kopf.OperatorRegistry()
     handlers.register(ctx, registry)
     register_login(registry, ctx)
-    register_companions(registry, ctx, companions)
     resync = Resync(ctx, options.resync_seconds, options.namespaces)
     identity = options.tls.identity(options.ingest_url)
     keeper = CertificateKeeper(ctx.client, options.tls, identity)
     keeper.listeners += [publish_ca_bundle(ctx, resync), *certificate_listeners]
     keeper.start()
-    resync.start()
-    liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
     try:
-        asyncio.run(
-            kopf.operator(
-                registry=registry,
-                standalone=options.standalone,
-                clusterwide=not options.namespaces,
-                namespaces=list(options.namespaces),
-                liveness_endpoint=liveness,
-                stop_flag=stop_flag,
-            )
-        )
+        asyncio.run(serve(options, ctx, registry, companions, resync))
     finally:
         keeper.stop()
         resync.stop()
+
+
+async def serve(
+    options: OperatorOptions,
+    ctx: ReconcileContext,
+    registry: kopf.OperatorRegistry,
+    companions: Sequence[Companion],
+    resync: Resync,
+) -> None:
+    """Every replica runs the companions (the ingest API) from the start; only the Lease's
+    holder runs kopf and the resync. A leader stopping releases the Lease after kopf has
+    stopped, so a standby takes over within its retry period."""
+    started = await start_companions(companions, ctx.client)
+    elector: LeaderElector | None = None
+    try:
+        if options.election is not None:
+            elector = LeaderElector(options.election, KubeLeaseStore(ctx.client, options.election))
+            if not await lead(elector, options.liveness_port):
+                return
+        resync.start()
+        liveness = (
+            f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
+        )
+        await kopf.operator(
+            registry=registry,
+            standalone=options.standalone,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            liveness_endpoint=liveness,
+        )
+    finally:
+        resync.stop()  # before the Lease is released: no reconcile after the handover
+        if elector is not None:
+            await asyncio.to_thread(elector.stop)
+        await stop_companions(started)
 
 
 def configure_logging(options: OperatorOptions) -> None:

@@ -18,6 +18,7 @@ from ..api.alertsink import allowed_cidr
 from ..builders.images import parse_image_pattern
 from ..builders.sidecar import DEFAULT_INGEST_URL, DEFAULT_SIDECAR_IMAGE, IngestPeer
 from ..builders.tls import TlsMode
+from .leader import ElectionSettings, default_identity
 from .tls import TlsOptions
 
 
@@ -46,6 +47,8 @@ class OperatorOptions:
     """The ingest API URL the sidecars of ``runtime: External`` agents report to."""
     dashboard_port: int | None = None
     """Port of the governance dashboard served beside the operator (None: no dashboard)."""
+    election: ElectionSettings | None = None
+    """The Lease only whose holder reconciles (None: ``--no-leader-elect``, this one does)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--standalone",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="run without kopf peering (default: on; one replica)",
+        help="run kopf without its peering (default: on; --leader-elect decides which replica "
+        "reconciles)",
     )
     parser.add_argument(
         "--resync-seconds", type=float, default=300.0, help="interval of the periodic drift repair"
@@ -144,7 +148,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_tls_arguments(parser.add_argument_group("ingest TLS"))
+    add_election_arguments(parser.add_argument_group("leader election"))
     return parser
+
+
+def add_election_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--leader-elect*``: several replicas, one reconciling (see controller/leader.py)."""
+    defaults = ElectionSettings()
+    group.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="reconcile only while holding a coordination.k8s.io Lease, so several replicas "
+        "can run (each serves the ingest API; one reconciles). The chart and manifests turn "
+        "it on; off by default, so a single local run reconciles at once",
+    )
+    group.add_argument(
+        "--leader-election-lease-name", default=defaults.name, help="name of the Lease"
+    )
+    group.add_argument(
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: --tls-secret-namespace, i.e. $POD_NAMESPACE)",
+    )
+    group.add_argument(
+        "--leader-election-identity",
+        help="this replica's holder identity (default: $POD_NAME or the host name, plus a "
+        "random suffix)",
+    )
+    group.add_argument(
+        "--leader-election-lease-duration",
+        type=float,
+        default=defaults.lease_duration,
+        metavar="SECONDS",
+        help="how long a standby waits, after the Lease last changed, before taking it over "
+        "from a leader that stopped renewing (default %(default)s)",
+    )
+    group.add_argument(
+        "--leader-election-renew-deadline",
+        type=float,
+        default=defaults.renew_deadline,
+        metavar="SECONDS",
+        help="a leader that has not renewed for this long stops (exits) (default %(default)s)",
+    )
+    group.add_argument(
+        "--leader-election-retry-period",
+        type=float,
+        default=defaults.retry_period,
+        metavar="SECONDS",
+        help="interval of the renewals and of a standby's tries (default %(default)s)",
+    )
+
+
+def _election(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ElectionSettings | None:
+    """The ``--leader-elect*`` flags, checked together; an error names the flag."""
+    if not args.leader_elect:
+        return None
+    settings = ElectionSettings(
+        name=args.leader_election_lease_name,
+        namespace=args.leader_election_namespace or args.tls_secret_namespace,
+        identity=args.leader_election_identity or default_identity(),
+        lease_duration=args.leader_election_lease_duration,
+        renew_deadline=args.leader_election_renew_deadline,
+        retry_period=args.leader_election_retry_period,
+    )
+    problem = settings.problem()
+    if problem:
+        parser.error(problem)
+    return settings
 
 
 def ingest_peer(pods: str | None, cidr: str | None, port: int) -> IngestPeer | None:
@@ -279,6 +349,7 @@ def parse_options(argv: Sequence[str]) -> OperatorOptions:
         tls=tls,
         external_ingest_url=args.external_ingest_url,
         dashboard_port=args.dashboard_port or None,
+        election=_election(args, parser),
     )
 
 

@@ -55,6 +55,7 @@ KINDS: dict[str, Kind] = {
     "Deployment": Kind("apps/v1", "deployments"),
     "ControllerRevision": Kind("apps/v1", "controllerrevisions"),
     "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
+    "Lease": Kind("coordination.k8s.io/v1", "leases"),
     "GovernedAgent": Kind(f"{GROUP}/{VERSION}", "governedagents"),
     "GovernancePolicy": Kind(f"{GROUP}/{VERSION}", "governancepolicies"),
     "AlertSink": Kind(f"{GROUP}/{VERSION}", "alertsinks"),
@@ -70,10 +71,12 @@ def request(
     body: Any = None,
     content_type: str = "application/json",
     headers: Mapping[str, str] | None = None,
+    timeout: float = REQUEST_TIMEOUT,
 ) -> dict[str, Any]:
     """One authenticated request; the decoded JSON response. Raises ApiException on non-2xx.
 
-    ``headers`` are added to the request (:mod:`.access` passes a viewer's own token).
+    ``headers`` are added to the request (:mod:`.access` passes a viewer's own token);
+    ``timeout`` bounds it in seconds (the leader election's renewals need a short one).
     """
     serialized = client.param_serialize(
         method,
@@ -87,7 +90,7 @@ def request(
         body=body,
         auth_settings=["BearerToken"],
     )
-    response = client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+    response = client.call_api(*serialized, _request_timeout=timeout)
     response.read()
     text = response.data.decode() if response.data else ""
     if not 200 <= response.status <= 299:
