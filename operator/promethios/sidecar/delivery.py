@@ -65,6 +65,9 @@ class Delivery:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
+        #: Set when a heartbeat or metrics report got through: a violation backoff that
+        #: has no Retry-After to honour ends early (see :meth:`_back_off`).
+        self.ingest_answered = asyncio.Event()
         #: Drop counts sent in a metrics report the ingest has not confirmed, and that
         #: report's idempotency key: resent under the same key until it is confirmed.
         self.unconfirmed_drops: tuple[str, dict[str, int]] | None = None
@@ -105,6 +108,8 @@ class Delivery:
         """Send one heartbeat."""
         response = await self.reports.post(PATH_HEARTBEAT, self.heartbeat_payload())
         self._count("heartbeat", response)
+        if response.ok:
+            self.ingest_answered.set()
         return response
 
     async def send_metrics(self) -> IngestResponse:
@@ -123,6 +128,7 @@ class Delivery:
         response = await self.reports.post(PATH_METRICS, self.metrics_payload(dropped), key)
         if response.ok:
             self.unconfirmed_drops = None
+            self.ingest_answered.set()
         self._count("metrics", response)
         return response
 
@@ -192,7 +198,23 @@ class Delivery:
             else:
                 delay = full_jitter(attempt, self.backoff_base, self.backoff_cap, self.rng)
                 attempt += 1
-                await asyncio.sleep(max(delay, retry_after or 0.0))
+                await self._back_off(delay, retry_after)
+
+    async def _back_off(self, delay: float, retry_after: float | None) -> None:
+        """Wait before the next violation attempt: ``delay``, or longer if the ingest asked.
+
+        Without a Retry-After (the ingest unreachable, or an error naming no time) the wait
+        ends as soon as a heartbeat or metrics report gets through: the ingest is back. After
+        a long outage the backoff has grown to ``backoff_cap``, and the spool would otherwise
+        sit out up to that long after the ingest returned; heartbeats are jittered, so the
+        fleet does not come back in step.
+        """
+        if retry_after is not None:
+            await asyncio.sleep(max(delay, retry_after))
+            return
+        self.ingest_answered.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ingest_answered.wait(), delay)
 
     async def _wait_for_work(self) -> None:
         waiting = self.state.violations_waiting
