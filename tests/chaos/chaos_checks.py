@@ -2,24 +2,27 @@
 
 An agent has converged when everything about it is as it should be at once: its status
 counts exactly the violations its sidecars were caused to report (none lost, none twice),
-it is Ready for its current generation, a heartbeat arrived after the last fault
-(``HeartbeatFresh``), its children are in place, a replaced pod is really gone, and every
-spool of its sidecars (the old pod's too) is empty. The time from the end of the last
-fault until then is its convergence time.
+it is Ready for its current generation, ``HeartbeatFresh``, the ingest heard a heartbeat
+after the last fault (its heartbeat-age metric), its children are in place, a replaced pod
+is really gone, and every spool of its sidecars (the old pod's too) is empty. The time
+from the end of the last fault until then is its convergence time.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_fleet import AgentRig
 from chaos_run import ChaosRun, condition
 
-from promethios.api.conditions import parse_time
-
+HEARTBEAT_AGE = re.compile(
+    r'^promethios_agent_heartbeat_age_seconds\{namespace="[^"]*",name="([^"]*)"\} (\S+)$', re.M
+)
 #: How long past the deadline to keep looking, so a late agent's time is still measured.
 OVERTIME = 30.0
 
@@ -39,14 +42,18 @@ class AgentOutcome:
 
 @dataclass
 class Snapshot:
-    """One look at the namespace: agents by name, children as (kind, name), pod uids by agent."""
+    """One look: agents by name, children as (kind, name), pod uids by agent, and the
+    ingest's heartbeat age by agent (its ``/metrics``) when it was read (monotonic)."""
 
     agents: dict[str, dict[str, Any]]
     children: set[tuple[str, str]]
     pods: dict[str, set[str]]
+    heartbeat_age: dict[str, float]
+    taken: float
 
     @classmethod
     def take(cls, run: ChaosRun) -> Snapshot:
+        taken, ages = time.monotonic(), heartbeat_ages(run)
         agents = {a["metadata"]["name"]: a for a in run.items("ga")}
         children, pods = set(), {}
         for obj in run.items("deploy,svc,cm,secret,pods"):
@@ -56,7 +63,19 @@ class Snapshot:
                 pods.setdefault(agent, set()).add(meta["uid"])
             else:
                 children.add((obj["kind"], meta["name"]))
-        return cls(agents, children, pods)
+        return cls(agents, children, pods, ages, taken)
+
+
+def heartbeat_ages(run: ChaosRun) -> dict[str, float]:
+    """``promethios_agent_heartbeat_age_seconds`` by agent, from the running ingest (the
+    status holds ``lastHeartbeat`` only every couple of minutes, by design); {} if down."""
+    url = f"http://127.0.0.1:{run.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {match[1]: float(match[2]) for match in HEARTBEAT_AGE.finditer(text)}
 
 
 def violations_recorded(agent: dict[str, Any]) -> int | None:
@@ -78,10 +97,10 @@ def problems(run: ChaosRun, rig: AgentRig, look: Snapshot) -> tuple[int | None, 
         found.append("observedGeneration behind")
     if condition(agent, "Ready") != "True":
         found.append("not Ready")
-    beat = parse_time((status.get("heartbeat") or {}).get("lastHeartbeat"))
-    if condition(agent, "HeartbeatFresh") != "True" or beat is None:
+    if condition(agent, "HeartbeatFresh") != "True":
         found.append("heartbeat not fresh")
-    elif beat.timestamp() < run.ended_wall - 1.0:  # the status stores whole seconds
+    age = look.heartbeat_age.get(rig.name)
+    if age is None or look.taken - age < run.ended:
         found.append("no heartbeat since the last fault")
     wanted = {("Deployment", rig.name), ("Service", rig.name)}
     wanted |= {("ConfigMap", f"{rig.name}-governance"), ("Secret", f"{rig.name}-api-key")}

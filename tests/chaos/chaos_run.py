@@ -72,9 +72,8 @@ class ChaosRun:
     rigs: list[AgentRig] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     replaced: dict[str, str] = field(default_factory=dict)  # agent -> its old pod's uid
-    #: monotonic and wall-clock time when the last fault was over.
+    #: When (monotonic) the last fault was over.
     ended: float = 0.0
-    ended_wall: float = 0.0
 
     def __post_init__(self) -> None:
         (self.ingest_port, self.metrics_port, self.gate_port, self.upstream_port) = free_ports(4)
@@ -221,7 +220,7 @@ class ChaosRun:
         actions = {
             "operator-kill": self._kill_operator,
             "apiserver": lambda: self.cluster.restart(APISERVER),
-            "etcd": lambda: self.cluster.restart(ETCD),
+            "etcd": self._restart_etcd,
             "outage-start": lambda: self.loop.run(self.gate.close()),
             "replace-pods": self._replace_pods,
             "outage-end": lambda: self.loop.run(self.gate.open()),
@@ -234,7 +233,7 @@ class ChaosRun:
                 self.faults.append(
                     FaultRecord(fault.kind, started - began, time.monotonic() - started)
                 )
-            self.ended, self.ended_wall = time.monotonic(), time.time()
+            self.ended = time.monotonic()
         finally:
             self.loop.loop.call_soon_threadsafe(stop.set)
             traffic.result(timeout=120)
@@ -246,6 +245,15 @@ class ChaosRun:
                 traffic.result()  # the traffic failed: raise its error
             self.cluster.check_running()
             time.sleep(min(left, 0.5))
+
+    def _restart_etcd(self) -> None:
+        """Restart etcd; over once the API server answers ready again (it reconnects)."""
+        self.cluster.restart(ETCD)
+        poll(self._apiserver_ready, "the API server ready after the etcd restart", 60, 0.2)
+
+    def _apiserver_ready(self) -> bool:
+        answer = self.cluster.kubectl("get", "--raw=/readyz", check=False, timeout=10)
+        return answer.returncode == 0 and answer.stdout.strip() == "ok"
 
     def _kill_operator(self) -> None:
         self.operator.kill()  # SIGKILL: the in-process ingest API dies with it
