@@ -20,9 +20,8 @@ from typing import Any
 from chaos_fleet import AgentRig
 from chaos_run import ChaosRun, condition
 
-HEARTBEAT_AGE = re.compile(
-    r'^promethios_agent_heartbeat_age_seconds\{namespace="[^"]*",name="([^"]*)"\} (\S+)$', re.M
-)
+HEARTBEAT_AGE = re.compile(r"^promethios_agent_heartbeat_age_seconds\{(.*)\} (\S+)$", re.M)
+NAME_LABEL = re.compile(r'(?:^|,)name="([^"]*)"')
 #: How long past the deadline to keep looking, so a late agent's time is still measured.
 OVERTIME = 30.0
 
@@ -75,7 +74,11 @@ def heartbeat_ages(run: ChaosRun) -> dict[str, float]:
             text = response.read().decode()
     except OSError:
         return {}
-    return {match[1]: float(match[2]) for match in HEARTBEAT_AGE.finditer(text)}
+    ages = {}
+    for sample in HEARTBEAT_AGE.finditer(text):
+        if name := NAME_LABEL.search(sample[1]):
+            ages[name[1]] = float(sample[2])
+    return ages
 
 
 def violations_recorded(agent: dict[str, Any]) -> int | None:

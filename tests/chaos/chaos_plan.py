@@ -67,7 +67,7 @@ class ChaosPlan:
     @property
     def timeout(self) -> float:
         """A generous bound on the whole test (set-up, phase, convergence, tear-down)."""
-        return 240 + self.agents * 3 + self.seconds + 2 * self.converge_seconds
+        return 300 + self.agents * 4 + self.seconds + 2 * self.converge_seconds
 
 
 SHORT = ChaosPlan(

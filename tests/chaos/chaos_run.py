@@ -123,12 +123,12 @@ class ChaosRun:
         self.operator.start()
         poll(self._operator_ready, "the operator's ingest API to be ready", 90)
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(self._manifests()))
-        poll(lambda: self._ready_agents() == self.plan.agents, "every agent Ready", 120, 1.0)
+        patience = 60 + 2 * self.plan.agents
+        poll(lambda: self._ready_agents() == self.plan.agents, "every agent Ready", patience, 1)
         self._read_wirings()
         self.rigs = [AgentRig(name, self.plan.call_interval) for name in self._agent_names()]
-        for start in range(0, len(self.rigs), START_BATCH):
-            self._start_sidecars(self.rigs[start : start + START_BATCH])
-        poll(self._all_beating, "every agent's first heartbeat in its status", 60, 1.0)
+        self._start_sidecars(self.rigs)
+        poll(self._all_beating, "every agent's first heartbeat in its status", patience, 1)
 
     async def _start_upstream(self) -> None:
         self._upstream = web.AppRunner(build_upstream_app(self.upstream_log), access_log=None)
@@ -192,6 +192,11 @@ class ChaosRun:
             )  # fmt: skip
 
     def _start_sidecars(self, rigs: list[AgentRig]) -> None:
+        """Start a new sidecar for each rig, :data:`START_BATCH` at a time; wait until ready."""
+        for start in range(0, len(rigs), START_BATCH):
+            self._start_batch(rigs[start : start + START_BATCH])
+
+    def _start_batch(self, rigs: list[AgentRig]) -> None:
         for rig in rigs:
             workdir = self.workdir / rig.name / f"pod-{len(rig.sidecars)}"
             ports = (next(self._ports), next(self._ports))
