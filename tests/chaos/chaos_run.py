@@ -281,6 +281,16 @@ class ChaosRun:
             terminate(rig.live)
         self._start_sidecars(chosen)
 
+    def diagnosis(self) -> str:
+        """What a failed run's reader needs first: the operator's state and its last words."""
+        alive = "running" if self.operator.running() else f"exited {self.operator.exit_code()}"
+        answers = self.loop.run(ready(f"http://127.0.0.1:{self.metrics_port}"))
+        return (
+            f"operator {alive}, ingest /readyz {'ok' if answers else 'not answering'}, "
+            f"gate {'open' if self.gate.is_open else 'shut'} ({self.gate.connections} "
+            f"connections piped); operator log tail:\n{self.operator.log_tail(30)}"
+        )
+
     # -- tear-down ---------------------------------------------------------------------
 
     def close(self) -> None:

@@ -81,7 +81,10 @@ def test_no_violation_is_lost_or_counted_twice_and_every_agent_converges(
     unexpected = [f"{rig.name}: {u}" for rig in chaos.rigs for u in rig.unexpected]
     assert not unexpected, unexpected[:20]
     late = {o.name: o.problems for o in outcomes.values() if o.converged_after is None}
-    assert not late, f"agents not converged {PLAN.converge_seconds + 30:.0f} s after: {late}"
+    assert not late, (
+        f"{len(late)} agents not converged {PLAN.converge_seconds + 30:.0f} s after the last "
+        f"fault: {dict(list(late.items())[:10])}\n{chaos.diagnosis()}"
+    )
     slow = {
         o.name: round(o.converged_after or 0, 1)
         for o in outcomes.values()

@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 IDLE_RECHECK_SECONDS = 30.0
 #: Heartbeats are at least this far apart, even when the agent's status keeps changing.
 MIN_HEARTBEAT_GAP = 1.0
-#: While draining on the way out, a failed delivery is retried after this long.
+#: While draining on the way out, a failed delivery is retried after this long at first,
+#: doubling up to :data:`DRAIN_RETRY_CAP`: drains last up to 10 minutes, and the replaced
+#: pods of a whole rollout must not hammer an ingest that is coming back.
 DRAIN_RETRY = 0.2
+DRAIN_RETRY_CAP = 2.0
 
 Outcome = Literal["idle", "progress", "retry"]
 
@@ -142,20 +145,24 @@ class Delivery:
     async def drain(self, seconds: float) -> bool:
         """Deliver the spools until they are empty or ``seconds`` have passed (stopping).
 
-        Retries without the growing backoff of the loop (there is no time for it),
-        then sends one last metrics report if drop counts are still unconfirmed.
-        True if the spools were emptied.
+        Retries sooner than the loop does (from :data:`DRAIN_RETRY`, doubling to
+        :data:`DRAIN_RETRY_CAP`), then sends one last metrics report if drop counts are
+        still unconfirmed. True if the spools were emptied.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        emptied = False
+        emptied, pause = False, DRAIN_RETRY
         while not emptied and loop.time() < deadline:
             try:
                 async with asyncio.timeout_at(deadline):
                     outcome, retry_after = await self.deliver_once()
                     emptied = outcome == "idle"
                     if outcome == "retry":
-                        await asyncio.sleep(min(max(retry_after or 0.0, DRAIN_RETRY), 1.0))
+                        wait = min(max(retry_after or 0.0, pause), DRAIN_RETRY_CAP)
+                        await asyncio.sleep(jittered(wait, self.rng))
+                        pause = min(2 * pause, DRAIN_RETRY_CAP)
+                    else:
+                        pause = DRAIN_RETRY
             except TimeoutError:
                 break
         if self.unreported_drops() and loop.time() < deadline:

@@ -1,9 +1,12 @@
-"""The violation loop's backoff after an outage: it ends once the ingest answers again.
+"""Retrying against a down ingest: the violation loop's backoff, and the drain's.
 
 Found by the chaos suite (tests/chaos): after an ingest outage of minutes the backoff had
 grown to its 60 s cap, so a sidecar could sit out up to a minute after the ingest was back
 before delivering its spool, and agents converged late. A heartbeat (or metrics report)
-that gets through now ends a backoff that has no Retry-After to honour.
+that gets through now ends a backoff that has no Retry-After to honour. And a stopping
+sidecar's drain (up to 10 minutes) retried 5 times a second however long the ingest stayed
+down: fifty replaced pods made 250 attempts a second at an ingest that was coming back.
+It now doubles its pause up to 2 s.
 """
 
 from __future__ import annotations
@@ -96,4 +99,50 @@ async def test_a_failed_heartbeat_leaves_the_backoff_alone(
         assert len(ingest.bodies(PATH_VIOLATIONS)) == 1, "retried before its backoff ended"
     finally:
         loop.cancel()
+        await sidecar.stop()
+
+
+async def down_with_one_spooled(tmp_path: Path, upstream: Upstream, ingest: Ingest) -> Sidecar:
+    """A sidecar (no loops) with one violation spooled, the ingest answering 503."""
+    sidecar = Sidecar(write_config(tmp_path, upstream.url, ingest.url), loops=False)
+    await sidecar.start(agent_port=0, metrics_port=0)
+    ingest.status = 503
+    await spool_one_violation(sidecar)
+    return sidecar
+
+
+async def test_a_drain_against_a_down_ingest_backs_off(
+    tmp_path: Path, upstream: Upstream, ingest: Ingest
+) -> None:
+    sidecar = await down_with_one_spooled(tmp_path, upstream, ingest)
+    assert sidecar.delivery is not None
+    try:
+        emptied = await sidecar.delivery.drain(3.0)
+        attempts = len(ingest.bodies(PATH_VIOLATIONS))
+        # 0.2 s apart that would be about 15; doubling from 0.2 s (±10 %) it is 4 or 5.
+        assert not emptied and 3 <= attempts <= 6, attempts
+    finally:
+        await sidecar.stop()
+
+
+async def test_a_backed_off_drain_delivers_soon_after_the_ingest_returns(
+    tmp_path: Path, upstream: Upstream, ingest: Ingest
+) -> None:
+    sidecar = await down_with_one_spooled(tmp_path, upstream, ingest)
+    assert sidecar.delivery is not None
+
+    async def come_back() -> None:
+        await until(lambda: len(ingest.bodies(PATH_VIOLATIONS)) >= 4, 10, "four attempts")
+        ingest.status = 200
+
+    returning = asyncio.create_task(come_back())
+    began = asyncio.get_running_loop().time()  # the fake ingest's clock too
+    try:
+        emptied = await sidecar.delivery.drain(30.0)
+        await returning
+        back_at = ingest.received_at[next(iter(ingest.violations))]
+        # The fourth attempt came 1.4 s in; the next pause is at most the 2 s cap (+10 %).
+        assert emptied and len(ingest.violations) == 1 and back_at - began < 6.0
+    finally:
+        returning.cancel()
         await sidecar.stop()
