@@ -91,7 +91,8 @@ class ChaosRun:
     # -- kubectl -----------------------------------------------------------------------
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        return self.cluster.kubectl("-n", NAMESPACE, *args, input=input).stdout
+        """kubectl in the run's namespace; patient (a loaded 2-core machine, 100 objects)."""
+        return self.cluster.kubectl("-n", NAMESPACE, *args, input=input, timeout=300).stdout
 
     def items(self, kinds: str) -> list[dict[str, Any]]:
         """The objects of ``kinds`` (e.g. ``ga`` or ``deploy,svc``) in the namespace."""
