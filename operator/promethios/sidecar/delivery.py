@@ -208,20 +208,22 @@ class Delivery:
                 await self._back_off(delay, retry_after)
 
     async def _back_off(self, delay: float, retry_after: float | None) -> None:
-        """Wait before the next violation attempt: ``delay``, or longer if the ingest asked.
+        """Wait before the next violation attempt: ``delay``, but never less than the
+        ingest's Retry-After.
 
-        Without a Retry-After (the ingest unreachable, or an error naming no time) the wait
-        ends as soon as a heartbeat or metrics report gets through: the ingest is back. After
+        Beyond the Retry-After, the wait ends as soon as a heartbeat or metrics report got
+        through since the failure: the ingest is back (or, after a 503, answers again). After
         a long outage the backoff has grown to ``backoff_cap``, and the spool would otherwise
         sit out up to that long after the ingest returned; heartbeats are jittered, so the
         fleet does not come back in step.
         """
-        if retry_after is not None:
-            await asyncio.sleep(max(delay, retry_after))
-            return
+        floor = retry_after or 0.0
         self.ingest_answered.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ingest_answered.wait(), delay)
+        if floor:
+            await asyncio.sleep(floor)
+        if delay > floor and not self.ingest_answered.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ingest_answered.wait(), delay - floor)
 
     async def _wait_for_work(self) -> None:
         waiting = self.state.violations_waiting

@@ -85,6 +85,30 @@ async def test_a_heartbeat_that_gets_through_ends_the_violation_backoff(
         await sidecar.stop()
 
 
+async def test_after_a_retry_after_a_heartbeat_ends_the_backoff_but_not_before_it(
+    tmp_path: Path, upstream: Upstream, ingest: Ingest
+) -> None:
+    """A 503 naming Retry-After (a status write failed: the API server is down) late in a long
+    outage: the next attempt comes once the Retry-After has passed and the ingest answered a
+    heartbeat, not after the whole grown backoff."""
+    sidecar = await backing_off(tmp_path, upstream, ingest)
+    delivery = sidecar.delivery
+    assert delivery is not None
+    ingest.retry_after = "1"
+    loop = asyncio.create_task(delivery.violation_loop())
+    try:
+        await until(lambda: ingest.bodies(PATH_VIOLATIONS), 5, "the first (failed) attempt")
+        failed_at = asyncio.get_running_loop().time()
+        ingest.status = 200
+        assert (await delivery.send_heartbeat()).ok  # at once: within the Retry-After
+        await until(lambda: ingest.violations, 5, "the spooled violation delivered")
+        delivered_at = ingest.received_at[next(iter(ingest.violations))]
+        assert 0.9 <= delivered_at - failed_at < 3.0, delivered_at - failed_at
+    finally:
+        loop.cancel()
+        await sidecar.stop()
+
+
 async def test_a_failed_heartbeat_leaves_the_backoff_alone(
     tmp_path: Path, upstream: Upstream, ingest: Ingest
 ) -> None:
