@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv host-packages testenv kind-image browser image e2e-images run test test-unit test-integration test-e2e test-kind lint format crds crds-check bench clean
+.PHONY: help venv host-packages testenv kind-image browser image e2e-images run test test-unit test-integration test-e2e test-kind chaos lint format crds crds-check bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test-e2e: venv testenv e2e-images  ## real-pod end-to-end tests only (root; a re
 
 test-kind: venv kind-image e2e-images  ## the tests on a throw-away kind cluster (own dockerd; root), not the real-node ones
 	$(BIN)/pytest --cluster=kind -m "not realnode" $(PYTEST_ARGS)
+
+chaos: venv testenv  ## the full chaos run: 100 agents, operator SIGKILLs, API server/etcd restarts, 5-min ingest outage (~15 min)
+	PROMETHIOS_CHAOS=full $(BIN)/pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
 
 lint: venv  ## ruff, mypy (strict on the packages) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check operator localdev tests benchmarks hack

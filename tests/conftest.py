@@ -42,6 +42,7 @@ DIRECTORY_MARKERS = {
     "adversarial": "adversarial",
     "e2e": "realnode",
     "kind": "kind",
+    "chaos": "chaos",
 }
 
 
@@ -91,7 +92,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark tests by directory (see :data:`DIRECTORY_MARKERS`): integration, unit,
-    adversarial, e2e (``realnode``)."""
+    adversarial, e2e (``realnode``), chaos."""
     for item in items:
         try:
             relative = Path(str(item.path)).resolve().relative_to(TESTS_DIR.resolve())

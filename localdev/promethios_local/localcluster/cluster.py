@@ -243,6 +243,18 @@ class LocalCluster:
                     process.name, f"exited with code {code}", process.log_path, process.log_tail()
                 )
 
+    def restart(self, component: str) -> float:
+        """Kill one component (SIGKILL, as a crash) and start it again with the same command
+        line: data dir, ports and certificates. Returns the seconds until it answers again
+        (etcd healthy, the API server ready; any other component: running)."""
+        process, began = self._processes[component], time.monotonic()
+        process.kill()
+        process.start()
+        self._deadline = time.monotonic() + self.startup_timeout
+        answers = {ETCD: self._etcd_healthy, APISERVER: self._apiserver_ready}
+        self._wait(component, "answering again", answers.get(component, process.running))
+        return time.monotonic() - began
+
     # ----------------------------------------------------------------- helpers
 
     def kubectl(

@@ -184,6 +184,9 @@ class StatusWriter:
             await asyncio.wait_for(asyncio.shield(waiter), wait_seconds)
         except TimeoutError as error:
             raise StatusWriteError("status write timed out") from error
+        finally:
+            if not waiter.done():  # nobody awaits it any more: the write's failure is logged
+                waiter.add_done_callback(_retrieved)
 
     def tick(self) -> None:
         """Periodic pass: re-evaluate conditions (staleness, trust recovery), flush due."""
@@ -343,6 +346,12 @@ class StatusWriter:
         finally:
             state.writing = False
             self._aggregator.after_write(state, snapshot, body, after, self._clock())
+
+
+def _retrieved(waiter: asyncio.Future[None]) -> None:
+    """Mark an abandoned waiter's outcome as seen (else asyncio logs it as an error)."""
+    if not waiter.cancelled():
+        waiter.exception()
 
 
 def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:

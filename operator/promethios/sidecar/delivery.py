@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 IDLE_RECHECK_SECONDS = 30.0
 #: Heartbeats are at least this far apart, even when the agent's status keeps changing.
 MIN_HEARTBEAT_GAP = 1.0
-#: While draining on the way out, a failed delivery is retried after this long.
+#: While draining on the way out, a failed delivery is retried after this long at first,
+#: doubling up to :data:`DRAIN_RETRY_CAP`: drains last up to 10 minutes, and the replaced
+#: pods of a whole rollout must not hammer an ingest that is coming back.
 DRAIN_RETRY = 0.2
+DRAIN_RETRY_CAP = 2.0
 
 Outcome = Literal["idle", "progress", "retry"]
 
@@ -65,6 +68,9 @@ class Delivery:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
+        #: Set when a heartbeat or metrics report got through: a violation backoff that
+        #: has no Retry-After to honour ends early (see :meth:`_back_off`).
+        self.ingest_answered = asyncio.Event()
         #: Drop counts sent in a metrics report the ingest has not confirmed, and that
         #: report's idempotency key: resent under the same key until it is confirmed.
         self.unconfirmed_drops: tuple[str, dict[str, int]] | None = None
@@ -105,6 +111,8 @@ class Delivery:
         """Send one heartbeat."""
         response = await self.reports.post(PATH_HEARTBEAT, self.heartbeat_payload())
         self._count("heartbeat", response)
+        if response.ok:
+            self.ingest_answered.set()
         return response
 
     async def send_metrics(self) -> IngestResponse:
@@ -123,6 +131,7 @@ class Delivery:
         response = await self.reports.post(PATH_METRICS, self.metrics_payload(dropped), key)
         if response.ok:
             self.unconfirmed_drops = None
+            self.ingest_answered.set()
         self._count("metrics", response)
         return response
 
@@ -136,20 +145,24 @@ class Delivery:
     async def drain(self, seconds: float) -> bool:
         """Deliver the spools until they are empty or ``seconds`` have passed (stopping).
 
-        Retries without the growing backoff of the loop (there is no time for it),
-        then sends one last metrics report if drop counts are still unconfirmed.
-        True if the spools were emptied.
+        Retries sooner than the loop does (from :data:`DRAIN_RETRY`, doubling to
+        :data:`DRAIN_RETRY_CAP`), then sends one last metrics report if drop counts are
+        still unconfirmed. True if the spools were emptied.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        emptied = False
+        emptied, pause = False, DRAIN_RETRY
         while not emptied and loop.time() < deadline:
             try:
                 async with asyncio.timeout_at(deadline):
                     outcome, retry_after = await self.deliver_once()
                     emptied = outcome == "idle"
                     if outcome == "retry":
-                        await asyncio.sleep(min(max(retry_after or 0.0, DRAIN_RETRY), 1.0))
+                        wait = min(max(retry_after or 0.0, pause), DRAIN_RETRY_CAP)
+                        await asyncio.sleep(jittered(wait, self.rng))
+                        pause = min(2 * pause, DRAIN_RETRY_CAP)
+                    else:
+                        pause = DRAIN_RETRY
             except TimeoutError:
                 break
         if self.unreported_drops() and loop.time() < deadline:
@@ -192,7 +205,25 @@ class Delivery:
             else:
                 delay = full_jitter(attempt, self.backoff_base, self.backoff_cap, self.rng)
                 attempt += 1
-                await asyncio.sleep(max(delay, retry_after or 0.0))
+                await self._back_off(delay, retry_after)
+
+    async def _back_off(self, delay: float, retry_after: float | None) -> None:
+        """Wait before the next violation attempt: ``delay``, but never less than the
+        ingest's Retry-After.
+
+        Beyond the Retry-After, the wait ends as soon as a heartbeat or metrics report got
+        through since the failure: the ingest is back (or, after a 503, answers again). After
+        a long outage the backoff has grown to ``backoff_cap``, and the spool would otherwise
+        sit out up to that long after the ingest returned; heartbeats are jittered, so the
+        fleet does not come back in step.
+        """
+        floor = retry_after or 0.0
+        self.ingest_answered.clear()
+        if floor:
+            await asyncio.sleep(floor)
+        if delay > floor and not self.ingest_answered.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ingest_answered.wait(), delay - floor)
 
     async def _wait_for_work(self) -> None:
         waiting = self.state.violations_waiting

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from ingest_fakes import Clock, MemorySink, agent_config, make_service
@@ -11,7 +14,7 @@ from ingest_fakes import Clock, MemorySink, agent_config, make_service
 from promethios.ingest.codec import rfc3339
 from promethios.ingest.service import IngestService
 from promethios.ingest.state import AgentState
-from promethios.ingest.writer import TICK_CHUNK
+from promethios.ingest.writer import TICK_CHUNK, StatusWriteError
 
 
 def fleet(clock: Clock, sink: MemorySink, size: int) -> IngestService:
@@ -153,3 +156,59 @@ async def test_routine_refreshes_share_a_fleet_wide_write_budget(
         heard = status["heartbeat"]["lastHeartbeat"]
         assert heard >= rfc3339(clock.now - stale_after), status["heartbeat"]
     assert refreshed_at < clock.now
+
+
+class BlockedSink(MemorySink):
+    """A sink whose writes hang until released, then fail (an API server going away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.code = 503
+
+    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int:
+        await self.release.wait()
+        return await super().apply_status(namespace, name, status)
+
+
+async def test_a_write_that_fails_after_its_waiter_gave_up_logs_no_unretrieved_error(
+    clock: Clock,
+) -> None:
+    """Found by the chaos suite: a report whose flush timed out left its waiter to fail
+    later unobserved, and asyncio logged "Future exception was never retrieved" as an ERROR
+    for every such report while the API server was down."""
+    sink = BlockedSink()
+    service = make_service(clock, sink)
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    # pytest keeps log records, and the failed write's record (its error's traceback) would
+    # keep the waiter from being collected: the writer's records stay out of the capture.
+    writer_log = logging.getLogger("promethios.ingest.writer")
+    writer_log.propagate = False
+    try:
+        agent_id = next(iter(service.aggregator.agents))
+        track = service.writer._tracks[agent_id]
+        timed_out = False
+        try:  # not pytest.raises: its traceback would keep the waiter from being collected
+            await service.writer.flush(agent_id, 0.01)
+        except StatusWriteError:
+            timed_out = True
+        assert timed_out
+        sink.release.set()  # the write under way fails; the retry (the waiter's) too
+        await asyncio.wait_for(_until(lambda: bool(sink.writes_of) and track.task is None), 5)
+        clock.now += 60  # past the retry pause
+        service.writer.note(agent_id)
+        writes = lambda: sink.writes_of.get(agent_id, 0)  # noqa: E731
+        await asyncio.wait_for(_until(lambda: writes() > 1 and track.task is None), 5)
+        gc.collect()  # an unretrieved exception is reported when its future is collected
+        assert reported == []
+    finally:
+        writer_log.propagate = True
+        loop.set_exception_handler(None)
+        await service.stop()
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    while not predicate():  # noqa: ASYNC110 - polled under the caller's wait_for deadline
+        await asyncio.sleep(0.001)

@@ -119,6 +119,7 @@ class Ingest:
 
     expected_key: str = "key-1"
     status: int = 200  # what to answer when the key is right (e.g. 503 = outage)
+    retry_after: str | None = None  # the Retry-After header sent with such an answer
     requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
     violations: dict[str, dict[str, Any]] = field(default_factory=dict)
     received_at: dict[str, float] = field(default_factory=dict)  # violation key -> loop time
@@ -162,7 +163,9 @@ class Ingest:
         if request.headers.get("Authorization") != f"Bearer {self.expected_key}":
             return web.json_response({"error": "unauthorized", "message": "bad key"}, status=401)
         if self.status >= 300:
-            return web.json_response({"error": "down", "message": "down"}, status=self.status)
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            body = {"error": "down", "message": "down"}
+            return web.json_response(body, status=self.status, headers=headers)
         if not self.take_token():
             self.throttled += 1
             body = {"error": "rate_limited", "message": "slow down"}
