@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +43,7 @@ from .readiness import (
     KubectlError,
     NotReadyYet,
     describe_node,
+    etcd_healthy,
     node_is_ready,
     node_is_usable,
 )
@@ -380,9 +380,7 @@ class LocalCluster:
 
     def _etcd_healthy(self) -> bool:
         assert self._ports is not None
-        url = f"http://{LOOPBACK}:{self._ports.etcd_client}/health"
-        with urllib.request.urlopen(url, timeout=2.0) as response:
-            return b'"health":"true"' in response.read()
+        return etcd_healthy(f"http://{LOOPBACK}:{self._ports.etcd_client}/health")
 
     def _apiserver_ready(self) -> bool:
         return bool(self._api().get("/readyz") == "ok")

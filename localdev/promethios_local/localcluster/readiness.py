@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from typing import Any
 
 NO_SCHEDULE_EFFECTS = {"NoSchedule", "NoExecute"}
@@ -37,3 +38,9 @@ def describe_node(node: dict[str, Any]) -> str:
     ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "absent")
     taints = [f"{t.get('key')}:{t.get('effect')}" for t in node.get("spec", {}).get("taints") or []]
     return f"{node['metadata']['name']} Ready={ready} taints={taints}"
+
+
+def etcd_healthy(url: str) -> bool:
+    """etcd's ``/health`` at ``url`` says it is healthy."""
+    with urllib.request.urlopen(url, timeout=2.0) as response:
+        return b'"health":"true"' in response.read()
