@@ -42,6 +42,7 @@ from .process import (
 from .readiness import (
     KubectlError,
     NotReadyYet,
+    default_service_account_exists,
     describe_node,
     etcd_healthy,
     node_is_ready,
@@ -386,13 +387,7 @@ class LocalCluster:
         return bool(self._api().get("/readyz") == "ok")
 
     def _default_service_account_exists(self) -> bool:
-        try:
-            self._api().get("/api/v1/namespaces/default/serviceaccounts/default")
-        except ApiError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return default_service_account_exists(self._api())
 
     def _nodes_satisfy(self, condition: Callable[[dict[str, Any]], bool]) -> bool:
         selector = ",".join(f"{k}={v}" for k, v in KWOK_NODE_LABEL.items())

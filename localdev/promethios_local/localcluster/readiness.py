@@ -6,6 +6,8 @@ import subprocess
 import urllib.request
 from typing import Any
 
+from .api import ApiError, RestClient
+
 NO_SCHEDULE_EFFECTS = {"NoSchedule", "NoExecute"}
 
 
@@ -44,3 +46,15 @@ def etcd_healthy(url: str) -> bool:
     """etcd's ``/health`` at ``url`` says it is healthy."""
     with urllib.request.urlopen(url, timeout=2.0) as response:
         return b'"health":"true"' in response.read()
+
+
+def default_service_account_exists(api: RestClient) -> bool:
+    """The ``default`` ServiceAccount of namespace ``default`` exists (the controller
+    manager's service-account controller has run)."""
+    try:
+        api.get("/api/v1/namespaces/default/serviceaccounts/default")
+    except ApiError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
