@@ -81,11 +81,20 @@ class KubeconfigCluster:
 
 class KindClusterHandle(KubeconfigCluster):
     """A kind cluster: also its node containers' init PIDs, by node name, so that tests can
-    act in a node's network namespace (``nsenter -t PID -n``) like on a local real node."""
+    act in a node's network namespace (``nsenter -t PID -n``) like on a local real node,
+    and the other names each loaded image carries (:data:`KIND_IMAGE_ALIASES`): the
+    runtime may report any of them as a container's image."""
 
-    def __init__(self, kubeconfig: Path, kubectl_path: Path, node_pids: dict[str, int]) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        kubectl_path: Path,
+        node_pids: dict[str, int],
+        image_aliases: dict[str, tuple[str, ...]],
+    ) -> None:
         super().__init__(kubeconfig, kubectl_path)
         self.node_pids = node_pids
+        self.image_aliases = image_aliases
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -232,7 +241,8 @@ def _kind_cluster() -> Iterator[KubeconfigCluster]:
                         kind.load_docker_image(alias)
                 print(f"images loaded in {time.monotonic() - began:.1f} s")
                 yield KindClusterHandle(Path(kind.kubeconfig_path), kubectl,
-                                        _kind_node_pids(session, kind.name))  # fmt: skip
+                                        _kind_node_pids(session, kind.name),
+                                        KIND_IMAGE_ALIASES)  # fmt: skip
             finally:
                 kind.delete()
         finally:

@@ -116,7 +116,7 @@ def platform(cluster_mode: str, request: pytest.FixtureRequest) -> Iterator[Plat
         yield from _local_platform()
     elif cluster_mode == "kind":
         handle = request.getfixturevalue("cluster")
-        yield kind_platform(handle, _helm_binary(), handle.node_pids)
+        yield kind_platform(handle, _helm_binary(), handle.node_pids, handle.image_aliases)
     else:
         pytest.fail(
             f"the real-pod tests need a real node: --cluster=local or kind, not {cluster_mode}; "

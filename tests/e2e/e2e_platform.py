@@ -62,6 +62,9 @@ class Platform:
     netns_pid: int | None = None
     #: Where the node's containers' memory cgroups are, under :data:`MEMORY_CGROUPS`.
     cgroup_parent: str = CGROUP_PARENT
+    #: Other names a loaded image carries on the node (kind: the cluster tests' placeholder
+    #: names are tags of the project's images).
+    image_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def kubeconfig(self) -> Path:
@@ -78,6 +81,11 @@ class Platform:
         for key, value in self.chart_values.items():
             args += ["--set-json", f"{key}={json.dumps(value)}"]
         return args
+
+    def names_image(self, reported: str, image: str) -> bool:
+        """Whether a container status's ``image`` is ``image``: the runtime reports one of
+        the names the image carries, which on kind include :attr:`image_aliases`."""
+        return any(reported.endswith(name) for name in (image, *self.image_aliases.get(image, ())))
 
     def in_node_netns(self, *argv: str) -> list[str]:
         """``argv`` run in the node's network namespace (the one its pods are routed in)."""
@@ -104,7 +112,12 @@ def local_platform(cluster: Kubectl, helm: Path) -> Platform:
     )
 
 
-def kind_platform(cluster: Kubectl, helm: Path, node_pids: dict[str, int]) -> Platform:
+def kind_platform(
+    cluster: Kubectl,
+    helm: Path,
+    node_pids: dict[str, int],
+    image_aliases: dict[str, tuple[str, ...]],
+) -> Platform:
     """The kind cluster's one node: every pod lands there, no steering needed."""
     if len(node_pids) != 1:
         raise AssertionError(f"the real-pod tests expect one kind node, found {node_pids}")
@@ -116,4 +129,5 @@ def kind_platform(cluster: Kubectl, helm: Path, node_pids: dict[str, int]) -> Pl
         node_name=node_name,
         netns_pid=pid,
         cgroup_parent=KIND_CGROUP_PARENT,
+        image_aliases=image_aliases,
     )

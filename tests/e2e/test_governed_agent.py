@@ -46,7 +46,8 @@ def test_the_agent_runs_beside_a_native_sidecar_on_the_real_node(
     (sidecar_status,) = pod["status"]["initContainerStatuses"]
     assert sidecar_status["started"] and sidecar_status["ready"], sidecar_status
     (agent_status,) = pod["status"]["containerStatuses"]
-    assert agent_status["image"].endswith(E2E_IMAGE) and agent_status["ready"]
+    assert platform.names_image(agent_status["image"], E2E_IMAGE), agent_status["image"]
+    assert agent_status["ready"]
     # Native sidecar order: the agent started only after the sidecar's startup probe passed.
     sidecar_started = parse_time(sidecar_status["state"]["running"]["startedAt"])
     agent_started = parse_time(agent_status["state"]["running"]["startedAt"])
