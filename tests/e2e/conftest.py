@@ -139,11 +139,12 @@ def helm(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Helm:
 def operator_release(kube: Kube, helm: Helm, platform: Platform) -> str:
     """``helm install`` of the chart with the locally built image, steered onto the real
     node (on a local cluster) by the chart's own tolerations/nodeSelector values; returns
-    the operator pod."""
+    the operator pod. ``--take-ownership``: on kind the cluster is the session's, where the
+    cluster tests applied the CRDs from crds/ before (the local cluster is the tests' own)."""
     began = time.monotonic()
     helm(
         "install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE,
-        "--create-namespace", "--wait", "--timeout", "180s",
+        "--create-namespace", "--take-ownership", "--wait", "--timeout", "180s",
         *platform.helm_set_json(), "--set", "image.pullPolicy=Never",
     )  # fmt: skip
     pods = kube.items("pods", OPERATOR_NAMESPACE, "app.kubernetes.io/component=operator")
