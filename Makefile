@@ -59,8 +59,8 @@ test-integration: venv testenv  ## integration tests only
 test-e2e: venv testenv e2e-images  ## real-pod end-to-end tests only (root; a real kubelet node)
 	$(BIN)/pytest -m realnode $(PYTEST_ARGS)
 
-test-kind: venv kind-image e2e-images  ## the tests on a throw-away kind cluster (own dockerd; root), not the real-node ones
-	$(BIN)/pytest --cluster=kind -m "not realnode" $(PYTEST_ARGS)
+test-kind: venv kind-image e2e-images  ## the whole suite, real-pod tests included, on a throw-away kind cluster (own dockerd; root)
+	$(BIN)/pytest --cluster=kind $(PYTEST_ARGS)
 
 chaos: venv testenv  ## the full chaos run: 100 agents, operator SIGKILLs, API server/etcd restarts, 5-min ingest outage (~15 min)
 	PROMETHIOS_CHAOS=full $(BIN)/pytest -m chaos -s tests/chaos $(PYTEST_ARGS)

@@ -80,6 +80,24 @@ class KubeconfigCluster:
         return result
 
 
+class KindClusterHandle(KubeconfigCluster):
+    """A kind cluster: also its node containers' init PIDs, by node name, so that tests can
+    act in a node's network namespace (``nsenter -t PID -n``) like on a local real node,
+    and the other names each loaded image carries (:data:`KIND_IMAGE_ALIASES`): the
+    runtime may report any of them as a container's image."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        kubectl_path: Path,
+        node_pids: dict[str, int],
+        image_aliases: dict[str, tuple[str, ...]],
+    ) -> None:
+        super().__init__(kubeconfig, kubectl_path)
+        self.node_pids = node_pids
+        self.image_aliases = image_aliases
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--cluster",
@@ -175,6 +193,17 @@ KIND_IMAGE_ALIASES = {
 }  # fmt: skip
 
 
+def _kind_node_pids(session: Any, cluster_name: str) -> dict[str, int]:
+    """The init PID of each node container of the cluster (a node's name is its container's)."""
+    names = session.daemon.docker(
+        "ps", "--filter", f"label=io.x-k8s.kind.cluster={cluster_name}", "--format", "{{.Names}}"
+    ).stdout.split()
+    return {
+        name: int(session.daemon.docker("inspect", "-f", "{{.State.Pid}}", name).stdout)
+        for name in names
+    }
+
+
 def _kind_cluster() -> Iterator[KubeconfigCluster]:
     """A kind cluster on the session's own Docker daemon and the node image built here
     (``make kind-image``); the machine is restored when the session ends."""
@@ -212,7 +241,9 @@ def _kind_cluster() -> Iterator[KubeconfigCluster]:
                         session.daemon.docker("tag", ref, alias)
                         kind.load_docker_image(alias)
                 print(f"images loaded in {time.monotonic() - began:.1f} s")
-                yield KubeconfigCluster(Path(kind.kubeconfig_path), kubectl)
+                yield KindClusterHandle(Path(kind.kubeconfig_path), kubectl,
+                                        _kind_node_pids(session, kind.name),
+                                        KIND_IMAGE_ALIASES)  # fmt: skip
             finally:
                 kind.delete()
         finally:

@@ -4,11 +4,12 @@
 #   ${XDG_CACHE_HOME:-~/.cache}/promethios/kind/<kubernetes version>/node-image.tar
 # tagged localhost/promethios-kind-node:<kubernetes version>. Prints the archive's path.
 #
-# The node is a Debian bookworm tree (hack/kind/rootfs.sh) with systemd, containerd, runc
-# and the CNI plugins, the kubelet/kubectl from testenv/build.sh, kubeadm and crictl from
-# hack/kind/tools.sh, and the files under hack/kind/node/. The images kubeadm deploys are
-# built here too, under the names `kubeadm config images list` gives, and saved into the
-# node's /kind/images, which the node imports into containerd at boot:
+# The node is a Debian bookworm tree (hack/kind/rootfs.sh) with systemd, containerd, runc,
+# the CNI plugins and ipset, the kubelet/kubectl and kube-router (NetworkPolicy) from
+# testenv/build.sh, kubeadm and crictl from hack/kind/tools.sh, and the files under
+# hack/kind/node/. The images kubeadm deploys are built here too, under the names
+# `kubeadm config images list` gives, and saved into the node's /kind/images, which the
+# node imports into containerd at boot:
 #   kube-apiserver, kube-controller-manager, kube-scheduler: one image (the testenv `kube`
 #     multi-call binary) tagged three times; kube-proxy: a Debian tree with iptables plus
 #     the `kubenode` binary; etcd: testenv's etcd; coredns: hack/kind/tools.sh's coredns-kind;
@@ -28,11 +29,11 @@ bin="$kind_dir/bin"
 testenv_bin="$cache/testenv/${KUBERNETES_VERSION}/bin"
 ref="localhost/promethios-kind-node:${KUBERNETES_VERSION}"
 archive="$kind_dir/node-image.tar"
-NODE_PACKAGES="systemd,systemd-sysv,containerd,runc,containernetworking-plugins,iptables,conntrack,iproute2,ethtool,socat,util-linux,mount,kmod,procps,ca-certificates,libseccomp2"
+NODE_PACKAGES="systemd,systemd-sysv,containerd,runc,containernetworking-plugins,iptables,ipset,conntrack,iproute2,ethtool,socat,util-linux,mount,kmod,procps,ca-certificates,libseccomp2"
 PROXY_PACKAGES="iptables,conntrack,kmod"
 
 "$here/tools.sh"
-for b in kube kubenode etcd; do
+for b in kube kubenode etcd kube-router; do
   [[ -x "$testenv_bin/$b" ]] || { echo "kind-image: $testenv_bin/$b is missing; run make testenv" >&2; exit 1; }
 done
 node_rootfs="$("$here/rootfs.sh" node "$NODE_PACKAGES")"
@@ -94,10 +95,12 @@ cp -a "$here/node/." "$tree/"
 sed -i "s|registry.k8s.io/pause:[0-9.]*|$(image_named pause)|" "$tree/etc/containerd/config.toml"
 cp "$testenv_bin/kubenode" "$tree/usr/bin/kubelet"
 cp "$testenv_bin/kube" "$tree/usr/bin/kubectl"
+cp "$testenv_bin/kube-router" "$tree/usr/bin/kube-router"
 cp "$bin/kubeadm" "$bin/crictl" "$tree/usr/bin/"
 cp -a "$stage/images" "$tree/kind/images"
 echo "$KUBERNETES_VERSION" >"$tree/kind/version"
-for unit in containerd.service kubelet.service promethios-load-images.service promethios-cni.service; do
+for unit in containerd.service kubelet.service promethios-load-images.service promethios-cni.service \
+  promethios-kube-router.service; do
   ln -sf "/etc/systemd/system/$unit" "$tree/etc/systemd/system/multi-user.target.wants/$unit"
 done
 ln -sf /lib/systemd/system/containerd.service "$tree/etc/systemd/system/multi-user.target.wants/containerd.service"

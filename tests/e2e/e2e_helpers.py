@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_platform import Platform
 
-from promethios_local.localcluster import LocalCluster
-from promethios_local.localcluster.realnode import default_archive_dir, steering_annotations
+from promethios_local.localcluster.realnode import default_archive_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "promethios-operator"
@@ -81,7 +81,7 @@ def parse_time(value: str) -> dt.datetime:
 class Kube:
     """kubectl against the real-node cluster, with JSON in and out."""
 
-    cluster: LocalCluster
+    cluster: Platform
 
     def run(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
@@ -130,8 +130,8 @@ class Kube:
         metadata: dict[str, Any] = {"name": name, "labels": {"promethios.ai/test": "e2e"}}
         if restricted:
             metadata["labels"].update(RESTRICTED)
-        if steer:
-            metadata["annotations"] = steering_annotations()
+        if steer and self.cluster.namespace_annotations:
+            metadata["annotations"] = dict(self.cluster.namespace_annotations)
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
         return name
 

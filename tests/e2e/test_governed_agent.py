@@ -22,8 +22,7 @@ from e2e_helpers import (
     sha256,
     wait_for,
 )
-
-from promethios_local.localcluster.realnode import NODE_NAME
+from e2e_platform import Platform
 
 SIDECAR = "governance-sidecar"
 PII_PROMPT = "Email the refund to jane.doe@example.com today."
@@ -37,15 +36,18 @@ def agent(kube: Kube, operator_release: str) -> Iterator[AgentEnv]:
     env.delete()
 
 
-def test_the_agent_runs_beside_a_native_sidecar_on_the_real_node(agent: AgentEnv) -> None:
+def test_the_agent_runs_beside_a_native_sidecar_on_the_real_node(
+    agent: AgentEnv, platform: Platform
+) -> None:
     pod = agent.pod()
-    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["spec"]["nodeName"] == platform.node_name
     (sidecar,) = pod["spec"]["initContainers"]
     assert sidecar["name"] == SIDECAR and sidecar["restartPolicy"] == "Always"
     (sidecar_status,) = pod["status"]["initContainerStatuses"]
     assert sidecar_status["started"] and sidecar_status["ready"], sidecar_status
     (agent_status,) = pod["status"]["containerStatuses"]
-    assert agent_status["image"].endswith(E2E_IMAGE) and agent_status["ready"]
+    assert platform.names_image(agent_status["image"], E2E_IMAGE), agent_status["image"]
+    assert agent_status["ready"]
     # Native sidecar order: the agent started only after the sidecar's startup probe passed.
     sidecar_started = parse_time(sidecar_status["state"]["running"]["startedAt"])
     agent_started = parse_time(agent_status["state"]["running"]["startedAt"])
@@ -128,15 +130,13 @@ def test_the_agent_container_cannot_read_the_credential_or_the_ingest_key(
     assert sha256(agent.credential) in seen["credential_sha256"], seen["paths"]
 
 
-def sidecar_cgroup_memory(container_id: str) -> dict[str, int]:
+def sidecar_cgroup_memory(cgroup: Path) -> dict[str, int]:
     """The sidecar container's memory from its cgroup (v1 memory controller)."""
-    matches = list(Path("/sys/fs/cgroup/memory").glob(f"promethios-realnode/**/{container_id}"))
-    assert len(matches) == 1, matches
     stat = dict(
         (line.split()[0], int(line.split()[1]))
-        for line in (matches[0] / "memory.stat").read_text().splitlines()
+        for line in (cgroup / "memory.stat").read_text().splitlines()
     )
-    usage = int((matches[0] / "memory.usage_in_bytes").read_text())
+    usage = int((cgroup / "memory.usage_in_bytes").read_text())
     return {
         "usage": usage,
         "working_set": usage - stat.get("total_inactive_file", 0),
@@ -144,20 +144,22 @@ def sidecar_cgroup_memory(container_id: str) -> dict[str, int]:
     }
 
 
-def test_the_sidecar_memory_in_the_pod_is_recorded(agent: AgentEnv, kube: Kube) -> None:
+def test_the_sidecar_memory_in_the_pod_is_recorded(
+    agent: AgentEnv, kube: Kube, platform: Platform
+) -> None:
     for _ in range(5):  # some traffic first, so the figure is not an idle one
         assert agent.ask("Summarise the report in one sentence.")["status"] == 200
     pod = agent.pod()
     (status,) = pod["status"]["initContainerStatuses"]
     container_id = status["containerID"].removeprefix("containerd://")
-    memory = sidecar_cgroup_memory(container_id)
+    memory = sidecar_cgroup_memory(platform.container_memory_cgroup(container_id))
     mib = {k: round(v / 2**20, 1) for k, v in memory.items()}
     record("sidecar memory in the pod (cgroup, MiB)", json.dumps(mib))
     limit = 256 * 2**20  # the sidecar's default memory limit
     assert 8 * 2**20 < memory["working_set"] < limit, mib
     # The kubelet reports the same container through the API server (summary API).
     summary = json.loads(
-        kube.run("get", "--raw", f"/api/v1/nodes/{NODE_NAME}/proxy/stats/summary").stdout
+        kube.run("get", "--raw", f"/api/v1/nodes/{platform.node_name}/proxy/stats/summary").stdout
     )
     pods = [p for p in summary["pods"] if p["podRef"]["name"] == pod["metadata"]["name"]]
     assert pods, "the kubelet's summary API does not list the agent pod"

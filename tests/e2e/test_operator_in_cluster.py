@@ -21,18 +21,18 @@ from e2e_helpers import (
     pod_ready,
     wait_for,
 )
-
-from promethios_local.localcluster.realnode import NODE_NAME
+from e2e_platform import Platform
 
 
 def test_the_operator_runs_in_a_real_pod_and_its_probes_pass(
-    kube: Kube, operator_release: str
+    kube: Kube, operator_release: str, platform: Platform
 ) -> None:
     pod = kube.get("pod", operator_release, OPERATOR_NAMESPACE)
     assert pod is not None
-    assert pod["spec"]["nodeName"] == NODE_NAME  # the real node, not a kwok one
+    assert pod["spec"]["nodeName"] == platform.node_name  # the real node, not a kwok one
     status = pod["status"]["containerStatuses"][0]
-    assert status["image"].endswith(OPERATOR_IMAGE) and status["imageID"]
+    assert platform.names_image(status["image"], OPERATOR_IMAGE), status["image"]
+    assert status["imageID"]
     assert pod_ready(pod) and status["ready"] and status["started"]
     # Liveness (kopf's /healthz) keeps passing: no restart after two probe periods (20 s).
     probe = pod["spec"]["containers"][0]["livenessProbe"]

@@ -254,8 +254,11 @@ def _reconcile_dependents(
     for name in sorted(set(names)):
         try:
             reconcile_named(ctx, namespace, name, references, known, defer_progress)
-        except Exception:
-            log.exception("reconcile of %s/%s failed", namespace, name)
+        except Exception as error:
+            if not kapply.namespace_terminating(error):
+                log.exception("reconcile of %s/%s failed", namespace, name)
+                continue
+            log.info("%s/%s not reconciled: its namespace is being deleted", namespace, name)
 
 
 def dependents(kwargs: Mapping[str, Any], kind: str, seen: Seen) -> list[str]:

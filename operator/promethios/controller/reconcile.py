@@ -306,7 +306,11 @@ def _post_event(
     """Events are best-effort: a failure to post one must not fail the reconcile."""
     try:
         kapply.post_event(ctx.client, body, type_, reason, message, now)
-    except Exception:
+    except Exception as error:
+        if kapply.namespace_terminating(error):
+            log.info("event %s on %s not posted: its namespace is being deleted", reason,
+                     body["metadata"]["name"])  # fmt: skip
+            return
         log.warning(
             "could not post event %s on %s", reason, body["metadata"]["name"], exc_info=True
         )

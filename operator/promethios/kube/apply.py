@@ -178,6 +178,17 @@ def scale(client: Client, kind: str, namespace: str, name: str, replicas: int) -
     )
 
 
+def namespace_terminating(error: BaseException) -> bool:
+    """The API server refused a write because the object's namespace is being deleted
+    (403, cause ``NamespaceTerminating``): what deleting a namespace does to writes still
+    in flight into it, not a fault of the writer."""
+    return (
+        isinstance(error, ApiException)
+        and error.status == 403
+        and "NamespaceTerminating" in str(error.body or "")
+    )
+
+
 def delete(client: Client, kind: str, namespace: str, name: str) -> bool:
     """Delete an object; False when it was already gone."""
     try:
