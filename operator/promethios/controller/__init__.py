@@ -8,13 +8,18 @@
 - :mod:`.losses`       pure: violations a stopped pod's sidecar could not deliver
 - :mod:`.compare`      pure: desired against live (children as subsets, the operator's status)
 - :mod:`.triggers`     pure: which watch events call for a reconcile
+- :mod:`.leader`       pure: leader election decisions on a Lease (clock injected)
 - :mod:`.cache`        watch-fed copies of agents and children, overlaid with own writes
 - :mod:`.context`      what a reconcile runs with: client, settings, clock, per-agent timers
+- :mod:`.timers`       one thread keeping the scheduled reconciles, a small pool firing them
+- :mod:`.egress`       the egress lock's gateway objects, NetworkPolicies and status
 - :mod:`.reconcile`    reads the world, applies the plan, writes status only on change
 - :mod:`.handlers`     thin kopf handlers that call the reconcile
 - :mod:`.cachefeed`    the kopf indexes that feed :mod:`.cache`
 - :mod:`.policystatus` ``GovernancePolicy.status``
 - :mod:`.resync`       periodic drift repair
+- :mod:`.election`     the thread keeping (or waiting for) the Lease; :mod:`.standby` the wait
+- :mod:`.kopfpatch`    kopf's start over many objects made linear (its ToggleSet)
 - :mod:`.tls`          the ingest API's certificate and the CA bundle the operator publishes
 - :mod:`.options`      the operator's command line
 - :mod:`.main`         the operator process: kopf, the handlers and companions (e.g. the ingest)

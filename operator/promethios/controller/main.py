@@ -24,7 +24,7 @@ from ..builders import BuildSettings
 from ..builders.tls import ServingMaterial
 from ..kube import objects
 from ..kube.client import Client, ClientSettings, shared_client
-from . import handlers
+from . import handlers, kopfpatch
 from .context import ReconcileContext
 from .election import KubeLeaseStore, LeaderElector
 from .options import OperatorOptions
@@ -158,6 +158,7 @@ async def serve(
             elector = LeaderElector(options.election, KubeLeaseStore(ctx.client, options.election))
             if not await lead(elector, options.liveness_port):
                 return
+        kopfpatch.apply()  # a start over many objects in linear, not quadratic, time
         resync.start()
         liveness = (
             f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
