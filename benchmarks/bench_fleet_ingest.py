@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import multiprocessing
@@ -36,7 +35,6 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,17 @@ import aiohttp
 import psutil
 from aiohttp import web
 
-from bench_ingest import PATH, Latencies, _Conn, agent_body, headers, key_of, payload, pct
+from bench_ingest import (
+    PATH,
+    Latencies,
+    Server,
+    _Conn,
+    agent_body,
+    headers,
+    key_of,
+    payload,
+    pct,
+)
 from promethios.api import wire
 from promethios.builders.tls import Decision, Renewal, ServingIdentity, issue
 from promethios.ingest.agents import config_from_object
@@ -153,25 +161,6 @@ def _child(kind: str, control: Connection, agents: int, interval: float, tls: st
         asyncio.run(_serve_floor(control, Path(tls)))
 
 
-@dataclass
-class Server:
-    process: multiprocessing.Process
-    control: Connection
-    port: int
-
-    def ask(self, command: str) -> Any:
-        self.control.send(command)
-        return self.control.recv()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.control.send("stop")
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
-
-
 def start_server(kind: str, agents: int, interval: float, tls: Path) -> Server:
     parent, child = multiprocessing.Pipe()
     args = (kind, child, agents, interval, str(tls))
@@ -180,7 +169,7 @@ def start_server(kind: str, agents: int, interval: float, tls: Path) -> Server:
     if not parent.poll(300):
         process.terminate()
         raise RuntimeError(f"{kind} server did not start")
-    return Server(process, parent, int(parent.recv()))
+    return Server(kind, process, parent, int(parent.recv()))
 
 
 # -- load: every agent once per interval, over HTTPS ----------------------------------------
