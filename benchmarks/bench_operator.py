@@ -151,6 +151,19 @@ class AuditLog:
 # --------------------------------------------------------------------------- helpers
 
 
+def agent_manifests(ns: str, count: int) -> list[dict[str, Any]]:
+    """``count`` GovernedAgents named ``agent-<i>`` with the benchmark's spec."""
+    return [
+        {
+            "apiVersion": "governance.promethios.ai/v1alpha1",
+            "kind": "GovernedAgent",
+            "metadata": {"name": f"agent-{i}", "namespace": ns},
+            "spec": SPEC,
+        }
+        for i in range(count)
+    ]
+
+
 def prepare_namespace(cluster: LocalCluster, ns: str) -> None:
     cluster.kubectl("create", "namespace", ns)
     cluster.kubectl(
@@ -360,15 +373,7 @@ def run_operator(
     ns = f"bench-op-{count}"
     prepare_namespace(cluster, ns)
     audit = AuditLog(cluster.audit_log_path or Path("/nonexistent"))
-    agents = [
-        {
-            "apiVersion": "governance.promethios.ai/v1alpha1",
-            "kind": "GovernedAgent",
-            "metadata": {"name": f"agent-{i}", "namespace": ns},
-            "spec": SPEC,
-        }
-        for i in range(count)
-    ]
+    agents = agent_manifests(ns, count)
     # No resync while the agents roll out: the figures to Ready are the event handlers'.
     process, _ = start_operator(cluster, ns, str(count), 3600)
     rss = PeakRss(process.pid)

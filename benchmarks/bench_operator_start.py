@@ -30,7 +30,7 @@ from typing import Any
 
 from bench_operator import (
     NO_PODS,
-    SPEC,
+    agent_manifests,
     create_agents,
     fresh_cluster,
     prepare_namespace,
@@ -83,16 +83,7 @@ def measure(count: int, repeat: int) -> dict[str, Any]:
         prepare_namespace(cluster, NS)
         process, _ = start_operator(cluster, NS, "start-setup", 3600)
         try:
-            agents = [
-                {
-                    "apiVersion": "governance.promethios.ai/v1alpha1",
-                    "kind": "GovernedAgent",
-                    "metadata": {"name": f"agent-{i}", "namespace": NS},
-                    "spec": SPEC,
-                }
-                for i in range(count)
-            ]
-            create_agents(cluster, NS, agents)
+            create_agents(cluster, NS, agent_manifests(NS, count))
             wait_for_children(cluster, NS, count, 600 + count)
         finally:
             stop_operator(process)
