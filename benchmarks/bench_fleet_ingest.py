@@ -33,7 +33,6 @@ import ssl
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -47,12 +46,11 @@ from bench_ingest import (
     PATH,
     Latencies,
     Server,
-    _Conn,
     agent_body,
-    headers,
     key_of,
-    payload,
+    open_loop,
     pct,
+    raw_request,
 )
 from promethios.api import wire
 from promethios.builders.tls import Decision, Renewal, ServingIdentity, issue
@@ -175,68 +173,16 @@ def start_server(kind: str, agents: int, interval: float, tls: Path) -> Server:
 # -- load: every agent once per interval, over HTTPS ----------------------------------------
 
 
-def raw_request(i: int) -> bytes:
-    body = payload(i)
-    lines = [f"POST {PATH} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{name}: {value}" for name, value in headers(i).items()]
-    lines += [f"Content-Length: {len(body)}", "", ""]
-    return "\r\n".join(lines).encode() + body
-
-
 async def heartbeats(
     port: int, context: ssl.SSLContext, agents: int, interval: float, seconds: float, skip: float
 ) -> Latencies:
     """Open loop: agent ``i % agents`` at ``i * interval / agents``; latencies of the
     requests scheduled after ``skip`` seconds (the warm-up) are kept."""
-    rate = agents / interval
     requests = [raw_request(i) for i in range(agents)]
-    result, total = Latencies(), int(rate * (skip + seconds))
-    done, answered = asyncio.Event(), 0
-    idle: deque[_Conn] = deque()
-    backlog: deque[tuple[int, float]] = deque()
-    start = 0.0
-
-    def on_answer(conn: _Conn, status: int) -> None:
-        nonlocal answered
-        now = time.perf_counter()
-        if conn.scheduled >= start + skip:
-            result.sent.append(now - conn.sent)
-            result.scheduled.append(now - conn.scheduled)
-            result.errors += status >= 300
-        answered += 1
-        if backlog:
-            i, scheduled = backlog.popleft()
-            conn.send(requests[i % agents], scheduled)
-        else:
-            idle.append(conn)
-        if answered == total:
-            done.set()
-
-    loop = asyncio.get_running_loop()
-    for _ in range(64):
-        _, conn = await loop.create_connection(
-            lambda: _Conn(on_answer), "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1"
-        )
-        idle.append(conn)
-    start = time.perf_counter() + 0.01
-    i = 0
-    while i < total:
-        now = time.perf_counter()
-        while i < total and start + i / rate <= now:
-            scheduled = start + i / rate
-            if i / rate >= skip:
-                result.late_max = max(result.late_max, now - scheduled)
-            if idle:
-                idle.popleft().send(requests[i % agents], scheduled)
-            else:
-                backlog.append((i, scheduled))
-            i += 1
-        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-    await asyncio.wait_for(done.wait(), 120)
-    for conn in list(idle):
-        assert conn.transport is not None
-        conn.transport.close()
-    return result
+    return await open_loop(
+        port, agents / interval, skip + seconds, 64,
+        requests=requests, skip=skip, context=context, warm_up=False,
+    )  # fmt: skip
 
 
 async def summaries(port: int, context: ssl.SSLContext, until: float) -> tuple[list[float], int]:

@@ -37,6 +37,7 @@ import contextlib
 import gc
 import json
 import multiprocessing
+import ssl
 import sys
 import time
 from collections import deque
@@ -311,64 +312,89 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q) - 1))] * 1e3
 
 
-async def _connect(port: int, count: int, on_answer: Callable[[_Conn, int], None]) -> list[_Conn]:
+async def _connect(
+    port: int,
+    count: int,
+    on_answer: Callable[[_Conn, int], None],
+    context: ssl.SSLContext | None = None,
+) -> list[_Conn]:
     loop = asyncio.get_running_loop()
     conns = []
+    tls = {"ssl": context, "server_hostname": "127.0.0.1"} if context else {}
     for _ in range(count):
-        _, protocol = await loop.create_connection(lambda: _Conn(on_answer), "127.0.0.1", port)
+        _, protocol = await loop.create_connection(
+            lambda: _Conn(on_answer), "127.0.0.1", port, **tls
+        )
         conns.append(protocol)
     return conns
 
 
-async def open_loop(port: int, rate: float, seconds: float, connections: int) -> Latencies:
-    """Fixed-rate load; latencies from send and from the scheduled time."""
-    requests = [raw_request(i) for i in range(AGENTS)]
+async def open_loop(
+    port: int,
+    rate: float,
+    seconds: float,
+    connections: int,
+    *,
+    requests: list[bytes] | None = None,
+    skip: float = 0.0,
+    context: ssl.SSLContext | None = None,
+    warm_up: bool = True,
+) -> Latencies:
+    """Fixed-rate load (request ``i`` of ``requests`` round-robin at ``i / rate``);
+    latencies from send and from the scheduled time, of the requests scheduled after
+    ``skip`` seconds (a warm-up measured as load, not kept)."""
+    requests = requests or [raw_request(i) for i in range(AGENTS)]
     result = Latencies()
     total = int(rate * seconds)
     done = asyncio.Event()
     answered = 0
     idle: deque[_Conn] = deque()
     backlog: deque[tuple[int, float]] = deque()
+    start = 0.0
 
     def on_answer(conn: _Conn, status: int) -> None:
         nonlocal answered
         now = time.perf_counter()
-        result.sent.append(now - conn.sent)
-        result.scheduled.append(now - conn.scheduled)
-        result.errors += status >= 300
+        if conn.scheduled >= start + skip:
+            result.sent.append(now - conn.sent)
+            result.scheduled.append(now - conn.scheduled)
+            result.errors += status >= 300
         answered += 1
         if backlog:
             i, scheduled = backlog.popleft()
-            conn.send(requests[i % AGENTS], scheduled)
+            conn.send(requests[i % len(requests)], scheduled)
         else:
             idle.append(conn)
         if answered == total:
             done.set()
 
-    conns = await _connect(port, connections, on_answer)
-    # warm-up: one request per connection, not measured
-    for conn in conns:
-        conn.on_answer = lambda c, s: idle.append(c)
-    for k, conn in enumerate(conns):
-        conn.send(requests[k % AGENTS], 0.0)
-    while len(idle) < len(conns):  # noqa: ASYNC110 - a benchmark warm-up
-        await asyncio.sleep(0.001)
-    for conn in conns:
-        conn.on_answer = on_answer
+    conns = await _connect(port, connections, on_answer, context)
+    if warm_up:  # one request per connection, not measured
+        for conn in conns:
+            conn.on_answer = lambda c, s: idle.append(c)
+        for k, conn in enumerate(conns):
+            conn.send(requests[k % len(requests)], 0.0)
+        while len(idle) < len(conns):  # noqa: ASYNC110 - a benchmark warm-up
+            await asyncio.sleep(0.001)
+        for conn in conns:
+            conn.on_answer = on_answer
+    else:
+        idle.extend(conns)
     start = time.perf_counter() + 0.01
     i = 0
     while i < total:
         now = time.perf_counter()
         while i < total and start + i / rate <= now:
             scheduled = start + i / rate
-            result.late_max = max(result.late_max, now - scheduled)
+            if i / rate >= skip:
+                result.late_max = max(result.late_max, now - scheduled)
             if idle:
-                idle.popleft().send(requests[i % AGENTS], scheduled)
+                idle.popleft().send(requests[i % len(requests)], scheduled)
             else:
                 backlog.append((i, scheduled))
             i += 1
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-    await asyncio.wait_for(done.wait(), 60)
+    await asyncio.wait_for(done.wait(), 60 + skip + seconds)
     for conn in conns:
         assert conn.transport is not None
         conn.transport.close()
