@@ -141,6 +141,25 @@ def test_an_edited_carried_revision_is_not_stored(now: datetime, keys: Any) -> N
     assert plan.revisions.apply == [] and world.stored == {}
 
 
+def test_a_forged_carried_revision_with_its_own_hash_is_not_stored(
+    now: datetime, keys: Any
+) -> None:
+    """A user who may edit the Deployment rewrites the carried revision whole, data and a
+    hash recomputed to match: it is not revision 1 (whose hash the status recorded)."""
+    world = History(make_agent())
+    world.reconcile(now, keys)
+    deployment = world.live["Deployment"]
+    assert deployment is not None
+    forged = carried_revision(world)
+    forged["data"]["spec"]["image"] = "evil.example/agent:1"
+    forged["hash"] = revision_builders.revision_hash(forged["data"])
+    deployment["metadata"]["annotations"][ANNOTATION_REVISION] = json.dumps(forged)
+    world.agent = make_agent(generation=2, image="example.com/agent:2.0")
+    plan = world.reconcile(now, keys)
+    assert plan.revisions.apply == [] and world.stored == {}
+    assert all(r["hash"] != forged["hash"] for r in revisions(world))
+
+
 def test_revision_data_too_large_to_carry_is_stored_at_once(
     now: datetime, keys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
