@@ -44,6 +44,7 @@ from aiohttp import web
 
 from bench_ingest import (
     PATH,
+    CountingSink,
     Latencies,
     Server,
     agent_body,
@@ -73,17 +74,6 @@ def write_certificate(directory: Path) -> bytes:
     (directory / "tls.crt").write_bytes(material.cert_pem)
     (directory / "tls.key").write_bytes(material.key_pem)
     return material.ca_bundle_pem
-
-
-class CountingSink:
-    """Counts the status writes the ingest would send to the API server."""
-
-    def __init__(self) -> None:
-        self.writes = 0
-
-    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> int:
-        self.writes += 1
-        return 200
 
 
 # -- servers (child processes) --------------------------------------------------------------
