@@ -19,6 +19,7 @@ Every error is JSON :class:`~promethios.api.wire.ErrorBody`: 400 unparsable JSON
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -36,7 +37,7 @@ from .ratelimit import RateLimiter, retry_after_header
 from .records import Outcome
 from .service import IngestService
 from .state import AgentState
-from .summary import fleet_summary
+from .summary import SummaryBuilder, in_order
 from .writer import StatusWriteError
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,22 @@ async def summary(request: web.Request) -> web.Response:
             )
         agents = [state for state in agents if state.config.namespace in visible]
     seconds = parse_range(request.query.get("range", "1h"), service.settings.history_seconds)
-    return web.json_response(fleet_summary(agents, seconds, service.clock()))
+    body = await build_summary(agents, seconds, service.clock())
+    return web.Response(body=body, content_type="application/json")
+
+
+#: Agents per batch of a summary: about 20 ms of the event loop each on this machine.
+SUMMARY_BATCH = 200
+
+
+async def build_summary(agents: list[AgentState], seconds: float, now: float) -> bytes:
+    """The summary document, built a batch at a time so the reports are not held up."""
+    builder = SummaryBuilder(seconds, now)
+    ordered = in_order(agents)
+    for start in range(0, len(ordered), SUMMARY_BATCH):
+        builder.add(ordered[start : start + SUMMARY_BATCH])
+        await asyncio.sleep(0)
+    return builder.encode()
 
 
 async def openapi(request: web.Request) -> web.Response:
