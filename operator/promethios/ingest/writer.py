@@ -14,7 +14,11 @@ Flush policy (pure, :func:`flush_due`): an agent's status is written
 Routine and heartbeat-only refreshes share a fleet-wide budget of ``write_budget`` writes
 per second (default 20): each agent's refresh interval is at least ``agents / budget``
 seconds, so the interval grows with the fleet (10,000 agents at 20/s: one refresh per
-agent every 500 s) and these writes never exceed the budget, whatever the fleet's size.
+agent every 500 s). Agents first written together (a fleet that started, or an ingest that
+restarted, within one heartbeat interval) come due together too, so a fleet-wide token
+bucket (at most one second's budget at once) also holds these writes to the budget: one
+that finds no token stays due and is tried at the agent's next report or tick. They never
+exceed the budget, whatever the fleet's size.
 What a person must see — a condition flipping (stale, compliant), violations, enforcement
 — is never budgeted: it is written at once.
 
@@ -49,6 +53,7 @@ from .codec import encode_status
 from .conditions import refresh
 from .metrics import IngestMetrics
 from .pending import PendingSnapshot
+from .ratelimit import RateLimiter
 from .state import AgentState, StoredAgent, stored_agent
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,8 @@ CONFLICT_PAUSE = 0.05
 """Upper bound of the random pause before conflict retry n is n times this (seconds)."""
 TICK_CHUNK = 200
 """Agents per slice of the periodic pass (see :meth:`StatusWriter.run`)."""
+FLEET = "fleet"
+"""The one key of the fleet-wide routine-write budget's :class:`RateLimiter`."""
 
 
 class StatusSink(Protocol):
@@ -162,6 +169,8 @@ class StatusWriter:
         self._interval = interval
         self._heartbeat_interval = max(interval, heartbeat_interval)
         self._write_budget = write_budget
+        # One bucket for the whole fleet; at most one second's budget spent at once.
+        self._budget = RateLimiter(write_budget, max(1, math.ceil(write_budget)))
         self._slots = asyncio.Semaphore(concurrency)
         self._tracks: dict[str, _Track] = {}
         self._consistent = sink if isinstance(sink, ConsistentStatusSink) else None
@@ -255,20 +264,27 @@ class StatusWriter:
             return
         dirty = state.version != track.written_version
         urgent = track.urgent or bool(track.waiters)
+        # Only read when dirty and not urgent; every signature change bumps the version.
+        significant = dirty and not urgent and signature(state) != track.written_signature
         fleet = budget_interval(len(self._aggregator.agents), self._write_budget)
         due = flush_due(
             dirty=dirty,
             urgent=urgent,
-            # Only read when dirty and not urgent; every signature change bumps the version.
-            significant=dirty and not urgent and signature(state) != track.written_signature,
+            significant=significant,
             last_write=track.last_write,
             now=now,
             interval=max(self._interval, fleet),
             heartbeat_dirty=state.heartbeat_version != track.written_heartbeat_version,
             heartbeat_interval=max(self._heartbeat_interval, fleet),
         )
+        if due and not (urgent or significant) and not self._within_budget(now):
+            return  # a routine refresh over the fleet's budget: still due, tried again later
         if due:
             track.task = asyncio.get_running_loop().create_task(self._write(agent_id, track, state))
+
+    def _within_budget(self, now: float) -> bool:
+        """Spend a token of the fleet's routine-write budget, if there is one (0: none)."""
+        return self._write_budget <= 0 or self._budget.take(FLEET, now) is None
 
     async def _write(self, agent_id: str, track: _Track, state: AgentState) -> None:
         waiters, track.waiters, track.urgent = track.waiters, [], False

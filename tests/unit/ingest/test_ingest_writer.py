@@ -212,3 +212,42 @@ async def test_a_write_that_fails_after_its_waiter_gave_up_logs_no_unretrieved_e
 async def _until(predicate: Callable[[], bool]) -> None:
     while not predicate():  # noqa: ASYNC110 - polled under the caller's wait_for deadline
         await asyncio.sleep(0.001)
+
+
+async def test_agents_that_come_due_together_are_still_held_to_the_budget(
+    clock: Clock, sink: MemorySink
+) -> None:
+    """200 agents first written in the same second come due for a refresh in the same
+    second too (agents / budget later): the fleet-wide bucket spreads them out, so no
+    second carries more than the budget, and none is starved."""
+    from promethios.api.wire import HeartbeatReport
+
+    budget = 10.0
+    service = make_service(
+        clock, sink, heartbeat_flush_seconds=1.0, flush_interval_seconds=1.0,
+        write_budget_per_second=budget,
+    )  # fmt: skip
+    fleet_size = 200
+    for i in range(fleet_size - 2):
+        service.upsert_agent(agent_config("team-b", f"agent-{i}"))
+    report = HeartbeatReport.model_validate(
+        {"agentId": "x/y", "status": "active", "uptime": 1, "lastActivity": "2024-01-01T00:00:00Z"}
+    )
+    for state in service.aggregator.agents.values():
+        service.heartbeat(state, report, None)  # a transition each: written at once
+    await service.idle()
+    first = dict(sink.writes_of)
+    assert len(first) == fleet_size
+    per_second: list[int] = []
+    for _ in range(60):
+        clock.now += 1
+        before = sink.writes
+        for state in service.aggregator.agents.values():
+            service.heartbeat(state, report, None)
+        service.writer.tick()
+        await service.idle()
+        per_second.append(sink.writes - before)
+    assert max(per_second) <= budget, per_second  # the first refreshes all fell due at 20 s
+    assert sum(per_second) >= budget * (60 - fleet_size / budget) - budget, per_second
+    refreshed = [agent for agent, count in sink.writes_of.items() if count > first[agent]]
+    assert len(refreshed) == fleet_size  # every agent refreshed since, none starved
