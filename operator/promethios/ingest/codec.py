@@ -21,6 +21,7 @@ past the wire validation can never block later reports (the heartbeat-poison esc
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -65,9 +66,17 @@ def rfc3339(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     try:
-        return format_time(datetime.fromtimestamp(seconds, UTC))
+        # Whole seconds as datetime would round them (to the microsecond, then truncated).
+        return _whole_second(math.floor(round(seconds, 6)))
     except (OverflowError, ValueError, OSError):
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_second(seconds: int) -> str:
+    """:func:`rfc3339` of a whole second, remembered: a fleet's heartbeats of the last
+    minutes fall on a few hundred distinct seconds, and formatting is the costly part."""
+    return format_time(datetime.fromtimestamp(seconds, UTC))
 
 
 @dataclass(frozen=True)

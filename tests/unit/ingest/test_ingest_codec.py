@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import hypothesis
+import hypothesis.strategies
+
 from promethios.ingest.codec import conform, decode_status, rfc3339
 
 T0 = 1_700_000_000.0
@@ -57,3 +60,23 @@ def test_a_bad_section_never_hides_the_others() -> None:
     assert stored.heartbeat_state == "unknown"  # the invalid section reads as its default
     assert stored.counts["high"] == 2 and stored.trust_score == 0.5
     assert (stored.enforcement.action, stored.enforcement.critical_breach) == ("Quarantined", 3)
+
+
+@hypothesis.given(
+    hypothesis.strategies.floats(min_value=-1e10, max_value=2.5e11, allow_nan=False)
+    | hypothesis.strategies.integers(min_value=0, max_value=2**34).map(lambda n: n + 0.9999995)
+)
+def test_rfc3339_names_the_second_datetime_would(seconds: float) -> None:
+    """The remembered formatting agrees with datetime's own, rounding included."""
+    from datetime import UTC, datetime
+
+    from promethios.api.conditions import format_time
+
+    expected = format_time(datetime.fromtimestamp(seconds, UTC))
+    assert rfc3339(seconds) == expected
+
+
+def test_rfc3339_of_what_datetime_cannot_hold_is_none() -> None:
+    assert [rfc3339(v) for v in (None, float("nan"), float("inf"), -float("inf"), 1e20)] == [
+        None
+    ] * 5
