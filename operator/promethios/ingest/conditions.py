@@ -72,7 +72,9 @@ def _set(state: AgentState, ctype: str, status: str, reason: str, message: str, 
     current = state.conditions.get(ctype)
     previous_status, previous_since = (current.status, current.since) if current else (None, None)
     since = transition_time(previous_status, previous_since, status, now)
-    state.conditions[ctype] = ConditionState(status, reason, message, since)
+    updated = ConditionState(status, reason, message, since)
+    if updated != current:  # else keep the old one: a new object each second per agent
+        state.conditions[ctype] = updated  # would outlive the collector's young generations
     # Reason/message may be refined without a transition, but rounding noise in the
     # trust message must not count as a change worth a write.
     return status != previous_status

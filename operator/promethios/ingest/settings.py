@@ -70,6 +70,10 @@ class IngestSettings:
     flips, so refreshing the timestamp more often only loads the API server."""
     stale_check_seconds: float = 1.0
     """How often the stale-heartbeat checker and the flush scheduler wake."""
+    gc_settle_seconds: float = 60.0
+    """How often the process's long-lived objects are frozen out of the garbage collector's
+    full passes (see :mod:`promethios.ingest.heap`): those passes then stay short however
+    large the fleet. 0 leaves the collector as Python sets it."""
     history_seconds: float = 24 * 3600.0
     """How far back ``/summary`` can look; older history is dropped."""
     history_max_events: int = 10_000

@@ -1,0 +1,74 @@
+"""Settling the heap: long-lived objects frozen out of full collections, cycles still freed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from promethios.ingest import heap
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """Leave the test process's collector as it was."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the collector frees it
+
+
+def test_a_settle_freezes_what_survives_and_a_full_one_frees_frozen_cycles() -> None:
+    kept = [Node() for _ in range(100)]
+    watched = [weakref.ref(node) for node in kept]
+    heap.settle(full=False)
+    assert gc.get_freeze_count() >= 100
+    tracked = {id(obj) for obj in gc.get_objects()}
+    assert not any(id(node) in tracked for node in kept)  # out of the collector's sight
+    kept.clear()  # the cycles are garbage now, but frozen:
+    heap.settle(full=False)
+    gc.collect()
+    assert all(ref() is not None for ref in watched)  # no young pass or collect frees them
+    heap.settle(full=True)
+    assert all(ref() is None for ref in watched)  # the hourly full settle does
+
+
+def test_full_settles_come_about_hourly() -> None:
+    assert heap.settles_until_full(60) == 60
+    assert heap.settles_until_full(600) == 6
+    assert heap.settles_until_full(7200) == 1
+    assert heap.settles_until_full(0) == 0
+
+
+async def test_keep_settled_runs_young_settles_and_a_full_one_on_schedule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[bool] = []
+    six = asyncio.Event()
+
+    def settle(full: bool) -> float:
+        calls.append(full)
+        if len(calls) == 6:
+            six.set()
+        return 0.0
+
+    monkeypatch.setattr(heap, "settle", settle)
+    monkeypatch.setattr(heap, "FULL_EVERY_SECONDS", 0.03)
+    task = asyncio.create_task(heap.keep_settled(0.01, first_after=0.0))
+    await asyncio.wait_for(six.wait(), 5)
+    task.cancel()
+    assert calls[:6] == [False, False, True, False, False, True]
+
+
+async def test_a_zero_period_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    monkeypatch.setattr(heap, "settle", lambda full: calls.append(full) or 0.0)
+    await asyncio.wait_for(heap.keep_settled(0, first_after=0.0), 1)
+    assert calls == []
