@@ -1,13 +1,15 @@
 """Watch-fed copies of the agents and their children, so that a reconcile sends no GETs.
 
-kopf keeps an index per watched kind (see :mod:`.handlers`); each holds the objects of that
-kind by (namespace, name), packed (JSON, compressed, without ``managedFields``) so that
-10,000 agents' children fit in little memory. kopf fills every index from its initial
-listing before it runs any handler, so an object missing from an index does not exist.
+A kopf index holds the agents, the operator's informers (:mod:`.informers`) the children;
+each holds the objects of its kind by (namespace, name), packed (JSON, compressed, without
+``managedFields``) so that 10,000 agents' children fit in little memory. kopf fills every
+index from its initial listing before it runs any handler, an informer its store before it
+reports its listing complete, so an object missing from either does not exist.
 
-Until kopf has run its first handler (:meth:`ObjectCache.mark_ready`), the indexes may be
-half-filled (the initial listings are under way) and every read says :class:`Unavailable`:
-the periodic resync and timers, which run in their own threads, then read with GETs.
+Until kopf has run its first handler and every informer has listed
+(:meth:`ObjectCache.mark_ready`), the indexes may be half-filled and every read says
+:class:`Unavailable`: the periodic resync and timers, which run in their own threads, then
+read with GETs.
 
 A watch event arrives after the write that caused it, so the cache also keeps what this
 operator wrote itself (the API server's answer to each write) and answers with whichever
@@ -84,12 +86,19 @@ class ObjectCache:
     listing: Listing
     clock: Callable[[], float] = time.monotonic
     ready: threading.Event = field(default_factory=threading.Event)
+    #: What must be complete before the cache answers (kopf's indexes, the informers).
+    awaiting: set[str] = field(default_factory=lambda: {"kopf"})
     _written: dict[Key, _Written] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def mark_ready(self) -> None:
-        """The indexes hold every object (kopf runs handlers only once they do)."""
-        self.ready.set()
+    def mark_ready(self, part: str = "kopf") -> None:
+        """``part`` holds every object (kopf runs handlers only once its indexes do; an
+        informer, once its first listing is complete); ready when every part is."""
+        with self._guard:
+            self.awaiting.discard(part)
+            complete = not self.awaiting
+        if complete:
+            self.ready.set()
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The newest copy known of an object; None when it does not exist.

@@ -1,11 +1,12 @@
-"""kopf indexes that feed :class:`~promethios.controller.cache.ObjectCache`.
+"""What feeds :class:`~promethios.controller.cache.ObjectCache`: kopf's index of the agents,
+the operator's informers for the children.
 
-One index per kind the reconcile reads: the GovernedAgents and their managed children
-(Secret, ConfigMap, Deployment, Service, NetworkPolicy). kopf fills every index from its
-initial listing before it runs any handler, and keeps it current from the same watches it
-already holds for the handlers (one more watch, for NetworkPolicies). A startup handler
-(:mod:`.handlers`) hands the indexes to the shared context: the periodic resync and the
-scheduled reconciles, which have no handler arguments, read through them too.
+The GovernedAgents come from one kopf index (kopf watches them anyway, for the
+handlers); their managed children (Secret, ConfigMap, Deployment, Service,
+NetworkPolicy) from the stores of :class:`~.informers.Informers`. A startup handler
+(:mod:`.handlers`) builds the cache and hands it to the shared context: the periodic
+resync and the scheduled reconciles, which have no handler arguments, read through it too.
+The cache answers once kopf has run its first handler *and* every informer has listed.
 """
 
 from __future__ import annotations
@@ -16,60 +17,48 @@ from typing import Any
 import kopf
 
 from ..api.common import GROUP, VERSION
-from ..api.metadata import LABEL_MANAGED_BY, MANAGED_BY
 from .cache import ObjectCache, Unavailable, pack
+from .informers import Informers
 
-MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
-
-#: The index id for each cached kind, and the resource kopf watches for it.
-CACHED: dict[str, tuple[str, tuple[str, str, str]]] = {
-    "GovernedAgent": ("cached_agents", (GROUP, VERSION, "governedagents")),
-    "Secret": ("cached_secrets", ("", "v1", "secrets")),
-    "ConfigMap": ("cached_config_maps", ("", "v1", "configmaps")),
-    "Deployment": ("cached_deployments", ("apps", "v1", "deployments")),
-    "Service": ("cached_services", ("", "v1", "services")),
-    "NetworkPolicy": ("cached_network_policies", ("networking.k8s.io", "v1", "networkpolicies")),
-}
+AGENTS_INDEX = "cached_agents"
+#: The parts the cache waits for (see :meth:`ObjectCache.mark_ready`).
+KOPF, INFORMERS = "kopf", "informers"
 
 ObjectKey = tuple[str, str]
 
 
-def _packed(body: kopf.Body, namespace: str | None, name: str | None) -> dict[ObjectKey, bytes]:
-    return {(namespace or "", name or ""): pack(body)}
-
-
 def register(registry: kopf.OperatorRegistry) -> None:
-    """Register one index per cached kind (agents: all; children: the managed ones)."""
-    for kind, (index_id, resource) in CACHED.items():
-        labels = None if kind == "GovernedAgent" else MANAGED
+    """Register the index of the agents (every one, packed)."""
 
-        # Async: kopf runs it on its event loop (packing takes tens of microseconds),
-        # not in the thread pool the reconciles need for every event of six kinds.
-        async def index(
-            *, body: kopf.Body, namespace: str | None, name: str | None, **_: Any
-        ) -> dict[ObjectKey, bytes]:
-            return _packed(body, namespace, name)
-
-        kopf.index(*resource, labels=labels, registry=registry, id=index_id)(index)
+    # Async: kopf runs it on its event loop (packing takes tens of microseconds),
+    # not in the thread pool the reconciles need.
+    @kopf.index(GROUP, VERSION, "governedagents", registry=registry, id=AGENTS_INDEX)
+    async def index(
+        *, body: kopf.Body, namespace: str | None, name: str | None, **_: Any
+    ) -> dict[ObjectKey, bytes]:
+        return {(namespace or "", name or ""): pack(body)}
 
 
-def cache_from(indexes: Mapping[str, Any]) -> ObjectCache:
-    """An :class:`ObjectCache` reading the kopf indexes in ``indexes`` (handler kwargs)."""
-    by_kind: dict[str, kopf.Index[ObjectKey, bytes]] = {
-        kind: indexes[index_id] for kind, (index_id, _) in CACHED.items()
-    }
+def cache_from(indexes: Mapping[str, Any], informers: Informers) -> ObjectCache:
+    """An :class:`ObjectCache` reading the agents' kopf index (in ``indexes``, handler
+    kwargs) and the informers' stores; not ready until both parts are."""
+    agents: kopf.Index[ObjectKey, bytes] = indexes[AGENTS_INDEX]
 
     def lookup(kind: str, namespace: str, name: str) -> bytes | None:
+        if kind != "GovernedAgent":
+            return informers.lookup(kind, namespace, name)
         try:
-            return next(iter(by_kind[kind].get((namespace, name), ())), None)
+            return next(iter(agents.get((namespace, name), ())), None)
         except RuntimeError as error:  # changed by the event loop while read here
             raise Unavailable(str(error)) from error
 
     def listing(kind: str) -> Iterator[tuple[str, str, bytes]]:
+        if kind != "GovernedAgent":
+            return informers.listing(kind)
         try:
-            entries = [(key, next(iter(store), None)) for key, store in by_kind[kind].items()]
+            entries = [(key, next(iter(store), None)) for key, store in agents.items()]
         except RuntimeError as error:
             raise Unavailable(str(error)) from error
         return iter([(ns, name, body) for (ns, name), body in entries if body is not None])
 
-    return ObjectCache(lookup, listing)
+    return ObjectCache(lookup, listing, ready=informers.ready, awaiting={KOPF, INFORMERS})

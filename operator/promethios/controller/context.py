@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..builders import BuildSettings
 from ..builders.apikey import generate_api_key
@@ -50,6 +50,13 @@ EXPIRY, RETRY, PROGRESS = "expiry", "retry", "progress"
 def backoff(retry: int) -> float:
     """5 s, 10 s, 20 s … up to 5 min: retries of a missing reference slow down."""
     return float(min(5.0 * 2 ** min(retry, 16), MAX_BACKOFF))
+
+
+class KeyIndex(Protocol):
+    """Values by (namespace, name), read as kopf's indexes are: an iterable of one value."""
+
+    def get(self, key: tuple[str, str], default: Any = ()) -> Any:
+        """The values stored under ``key`` (``default`` when none)."""
 
 
 class Cancellable(Protocol):
@@ -95,6 +102,9 @@ class ReconcileContext:
     #: The references' watch-fed indexes, for reconciles started without a handler's
     #: (the resync, timers); None: GETs.
     references: References | None = None
+    #: The data keys of Secrets that are not children, by (namespace, name), from the
+    #: Secret informer (installed at start-up); None: GETs.
+    secret_keys: KeyIndex | None = None
 
     def lock_for(self, namespace: str, name: str) -> threading.RLock:
         """One lock per agent: handlers, child events and the resync never interleave.

@@ -11,12 +11,16 @@ changes. Child Deployments report rollouts the same way. Periodic drift repair
 is :mod:`promethios.controller.resync`, not a kopf timer (kopf timers put a
 finalizer on every agent, and deletions would then need a running operator).
 
-Fewer reads: three more indexes (policy specs, Secret data keys, AlertSink names)
-are watch-fed caches of the references, so a reconcile started by a handler does
-not GET them; an object missing from a cache is still confirmed with a GET
+Fewer reads: two more indexes (policy specs, AlertSink names) and the Secret informer's
+store of data keys are watch-fed caches of the references, so a reconcile started by a
+handler does not GET them; an object missing from a cache is still confirmed with a GET
 (:class:`IndexedReferences`). The agents and their children are read from watch-fed
 caches too (:mod:`.cachefeed`): a reconcile sends writes only, and a resync of agents in
 sync sends nothing.
+
+kopf watches the agents, policies and AlertSinks only; the children and all Secrets are
+watched by the operator's own informers (:mod:`.informers`, started and stopped here with
+kopf), whose events :func:`handle_child` carries out.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ from ..api.agent import InvalidSpec
 from ..api.common import GROUP, VERSION
 from ..api.conditions import format_time
 from ..api.enforcement import EnforcementAction
-from ..api.metadata import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY, PREFIX
-from ..builders.meta import ChildNames
+from ..api.metadata import LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..kube import apply as kapply
 from . import cachefeed, policystatus
-from .context import ReconcileContext
+from .context import KeyIndex, ReconcileContext
+from .informers import Informers, Work
 from .losses import REASON, undelivered_report
 from .observed import Plan
 from .reconcile import ApiReferences, Known, read_agent, reconcile_agent, reconcile_named
@@ -57,21 +61,24 @@ AGENTS = (GROUP, VERSION, "governedagents")
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 INDEX = "agents_by_reference"
 POLICY_SPECS = "policy_specs"
+#: The Secrets' data keys (the Secret informer's store; handler kwargs in tests).
 SECRET_KEYS = "secret_keys"
 ALERT_SINKS = "alert_sinks"
 
 V = TypeVar("V")
 
 
-def register(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
-    """Register every handler on ``registry``, closing over the shared context."""
+def register(
+    ctx: ReconcileContext, registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()
+) -> None:
+    """Register every handler on ``registry``, closing over the shared context; the
+    informers watch ``namespaces`` (all when empty), as kopf does."""
     _register_settings(registry)
     _register_reference_indexes(registry)
     cachefeed.register(registry)
-    _register_cache_startup(ctx, registry)
+    _register_informers(ctx, registry, namespaces)
     _register_agent_handlers(ctx, registry)
     _register_reference_handlers(ctx, registry)
-    _register_child_handlers(ctx, registry)
     policystatus.register(ctx, registry)
 
 
@@ -90,19 +97,34 @@ def _register_settings(registry: kopf.OperatorRegistry) -> None:
         settings.watching.server_timeout = 300
 
 
-def _register_cache_startup(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
+def _register_informers(
+    ctx: ReconcileContext, registry: kopf.OperatorRegistry, namespaces: tuple[str, ...]
+) -> None:
+    started: list[Informers] = []
+
     @kopf.on.startup(registry=registry, id="object-cache")
     def install_cache(**kwargs: Any) -> None:
-        # kopf passes every index to startup handlers too; they fill before any handler runs.
-        ctx.cache = cachefeed.cache_from(kwargs)
+        # kopf passes every index to startup handlers too; they fill before any handler
+        # runs. The informers' work waits for the cache: kopf's indexes and every listing.
+        indexes = {key: kwargs[key] for key in (INDEX, POLICY_SPECS, ALERT_SINKS)}
+        informers = Informers(ctx.client, namespaces, lambda work: handle_child(ctx, indexes, work))
+        ctx.secret_keys = informers.stores["Secret"]
+        ctx.cache = cache = cachefeed.cache_from(kwargs, informers)
         ctx.references = IndexedReferences.of(ctx, kwargs)
+        started.append(informers)
+        informers.start(on_synced=lambda: cache.mark_ready(cachefeed.INFORMERS))
+
+    @kopf.on.cleanup(registry=registry, id="stop-informers")
+    def stop_informers(**_: Any) -> None:
+        while started:
+            started.pop().stop()
 
 
 def _indexes_filled(ctx: ReconcileContext) -> None:
     """A handler runs: kopf has filled every index from its initial listing, so the cache
-    may answer (until now the resync and timers read with GETs)."""
+    may answer once the informers have listed too (until then, reads are GETs)."""
     if ctx.cache is not None and not ctx.cache.ready.is_set():
-        ctx.cache.mark_ready()
+        ctx.cache.mark_ready(cachefeed.KOPF)
 
 
 def _reconcile_or_retry(
@@ -153,22 +175,24 @@ class IndexedReferences:
     """
 
     policies: kopf.Index[ObjectKey, dict[str, Any]]
-    secrets: kopf.Index[ObjectKey, frozenset[str]]
+    secrets: KeyIndex
     sinks: kopf.Index[ObjectKey, bool]
     api: ApiReferences
 
     @classmethod
     def of(cls, ctx: ReconcileContext, kwargs: Mapping[str, Any]) -> IndexedReferences:
-        """From a handler's keyword arguments (kopf passes every index to every handler)."""
+        """From a handler's keyword arguments (kopf passes every index to every handler);
+        the Secrets' data keys from the Secret informer (``ctx.secret_keys``)."""
+        secrets = kwargs.get(SECRET_KEYS, ctx.secret_keys)
         return cls(
             kwargs[POLICY_SPECS],
-            kwargs[SECRET_KEYS],
+            secrets if secrets is not None else {},
             kwargs[ALERT_SINKS],
             ApiReferences(ctx.client),
         )
 
     @staticmethod
-    def _cached(index: kopf.Index[ObjectKey, V], namespace: str, name: str) -> V | None:
+    def _cached(index: KeyIndex | kopf.Index[ObjectKey, V], namespace: str, name: str) -> V | None:
         try:
             return next(iter(index.get((namespace, name), ())), None)
         except RuntimeError:  # changed by the event loop while read here: ask the API
@@ -187,22 +211,11 @@ class IndexedReferences:
         return bool(cached) or self.api.alert_sink_exists(namespace, name)
 
 
-def _not_a_child(labels: Mapping[str, str], **_: Any) -> bool:
-    """Secrets the operator writes itself are never references: keep them out of the cache."""
-    return bool(labels.get(LABEL_MANAGED_BY) != MANAGED_BY)
-
-
 def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
     @kopf.index(GROUP, VERSION, "governancepolicies", registry=registry, id=POLICY_SPECS)
     def policy_specs(*, spec: kopf.Spec, **kwargs: Any) -> dict[ObjectKey, dict[str, Any]]:
         seen = Seen.of(kwargs)
         return {(seen.namespace, seen.name): copy.deepcopy(dict(spec))}
-
-    @kopf.index("", "v1", "secrets", when=_not_a_child, registry=registry, id=SECRET_KEYS)
-    def secret_keys(*, body: kopf.Body, **kwargs: Any) -> dict[ObjectKey, frozenset[str]]:
-        seen = Seen.of(kwargs)
-        keys = frozenset(body.get("data") or {}) | frozenset(body.get("stringData") or {})
-        return {(seen.namespace, seen.name): keys}
 
     @kopf.index(GROUP, VERSION, "alertsinks", registry=registry, id=ALERT_SINKS)
     def alert_sinks(**kwargs: Any) -> dict[ObjectKey, bool]:
@@ -287,22 +300,6 @@ def _register_reference_handlers(ctx: ReconcileContext, registry: kopf.OperatorR
                 ctx, dependents(kwargs, "AlertSink", seen), seen.namespace, kwargs
             )
 
-    @kopf.on.event("", "v1", "secrets", registry=registry, id="secret")
-    def secret_event(**kwargs: Any) -> None:
-        seen = Seen.of(kwargs)
-        if seen.type is not None:
-            names = [*dependents(kwargs, "Secret", seen), *_owner_if_deleted_child(seen, "secret")]
-            _reconcile_dependents(ctx, names, seen.namespace, kwargs)
-
-
-def _owner_if_deleted_child(seen: Seen, child: str) -> list[str]:
-    """The owning agent of a managed child that was just deleted (to recreate it)."""
-    agent = seen.labels.get(LABEL_AGENT)
-    managed = seen.labels.get(LABEL_MANAGED_BY) == MANAGED_BY
-    if seen.type != "DELETED" or not managed or not agent:
-        return []
-    return [agent] if getattr(ChildNames.of(agent), child) == seen.name else []
-
 
 def _report_undelivered(ctx: ReconcileContext, pod: Mapping[str, Any]) -> None:
     """A stopped pod's sidecar could not deliver everything: say so on its agent, once."""
@@ -319,35 +316,23 @@ def _report_undelivered(ctx: ReconcileContext, pod: Mapping[str, Any]) -> None:
         log.warning("%s/%s: %s", report.namespace, report.agent, report.message)
 
 
-def _register_child_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
-    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployment")
-    def deployment_event(*, body: kopf.Body, **kwargs: Any) -> None:
-        # Rollout progress and deletions: status.replicas/readyReplicas and Ready follow.
-        seen = Seen.of(kwargs)
-        agent = seen.labels.get(LABEL_AGENT)
-        if seen.type is not None and agent:
-            # The event carries the live Deployment: no need to read it again (unless gone).
-            known = {} if seen.type == "DELETED" else {"Deployment": dict(body)}
-            # Pod counts alone are written a moment later, with Ready if it follows.
-            _reconcile_dependents(ctx, [agent], seen.namespace, kwargs, known, defer_progress=True)
-
-    @kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry, id="pod")
-    def pod_event(*, body: kopf.Body, **kwargs: Any) -> None:
-        # Only a stopping pod's sidecar summary matters (see losses.py); never a reconcile.
-        if Seen.of(kwargs).type in ("MODIFIED", "DELETED"):
-            try:
-                _report_undelivered(ctx, body)
-            except Exception:
-                log.warning("could not report a stopped pod's losses", exc_info=True)
-
-    @kopf.on.event("", "v1", "configmaps", labels=MANAGED, registry=registry, id="config-map")
-    def config_map_event(**kwargs: Any) -> None:
-        seen = Seen.of(kwargs)
-        _reconcile_dependents(
-            ctx, _owner_if_deleted_child(seen, "config_map"), seen.namespace, kwargs
-        )
-
-    @kopf.on.event("", "v1", "services", labels=MANAGED, registry=registry, id="service")
-    def service_event(**kwargs: Any) -> None:
-        seen = Seen.of(kwargs)
-        _reconcile_dependents(ctx, _owner_if_deleted_child(seen, "service"), seen.namespace, kwargs)
+def handle_child(ctx: ReconcileContext, indexes: Mapping[str, Any], work: Work) -> None:
+    """Carry out what an informer's event means (:func:`.childevents.decide`), on a worker;
+    ``indexes`` are kopf's (the reference indexes and the agents by reference)."""
+    event, dispatch = work.event, work.dispatch
+    if dispatch.report_pod and work.body is not None:
+        try:
+            _report_undelivered(ctx, work.body)
+        except Exception:
+            log.warning("could not report a stopped pod's losses", exc_info=True)
+    seen = Seen(event.type, event.namespace, event.name, event.labels)
+    names = list(dispatch.reconcile)
+    if dispatch.referencing:
+        names += dependents(indexes, event.kind, seen)
+    if not names:
+        return
+    # The event carries the live Deployment: no need to read it again (unless gone).
+    known = {"Deployment": work.body} if dispatch.known_deployment and work.body else None
+    _reconcile_dependents(
+        ctx, names, event.namespace, indexes, known, defer_progress=dispatch.defer_progress
+    )

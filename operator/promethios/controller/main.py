@@ -127,7 +127,7 @@ def run(
     """
     ctx = make_context(options)
     registry = kopf.OperatorRegistry()
-    handlers.register(ctx, registry)
+    handlers.register(ctx, registry, options.namespaces)
     register_login(registry, ctx)
     resync = Resync(ctx, options.resync_seconds, options.namespaces)
     identity = options.tls.identity(options.ingest_url)

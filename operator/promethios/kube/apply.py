@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
     "Secret": Kind("v1", "secrets"),
     "ConfigMap": Kind("v1", "configmaps"),
     "Service": Kind("v1", "services"),
+    "Pod": Kind("v1", "pods"),
     "Event": Kind("v1", "events"),
     "Deployment": Kind("apps/v1", "deployments"),
     "ControllerRevision": Kind("apps/v1", "controllerrevisions"),

@@ -21,8 +21,8 @@ from promethios.controller.handlers import (
     POLICY_SPECS,
     SECRET_KEYS,
     IndexedReferences,
-    _not_a_child,
 )
+from promethios.controller.informed import Store
 from promethios.controller.observed import Observed
 from promethios.controller.plan import plan_agent
 from promethios.controller.reconcile import ApiReferences, observe
@@ -121,10 +121,33 @@ def test_a_known_deployment_is_not_read_again(gets: Gets, agent_factory: Any) ->
     assert ("Deployment", "support-bot") in gets.calls
 
 
+def secret(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    metadata = {"namespace": NS, "name": name, "labels": labels, "resourceVersion": "7"}
+    return {"kind": "Secret", "metadata": metadata, "data": {"apiKey": "eA=="}}
+
+
 def test_the_operators_own_secrets_stay_out_of_the_reference_cache() -> None:
-    assert _not_a_child(labels={})
-    assert _not_a_child(labels={"app.kubernetes.io/managed-by": "Helm"})
-    assert not _not_a_child(labels={"app.kubernetes.io/managed-by": "promethios-operator"})
+    store = Store("Secret")
+    store.put(secret("plain", {}))
+    store.put(secret("helm", {"app.kubernetes.io/managed-by": "Helm"}))
+    store.put(secret("own", {"app.kubernetes.io/managed-by": "promethios-operator"}))
+    assert list(store.get((NS, "plain"))) == [frozenset({"apiKey"})]
+    assert list(store.get((NS, "helm"))) == [frozenset({"apiKey"})]
+    assert list(store.get((NS, "own"))) == []  # a child: in the object cache instead
+    assert store.body(NS, "own") is not None and store.body(NS, "plain") is None
+
+
+def test_the_secret_informers_keys_answer_references_without_a_get(
+    gets: Gets, agent_factory: Any
+) -> None:
+    store = Store("Secret")
+    store.put(secret("openai-credentials", {}))
+    ctx = ReconcileContext(client=None, secret_keys=store)
+    kwargs = indexes(policy_specs={(NS, "default-policy"): {"blockedPatterns": []}})
+    del kwargs[SECRET_KEYS]  # as kopf passes them now: no Secret index of its own
+    references = IndexedReferences.of(ctx, kwargs)
+    assert references.secret_keys(NS, "openai-credentials") == frozenset({"apiKey"})
+    assert ("Secret", "openai-credentials") not in gets.calls
 
 
 def test_the_status_written_with_a_new_deployment_already_describes_it(
