@@ -1,0 +1,127 @@
+"""The informers' stores and feeds (:mod:`promethios.controller.informed`), their namespace
+scoping, and when the object cache they feed may answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from promethios.controller.cache import ObjectCache, Unavailable, unpack
+from promethios.controller.informed import Feed, Store
+from promethios.controller.informers import Scope
+
+MANAGED = {"app.kubernetes.io/managed-by": "promethios-operator"}
+
+
+def obj(name: str, rv: int, ns: str = "team-a", **more: Any) -> dict[str, Any]:
+    metadata = {"namespace": ns, "name": name, "resourceVersion": str(rv), "labels": MANAGED}
+    return {"kind": "ConfigMap", "metadata": metadata, **more}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.synced = 0
+
+    def emit(self, type_: str, body: dict[str, Any]) -> None:
+        self.events.append((type_, body["metadata"]["name"]))
+        self.bodies.append(body)
+
+    def on_synced(self) -> None:
+        self.synced += 1
+
+
+def listing(feed: Feed, *items: dict[str, Any]) -> None:
+    feed.begin()
+    for item in items:
+        feed.listed(item)
+    feed.end()
+
+
+@pytest.fixture
+def fed() -> tuple[Feed, Store, Recorder]:
+    store, recorder = Store("ConfigMap"), Recorder()
+    return Feed(store, recorder.emit, recorder.on_synced), store, recorder
+
+
+def test_the_first_listing_fills_the_store_silently_and_reports_sync_once(
+    fed: tuple[Feed, Store, Recorder],
+) -> None:
+    feed, store, recorder = fed
+    listing(feed, obj("a", 1), obj("b", 2))
+    assert recorder.events == [] and recorder.synced == 1
+    assert store.keys() == {("team-a", "a"), ("team-a", "b")}
+    body = store.body("team-a", "a")
+    assert body is not None and unpack(body)["metadata"]["name"] == "a"
+    listing(feed, obj("a", 1), obj("b", 2))
+    assert recorder.synced == 1  # a re-list does not report it again
+
+
+def test_a_relist_passes_on_what_changed_meanwhile(fed: tuple[Feed, Store, Recorder]) -> None:
+    feed, store, recorder = fed
+    listing(feed, obj("same", 1), obj("changed", 2), obj("gone", 3, data={"k": "v"}))
+    listing(feed, obj("same", 1), obj("changed", 9), obj("new", 10))
+    assert sorted(recorder.events) == [
+        ("ADDED", "new"),
+        ("DELETED", "gone"),
+        ("MODIFIED", "changed"),
+    ]
+    deleted = next(b for b in recorder.bodies if b["metadata"]["name"] == "gone")
+    assert deleted["data"] == {"k": "v"}  # the last body known (labels: whose child it was)
+    assert store.keys() == {("team-a", "same"), ("team-a", "changed"), ("team-a", "new")}
+
+
+def test_watch_events_update_the_store_before_they_are_passed_on(
+    fed: tuple[Feed, Store, Recorder],
+) -> None:
+    feed, store, _ = fed
+    listing(feed)
+    seen_in_store: list[bool] = []
+    feed.emit = lambda t, b: seen_in_store.append(store.body("team-a", "a") is not None)
+    feed.event("ADDED", obj("a", 1))
+    feed.event("MODIFIED", obj("a", 2))
+    feed.event("DELETED", obj("a", 3))
+    feed.event("BOOKMARK", obj("a", 4))
+    assert seen_in_store == [True, True, False]
+    assert store.keys() == set()
+
+
+def test_objects_outside_the_scope_are_neither_stored_nor_passed_on() -> None:
+    store, recorder = Store("ConfigMap"), Recorder()
+    feed = Feed(
+        store,
+        recorder.emit,
+        recorder.on_synced,
+        accept=lambda b: b["metadata"]["namespace"] == "in",
+    )
+    listing(feed, obj("a", 1, ns="in"), obj("b", 1, ns="out"))
+    feed.event("ADDED", obj("c", 2, ns="out"))
+    assert store.keys() == {("in", "a")} and recorder.events == []
+
+
+def test_a_pod_is_kept_as_its_revision_only() -> None:
+    store = Store("Pod")
+    store.put({"kind": "Pod", "metadata": {**obj("p", 4)["metadata"]}, "spec": {"x": 1}})
+    assert store.keys() == {("team-a", "p")}
+    assert store.body("team-a", "p") is None and list(store.bodies()) == []
+
+
+def test_namespace_scopes_follow_kopf() -> None:
+    assert Scope.of(()).namespaces == (None,)
+    plain = Scope.of(("a", "b", "a"))
+    assert plain.namespaces == ("a", "b") and plain.admits("anything")
+    globbed = Scope.of(("team-*, !team-x", "ops"))
+    assert globbed.namespaces == (None,)  # listed everywhere, filtered by kopf's matcher
+    assert globbed.admits("team-a") and globbed.admits("ops")
+    assert not globbed.admits("team-x") and not globbed.admits("other")
+
+
+def test_the_cache_answers_only_once_kopf_and_the_informers_are_both_complete() -> None:
+    cache = ObjectCache(lambda *_: None, lambda _: iter([]), awaiting={"kopf", "informers"})
+    cache.mark_ready("kopf")
+    with pytest.raises(Unavailable):
+        cache.get("ConfigMap", "team-a", "a")
+    cache.mark_ready("informers")
+    assert cache.get("ConfigMap", "team-a", "a") is None
