@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_helpers import stop_process, wait_for
+from kube_helpers import b64, stop_process, wait_for
 
 POLICY = """
 apiVersion: governance.promethios.ai/v1alpha1
@@ -429,3 +429,49 @@ def test_a_pod_stopped_with_undelivered_violations_is_reported_once(kube: Kube) 
     assert len(events) == 1, events
     assert events[0]["involvedObject"]["name"] == "bot"
     assert "2 undelivered violations (2 critical)" in events[0]["message"]
+
+
+def test_forged_children_in_another_namespace_touch_nothing_of_the_real_agent(
+    kube: Kube, operator: Operator, cluster: Any
+) -> None:
+    """A namespace user copies an agent's children, labels and names into their own
+    namespace (a Secret with data too) and deletes them again: the operator stays up,
+    leaves the real agent and the forged objects alone, and logs none of the data."""
+    ready_agent(kube)
+    before = kube.get("ga", "bot") or {}
+    mallory = f"{kube.ns}-m"[:63]
+    cluster.kubectl("create", "namespace", mallory)
+    forged = Kube(cluster, mallory)
+    labels = {
+        "app.kubernetes.io/managed-by": "promethios-operator",
+        "promethios.ai/agent": "bot",
+    }
+    stolen = "sk-forged-value-123"
+    try:
+        for kind, name in [("Secret", "bot-api-key"), ("ConfigMap", "bot-governance")]:
+            data = {"apiKey": b64(stolen)} if kind == "Secret" else {"apiKey": stolen}
+            manifest = {"apiVersion": "v1", "kind": kind,
+                        "metadata": {"name": name, "labels": labels}, "data": data}  # fmt: skip
+            forged.apply(json.dumps(manifest))
+        forged.run("create", "deployment", "bot", "--image=example.com/x:1")
+        forged.run("label", "deployment", "bot", *[f"{k}={v}" for k, v in labels.items()])
+        forged.run("create", "service", "clusterip", "bot", "--tcp=80:80")
+        forged.run("label", "service", "bot", *[f"{k}={v}" for k, v in labels.items()])
+        # A child's name and labels in the agent's own namespace, but not its name.
+        kube.run("create", "configmap", "impostor", "--from-literal=x=1")
+        kube.run("label", "configmap", "impostor", *[f"{k}={v}" for k, v in labels.items()])
+        for kind, name in [("secret", "bot-api-key"), ("configmap", "bot-governance"),
+                           ("deployment", "bot"), ("service", "bot")]:  # fmt: skip
+            forged.run("delete", kind, name)
+        # Proof that the operator saw all of it: an event after them is handled.
+        kube.run("delete", "configmap", "bot-governance")
+        wait_for(lambda: kube.get("configmap", "bot-governance"), what="the repaired ConfigMap")
+        assert operator.process is not None and operator.process.poll() is None
+        for kind in ("secret", "configmap", "deployment", "service"):
+            assert forged.items(kind, "promethios.ai/agent=bot") == [], kind  # not recreated
+        after = kube.get("ga", "bot") or {}
+        assert after["status"] == before["status"]
+        assert stolen not in operator.log_path.read_text(errors="replace")
+        assert b64(stolen) not in operator.log_path.read_text(errors="replace")
+    finally:
+        cluster.kubectl("delete", "namespace", "--wait=false", mallory, check=False)

@@ -59,7 +59,7 @@ class Store:
             entry = self._entries.pop(key, None)
         return entry[1] if entry is not None else None
 
-    def keys(self) -> set[ObjectKey]:
+    def known(self) -> set[ObjectKey]:
         with self._guard:
             return set(self._entries)
 
@@ -118,7 +118,7 @@ class Feed:
             self.emit("MODIFIED", item)
 
     def end(self) -> None:
-        for key in self.store.keys() - self._listed:
+        for key in self.store.known() - self._listed:
             kept = self.store.pop(key)
             if self.synced:
                 self.emit("DELETED", _last_known(key, kept))

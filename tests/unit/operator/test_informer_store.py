@@ -52,7 +52,7 @@ def test_the_first_listing_fills_the_store_silently_and_reports_sync_once(
     feed, store, recorder = fed
     listing(feed, obj("a", 1), obj("b", 2))
     assert recorder.events == [] and recorder.synced == 1
-    assert store.keys() == {("team-a", "a"), ("team-a", "b")}
+    assert store.known() == {("team-a", "a"), ("team-a", "b")}
     body = store.body("team-a", "a")
     assert body is not None and unpack(body)["metadata"]["name"] == "a"
     listing(feed, obj("a", 1), obj("b", 2))
@@ -70,7 +70,7 @@ def test_a_relist_passes_on_what_changed_meanwhile(fed: tuple[Feed, Store, Recor
     ]
     deleted = next(b for b in recorder.bodies if b["metadata"]["name"] == "gone")
     assert deleted["data"] == {"k": "v"}  # the last body known (labels: whose child it was)
-    assert store.keys() == {("team-a", "same"), ("team-a", "changed"), ("team-a", "new")}
+    assert store.known() == {("team-a", "same"), ("team-a", "changed"), ("team-a", "new")}
 
 
 def test_watch_events_update_the_store_before_they_are_passed_on(
@@ -85,7 +85,7 @@ def test_watch_events_update_the_store_before_they_are_passed_on(
     feed.event("DELETED", obj("a", 3))
     feed.event("BOOKMARK", obj("a", 4))
     assert seen_in_store == [True, True, False]
-    assert store.keys() == set()
+    assert store.known() == set()
 
 
 def test_objects_outside_the_scope_are_neither_stored_nor_passed_on() -> None:
@@ -98,13 +98,13 @@ def test_objects_outside_the_scope_are_neither_stored_nor_passed_on() -> None:
     )
     listing(feed, obj("a", 1, ns="in"), obj("b", 1, ns="out"))
     feed.event("ADDED", obj("c", 2, ns="out"))
-    assert store.keys() == {("in", "a")} and recorder.events == []
+    assert store.known() == {("in", "a")} and recorder.events == []
 
 
 def test_a_pod_is_kept_as_its_revision_only() -> None:
     store = Store("Pod")
     store.put({"kind": "Pod", "metadata": {**obj("p", 4)["metadata"]}, "spec": {"x": 1}})
-    assert store.keys() == {("team-a", "p")}
+    assert store.known() == {("team-a", "p")}
     assert store.body("team-a", "p") is None and list(store.bodies()) == []
 
 
