@@ -103,8 +103,9 @@ def list_pages(
                 raise Expired(str(error.reason)) from error
             raise
         items: list[dict[str, Any]] = list(page.get("items") or [])
-        for item in items:
-            item.setdefault("kind", kind)  # lists drop each item's kind
+        for item in items:  # lists drop each item's kind and apiVersion
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", KINDS[kind].api_version)
         yield items
         metadata = page.get("metadata") or {}
         token = str(metadata.get("continue") or "")
