@@ -8,6 +8,7 @@
 - :mod:`.losses`       pure: violations a stopped pod's sidecar could not deliver
 - :mod:`.compare`      pure: desired against live (children as subsets, the operator's status)
 - :mod:`.triggers`     pure: which watch events call for a reconcile
+- :mod:`.childevents`  pure: what an informer's event on a child or a Secret calls for
 - :mod:`.leader`       pure: leader election decisions on a Lease (clock injected)
 - :mod:`.cache`        watch-fed copies of agents and children, overlaid with own writes
 - :mod:`.context`      what a reconcile runs with: client, settings, clock, per-agent timers
@@ -15,7 +16,10 @@
 - :mod:`.egress`       the egress lock's gateway objects, NetworkPolicies and status
 - :mod:`.reconcile`    reads the world, applies the plan, writes status only on change
 - :mod:`.handlers`     thin kopf handlers that call the reconcile
-- :mod:`.cachefeed`    the kopf indexes that feed :mod:`.cache`
+- :mod:`.cachefeed`    the agents' kopf index and the informers' stores feeding :mod:`.cache`
+- :mod:`.informers`    the operator's own informers for the children and all Secrets
+- :mod:`.informed`     what they keep of each object, and the events they pass on
+- :mod:`.workpool`     the few worker threads that carry those events out, per key in order
 - :mod:`.policystatus` ``GovernancePolicy.status``
 - :mod:`.resync`       periodic drift repair
 - :mod:`.election`     the thread keeping (or waiting for) the Lease; :mod:`.standby` the wait
