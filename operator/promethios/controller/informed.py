@@ -59,9 +59,10 @@ class Store:
             entry = self._entries.pop(key, None)
         return entry[1] if entry is not None else None
 
-    def known(self) -> set[ObjectKey]:
+    def known(self, namespace: str | None = None) -> set[ObjectKey]:
+        """The keys stored (of one namespace; of all when None)."""
         with self._guard:
-            return set(self._entries)
+            return {key for key in self._entries if namespace in (None, key[0])}
 
     def body(self, namespace: str, name: str) -> bytes | None:
         """A managed child's packed body; None when absent (or not kept)."""
@@ -96,8 +97,12 @@ class Feed:
         emit: Emit,
         on_synced: Callable[[], None],
         accept: Callable[[dict[str, Any]], bool] = lambda _: True,
+        namespace: str | None = None,
     ) -> None:
         self.store, self.emit, self.on_synced, self.accept = store, emit, on_synced, accept
+        #: The namespace listed (None: all): a listing drops what it lacks of this one only,
+        #: the store being shared by the informers of one kind in several namespaces.
+        self.namespace = namespace
         self.synced = False
         self._listed: set[ObjectKey] = set()
 
@@ -118,7 +123,7 @@ class Feed:
             self.emit("MODIFIED", item)
 
     def end(self) -> None:
-        for key in self.store.known() - self._listed:
+        for key in self.store.known(self.namespace) - self._listed:
             kept = self.store.pop(key)
             if self.synced:
                 self.emit("DELETED", _last_known(key, kept))

@@ -24,7 +24,7 @@ from typing import Any
 from kopf._cogs.structs.references import NamespaceName, match_namespace
 
 from ..api.metadata import LABEL_MANAGED_BY, MANAGED_BY
-from ..kube.client import Client
+from ..kube.client import Client, dedicated_client
 from ..kube.informer import Stopper, inform
 from .childevents import WATCHED, ChildEvent, Dispatch, decide
 from .informed import Feed, Store
@@ -87,7 +87,9 @@ class Informers:
         handle: Callable[[Work], None],
         workers: int = WORKERS,
     ) -> None:
-        self.client, self.scope = client, Scope.of(namespaces)
+        self.scope = Scope.of(namespaces)
+        # One connection per informer (its watch), plus one for a re-list meanwhile.
+        self.client = dedicated_client(client, len(WATCHED) * len(self.scope.namespaces) + 1)
         self.stores = {kind: Store(kind) for kind in WATCHED}
         #: Set once the cache answers (kopf's indexes filled, every listing complete):
         #: the work waits for it, as kopf's handlers waited for its indexes.
@@ -116,6 +118,7 @@ class Informers:
             lambda type_, body: self._emit(kind, type_, body),
             lambda: self._synced(kind, namespace),
             accept=self._admits,
+            namespace=namespace,
         )
         thread = threading.Thread(
             target=inform,
@@ -153,6 +156,7 @@ class Informers:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        self.client.close()
 
     def lookup(self, kind: str, namespace: str, name: str) -> bytes | None:
         """A managed child's packed body (the :class:`~.cache.ObjectCache`'s Lookup)."""

@@ -7,6 +7,7 @@ through :func:`shared_client`, so every thread shares one pool of
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from dataclasses import dataclass
@@ -55,6 +56,17 @@ def shared_client(settings: ClientSettings | None = None) -> Client:
             configuration = load_configuration(settings or ClientSettings())
             _shared = kubernetes.client.ApiClient(configuration)
         return _shared
+
+
+def dedicated_client(client: Client, pool_size: int) -> Client:
+    """A client with ``client``'s identity and user agent on a pool of its own: the
+    operator's informers hold a watch open per kind and namespace, which must not take
+    the connections the reconciles and the ingest API need."""
+    configuration = copy.copy(client.configuration)
+    configuration.connection_pool_maxsize = pool_size
+    dedicated = kubernetes.client.ApiClient(configuration)
+    dedicated.user_agent = client.user_agent
+    return dedicated
 
 
 def reset_shared_client() -> None:

@@ -125,3 +125,14 @@ def test_the_cache_answers_only_once_kopf_and_the_informers_are_both_complete() 
         cache.get("ConfigMap", "team-a", "a")
     cache.mark_ready("informers")
     assert cache.get("ConfigMap", "team-a", "a") is None
+
+
+def test_a_listing_of_one_namespace_leaves_the_other_namespaces_in_a_shared_store() -> None:
+    store, recorder = Store("ConfigMap"), Recorder()
+    feeds = {ns: Feed(store, recorder.emit, recorder.on_synced, namespace=ns) for ns in "ab"}
+    listing(feeds["a"], obj("x", 1, ns="a"))
+    listing(feeds["b"], obj("y", 1, ns="b"))
+    listing(feeds["a"], obj("x", 1, ns="a"))  # a re-list of a: b's objects stay
+    assert store.known() == {("a", "x"), ("b", "y")} and recorder.events == []
+    listing(feeds["b"])
+    assert store.known() == {("a", "x")} and recorder.events == [("DELETED", "y")]
