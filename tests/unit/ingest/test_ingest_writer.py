@@ -11,6 +11,7 @@ from typing import Any
 
 from ingest_fakes import Clock, MemorySink, agent_config, make_service
 
+from promethios.api.wire import HeartbeatReport
 from promethios.ingest.codec import rfc3339
 from promethios.ingest.service import IngestService
 from promethios.ingest.state import AgentState
@@ -110,6 +111,28 @@ async def test_agents_removed_mid_pass_are_skipped(clock: Clock, sink: MemorySin
     await service.stop()
 
 
+def budgeted_fleet(
+    clock: Clock, sink: MemorySink, size: int, budget: float
+) -> tuple[IngestService, Callable[[], None]]:
+    """``size`` agents refreshed at most once a second each, within a fleet ``budget``;
+    and a function that sends every one of them a heartbeat."""
+    service = make_service(
+        clock, sink, heartbeat_flush_seconds=1.0, flush_interval_seconds=1.0,
+        write_budget_per_second=budget,
+    )  # fmt: skip
+    for i in range(size - 2):
+        service.upsert_agent(agent_config("team-b", f"agent-{i}"))
+    report = HeartbeatReport.model_validate(
+        {"agentId": "x/y", "status": "active", "uptime": 1, "lastActivity": "2024-01-01T00:00:00Z"}
+    )
+
+    def beat_all() -> None:
+        for state in service.aggregator.agents.values():
+            service.heartbeat(state, report, None)
+
+    return service, beat_all
+
+
 def test_default_slice_is_small() -> None:
     assert 50 <= TICK_CHUNK <= 500
 
@@ -120,22 +143,8 @@ async def test_routine_refreshes_share_a_fleet_wide_write_budget(
     """200 agents heartbeating every second: without the budget each would refresh every
     second (200 writes/s); with 10/s the fleet never exceeds it, and every agent is still
     refreshed within agents / budget seconds."""
-    from promethios.api.wire import HeartbeatReport
-
-    service = make_service(
-        clock, sink, heartbeat_flush_seconds=1.0, flush_interval_seconds=1.0,
-        write_budget_per_second=10.0,
-    )  # fmt: skip
     fleet_size = 200
-    for i in range(fleet_size - 2):
-        service.upsert_agent(agent_config("team-b", f"agent-{i}"))
-    report = HeartbeatReport.model_validate(
-        {"agentId": "x/y", "status": "active", "uptime": 1, "lastActivity": "2024-01-01T00:00:00Z"}
-    )
-
-    def beat_all() -> None:
-        for state in service.aggregator.agents.values():
-            service.heartbeat(state, report, None)
+    service, beat_all = budgeted_fleet(clock, sink, fleet_size, 10.0)
 
     beat_all()  # the first heartbeat flips HeartbeatFresh: written at once, not budgeted
     await service.idle()
@@ -220,21 +229,9 @@ async def test_agents_that_come_due_together_are_still_held_to_the_budget(
     """200 agents first written in the same second come due for a refresh in the same
     second too (agents / budget later): the fleet-wide bucket spreads them out, so no
     second carries more than the budget, and none is starved."""
-    from promethios.api.wire import HeartbeatReport
-
-    budget = 10.0
-    service = make_service(
-        clock, sink, heartbeat_flush_seconds=1.0, flush_interval_seconds=1.0,
-        write_budget_per_second=budget,
-    )  # fmt: skip
-    fleet_size = 200
-    for i in range(fleet_size - 2):
-        service.upsert_agent(agent_config("team-b", f"agent-{i}"))
-    report = HeartbeatReport.model_validate(
-        {"agentId": "x/y", "status": "active", "uptime": 1, "lastActivity": "2024-01-01T00:00:00Z"}
-    )
-    for state in service.aggregator.agents.values():
-        service.heartbeat(state, report, None)  # a transition each: written at once
+    budget, fleet_size = 10.0, 200
+    service, beat_all = budgeted_fleet(clock, sink, fleet_size, budget)
+    beat_all()  # a transition each: written at once
     await service.idle()
     first = dict(sink.writes_of)
     assert len(first) == fleet_size
@@ -242,8 +239,7 @@ async def test_agents_that_come_due_together_are_still_held_to_the_budget(
     for _ in range(60):
         clock.now += 1
         before = sink.writes
-        for state in service.aggregator.agents.values():
-            service.heartbeat(state, report, None)
+        beat_all()
         service.writer.tick()
         await service.idle()
         per_second.append(sink.writes - before)
