@@ -68,7 +68,7 @@ from promethios.builders.apikey import generate_api_key
 from promethios.controller.context import FIRST_STATUS_DELAY
 from promethios.kube import apply as kapply
 from promethios.kube.client import ClientSettings, reset_shared_client, shared_client
-from promethios_local.localcluster import LocalCluster
+from promethios_local.localcluster import LocalCluster, install_crds
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "operator.json"
@@ -500,9 +500,7 @@ def fresh_cluster(pods: int, controllers: str = "*") -> LocalCluster:
         nodes=nodes, audit_log=True, startup_timeout=300, controllers=controllers
     ).start()
     try:
-        crds = sorted(str(p) for p in (ROOT / "crds").glob("*.yaml"))
-        cluster.kubectl("apply", "--server-side", *[a for c in crds for a in ("-f", c)])
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        install_crds(cluster, sorted((ROOT / "crds").glob("*.yaml")), "promethios-bench")
     except BaseException:
         cluster.stop()
         raise

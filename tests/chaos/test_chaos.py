@@ -26,7 +26,7 @@ from chaos_checks import converge, figures, recount, table
 from chaos_plan import plan_from_env
 from chaos_run import ChaosRun, poll
 
-from promethios_local.localcluster import LocalCluster
+from promethios_local.localcluster import LocalCluster, install_crds
 
 PLAN = plan_from_env()
 CRDS = sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"))
@@ -39,11 +39,7 @@ def chaos(tmp_path: Path) -> Iterator[ChaosRun]:
     """A control plane of the test's own with the CRDs, and the run (closed afterwards)."""
     cluster = LocalCluster(nodes=2, startup_timeout=300).start()
     try:
-        args = ["apply", "--server-side"]
-        for path in CRDS:
-            args += ["-f", str(path)]
-        cluster.kubectl(*args)
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        install_crds(cluster, CRDS)
         run = ChaosRun(cluster, PLAN, tmp_path)
         try:
             yield run

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from promethios_local.localcluster import install_crds
+
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
 
 
@@ -24,16 +26,7 @@ def crds_installed(cluster: Any) -> list[str]:
 
     Returns the CRD names, e.g. ``governedagents.governance.promethios.ai``.
     """
-    files = crd_files()
-    names = [path.name.removesuffix(".yaml") for path in files]
-    args = ["apply", "--server-side", "--force-conflicts", "--field-manager=promethios-tests"]
-    for path in files:
-        args += ["-f", str(path)]
-    cluster.kubectl(*args)
-    crds = [f"crd/{name}" for name in names]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
-    cluster.kubectl("wait", "--for=condition=NamesAccepted", "--timeout=60s", *crds)
-    return names
+    return install_crds(cluster, crd_files())
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

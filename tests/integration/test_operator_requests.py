@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kube_helpers import stop_process, wait_for
 
-from promethios_local.localcluster import LocalCluster
+from promethios_local.localcluster import LocalCluster, install_crds
 
 AGENTS = 5
 NS = "requests"
@@ -80,11 +80,7 @@ class Audit:
 def audited(tmp_path_factory: Any) -> Iterator[LocalCluster]:
     cluster = LocalCluster(nodes=1, audit_log=True, startup_timeout=300).start()
     try:
-        args = ["apply", "--server-side"]
-        for path in CRDS:
-            args += ["-f", str(path)]
-        cluster.kubectl(*args)
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        install_crds(cluster, CRDS)
         yield cluster
     finally:
         cluster.stop()

@@ -15,6 +15,7 @@ Only the standard library and ``cryptography`` (and ``pyyaml``) are imported.
 from .binaries import Binaries, find_binaries, kubernetes_version
 from .cli import run_cli
 from .cluster import LocalCluster
+from .crds import install_crds
 from .errors import BinariesNotFoundError, ComponentError, LocalClusterError
 from .layout import free_ports
 from .readiness import KubectlError
@@ -28,6 +29,7 @@ __all__ = [
     "LocalClusterError",
     "find_binaries",
     "free_ports",
+    "install_crds",
     "kubernetes_version",
     "run_cli",
 ]
