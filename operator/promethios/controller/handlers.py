@@ -1,7 +1,9 @@
 """Thin kopf handlers: each one finds the affected agents and calls the one reconcile.
 
-Handlers are synchronous on purpose: kopf runs them in its thread pool, so the
-blocking Kubernetes client never runs on the event loop. All of them share one
+The blocking Kubernetes client never runs on kopf's event loop: the reference handlers
+are synchronous (kopf runs them in its thread pool), and the agents' handler only queues
+the agent for the operator's own workers (:mod:`.agentwork`), so that no event waits
+inside kopf. All of them share one
 :class:`~promethios.controller.context.ReconcileContext` (one connection pool).
 
 How dependents recover by themselves: an index maps each referenced object
@@ -33,24 +35,19 @@ from typing import Any, TypeVar
 
 import kopf
 
-from ..api.agent import InvalidSpec
 from ..api.common import GROUP, VERSION
 from ..api.conditions import format_time
-from ..api.enforcement import EnforcementAction
 from ..api.metadata import LABEL_MANAGED_BY, MANAGED_BY, PREFIX
 from ..kube import apply as kapply
 from . import cachefeed, policystatus
+from .agentwork import AgentQueue
 from .context import KeyIndex, ReconcileContext
 from .informers import Informers, Work
 from .losses import REASON, undelivered_report
-from .observed import Plan
-from .reconcile import ApiReferences, Known, read_agent, reconcile_agent, reconcile_named
+from .reconcile import ApiReferences, Known, read_agent, reconcile_named
 from .triggers import (
     IndexKey,
     ObjectKey,
-    critical_count,
-    enforcement_key,
-    needs_reconcile,
     policy_spec_changed,
     references_of,
 )
@@ -76,8 +73,9 @@ def register(
     _register_settings(registry)
     _register_reference_indexes(registry)
     cachefeed.register(registry)
-    _register_informers(ctx, registry, namespaces)
-    _register_agent_handlers(ctx, registry)
+    agents = AgentQueue(ctx)
+    _register_informers(ctx, registry, namespaces, agents)
+    _register_agent_handlers(ctx, registry, agents)
     _register_reference_handlers(ctx, registry)
     policystatus.register(ctx, registry)
 
@@ -98,14 +96,18 @@ def _register_settings(registry: kopf.OperatorRegistry) -> None:
 
 
 def _register_informers(
-    ctx: ReconcileContext, registry: kopf.OperatorRegistry, namespaces: tuple[str, ...]
+    ctx: ReconcileContext,
+    registry: kopf.OperatorRegistry,
+    namespaces: tuple[str, ...],
+    agents: AgentQueue,
 ) -> None:
     started: list[Informers] = []
 
     @kopf.on.startup(registry=registry, id="object-cache")
     def install_cache(**kwargs: Any) -> None:
         # kopf passes every index to startup handlers too; they fill before any handler
-        # runs. The informers' work waits for the cache: kopf's indexes and every listing.
+        # runs. The informers' work and the agents' wait for the cache: kopf's indexes
+        # and every listing.
         indexes = {key: kwargs[key] for key in (INDEX, POLICY_SPECS, ALERT_SINKS)}
         informers = Informers(ctx.client, namespaces, lambda work: handle_child(ctx, indexes, work))
         ctx.secret_keys = informers.stores["Secret"]
@@ -113,9 +115,11 @@ def _register_informers(
         ctx.references = IndexedReferences.of(ctx, kwargs)
         started.append(informers)
         informers.start(on_synced=lambda: cache.mark_ready(cachefeed.INFORMERS))
+        agents.start(gate=cache.ready)
 
     @kopf.on.cleanup(registry=registry, id="stop-informers")
     def stop_informers(**_: Any) -> None:
+        agents.stop()
         while started:
             started.pop().stop()
 
@@ -125,24 +129,6 @@ def _indexes_filled(ctx: ReconcileContext) -> None:
     may answer once the informers have listed too (until then, reads are GETs)."""
     if ctx.cache is not None and not ctx.cache.ready.is_set():
         ctx.cache.mark_ready(cachefeed.KOPF)
-
-
-def _reconcile_or_retry(
-    ctx: ReconcileContext, body: Mapping[str, Any], kwargs: Mapping[str, Any]
-) -> Plan | None:
-    """Reconcile; a failure is retried with growing delay (a missing reference too:
-    :func:`~promethios.controller.reconcile.reconcile_agent` schedules that itself)."""
-    metadata = body["metadata"]
-    try:
-        return reconcile_agent(body, ctx, IndexedReferences.of(ctx, kwargs))
-    except InvalidSpec as error:
-        log.error("%s/%s: invalid spec: %s", metadata["namespace"], metadata["name"], error)
-    except Exception:
-        log.warning(
-            "reconcile of %s/%s failed", metadata["namespace"], metadata["name"], exc_info=True
-        )
-        ctx.retry_later(metadata["uid"], metadata["namespace"], metadata["name"])
-    return None
 
 
 @dataclass(frozen=True)
@@ -223,33 +209,20 @@ def _register_reference_indexes(registry: kopf.OperatorRegistry) -> None:
         return {(seen.namespace, seen.name): True}
 
 
-def _register_agent_handlers(ctx: ReconcileContext, registry: kopf.OperatorRegistry) -> None:
-    seen_enforcement: dict[str, tuple[EnforcementAction, int]] = {}
-    seen_critical: dict[str, int | None] = {}
-
+def _register_agent_handlers(
+    ctx: ReconcileContext, registry: kopf.OperatorRegistry, queue: AgentQueue
+) -> None:
     # A low-level event handler, not on.create/update/resume: kopf then stores nothing on
     # the agent (no diffbase or progress annotations), which saves a write per change.
+    # Async and quick: it only queues the agent for the workers (:mod:`.agentwork`).
     @kopf.on.event(*AGENTS, registry=registry, id="reconcile")
-    def agent_event(*, body: kopf.Body, **kwargs: Any) -> None:
+    async def agent_event(*, body: kopf.Body, **kwargs: Any) -> None:
         _indexes_filled(ctx)
-        seen, uid = Seen.of(kwargs), body.metadata.uid or ""
-        if seen.type == "DELETED":
-            seen_enforcement.pop(uid, None)
-            seen_critical.pop(uid, None)
-            ctx.forget(uid, seen.namespace, seen.name)
-            return
-        previous = seen_enforcement.get(uid)
-        seen_enforcement[uid] = enforcement_key(body.get("status") or {})
-        critical, seen_critical[uid] = seen_critical.get(uid), critical_count(body)
-        more_critical = critical is not None and (seen_critical[uid] or 0) > critical
-        if needs_reconcile(seen.type, body, previous) or more_critical:
-            plan = _reconcile_or_retry(ctx, body, kwargs)
-            if seen.type is None and plan is not None and plan.writes_nothing:
-                # Once per agent per start: what an operator restart found (and left alone).
-                log.info("%s/%s: in sync at start-up; nothing written", seen.namespace, seen.name)
+        queue.on_event(kwargs.get("type"), body)
 
+    # Async too: a sync index would wait for kopf's thread pool at every agent event.
     @kopf.index(*AGENTS, registry=registry, id=INDEX)
-    def agents_by_reference(*, spec: kopf.Spec, **kwargs: Any) -> dict[IndexKey, str]:
+    async def agents_by_reference(*, spec: kopf.Spec, **kwargs: Any) -> dict[IndexKey, str]:
         seen = Seen.of(kwargs)
         return {key: seen.name for key in references_of(seen.namespace, spec)}
 
