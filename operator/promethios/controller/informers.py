@@ -10,18 +10,19 @@ Secret data keys, and hands the events that matter (:func:`.childevents.decide`)
 small pool of workers (:class:`~.workpool.KeyedWorkers`) running the handler logic.
 
 Namespace scoping is kopf's: no namespaces, all of them; plain names, one informer per
-name; patterns (globs, exclusions), all namespaces filtered by kopf's own matcher.
+name; patterns (globs, exclusions), all namespaces filtered by :func:`namespace_matches`,
+kopf's documented pattern rules (kopf's own matcher is private; a unit test holds the two
+equal).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from kopf._cogs.structs.references import NamespaceName, match_namespace
 
 from ..api.metadata import LABEL_MANAGED_BY, MANAGED_BY
 from ..kube.client import Client, dedicated_client
@@ -52,6 +53,24 @@ def _same_sort(old: Work, new: Work) -> bool:
     return old.event.type == new.event.type
 
 
+def namespace_matches(namespace: str, pattern: str) -> bool:
+    """Whether ``namespace`` is in a kopf namespace pattern: comma-separated globs read
+    left to right; a ``!glob`` excludes; the first glob decides the initial match (a
+    leading exclusion implies ``*`` before it), and a later inclusive glob only brings
+    back a namespace the initial glob matched and an exclusion removed."""
+    globs = [part.strip() for part in pattern.split(",")]
+    if globs[0].startswith("!"):
+        globs.insert(0, "*")
+    initial = fnmatch.fnmatch(namespace, globs[0])
+    matched = initial
+    for glob in globs[1:]:
+        if glob.startswith("!"):
+            matched = matched and not fnmatch.fnmatch(namespace, glob.lstrip("!"))
+        elif initial and fnmatch.fnmatch(namespace, glob):
+            matched = True
+    return matched
+
+
 @dataclass(frozen=True)
 class Scope:
     """Where to list and watch, and which namespaces count (kopf's semantics)."""
@@ -70,7 +89,7 @@ class Scope:
     def admits(self, namespace: str) -> bool:
         if not self.patterns:
             return True
-        return any(match_namespace(NamespaceName(namespace), p) for p in self.patterns)
+        return any(namespace_matches(namespace, p) for p in self.patterns)
 
 
 def selector_for(kind: str) -> str:

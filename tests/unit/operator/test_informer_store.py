@@ -6,10 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# kopf's own matcher is private API: this is where a kopf upgrade that reads patterns
+# differently would show (the informers would then watch other namespaces than kopf).
+from kopf._cogs.structs.references import NamespaceName, match_namespace
 
 from promethios.controller.cache import ObjectCache, Unavailable, unpack
 from promethios.controller.informed import Feed, Store
-from promethios.controller.informers import Scope
+from promethios.controller.informers import Scope, namespace_matches
 
 MANAGED = {"app.kubernetes.io/managed-by": "promethios-operator"}
 
@@ -113,9 +119,42 @@ def test_namespace_scopes_follow_kopf() -> None:
     plain = Scope.of(("a", "b", "a"))
     assert plain.namespaces == ("a", "b") and plain.admits("anything")
     globbed = Scope.of(("team-*, !team-x", "ops"))
-    assert globbed.namespaces == (None,)  # listed everywhere, filtered by kopf's matcher
+    assert globbed.namespaces == (None,)  # listed everywhere, filtered by kopf's pattern rules
     assert globbed.admits("team-a") and globbed.admits("ops")
     assert not globbed.admits("team-x") and not globbed.admits("other")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "inside", "outside"),
+    [
+        ("myapp-*, !*-pr-*, *pr-123", ["myapp-test", "myapp-pr-123"], ["myapp-pr-456", "x-pr-123"]),
+        ("!*-pr-*, *pr-123", ["myapp-test", "x-pr-123", "any"], ["myapp-pr-456"]),
+        ("team-?", ["team-a"], ["team-ab", "team-"]),
+        ("!kube-*", ["default"], ["kube-system"]),
+    ],
+)
+def test_namespace_patterns_read_as_kopf_documents_them(
+    pattern: str, inside: list[str], outside: list[str]
+) -> None:
+    assert all(namespace_matches(ns, pattern) for ns in inside)
+    assert not any(namespace_matches(ns, pattern) for ns in outside)
+
+
+GLOB = st.text(alphabet="ab-*?!", min_size=0, max_size=4)
+
+
+@settings(deadline=None)  # a busy machine must not fail a pure comparison
+@given(
+    namespace=st.text(alphabet="ab-", max_size=5),
+    globs=st.lists(GLOB, min_size=1, max_size=4),
+)
+def test_namespace_patterns_match_exactly_what_kopf_watches(
+    namespace: str, globs: list[str]
+) -> None:
+    pattern = ", ".join(globs)
+    assert namespace_matches(namespace, pattern) == match_namespace(
+        NamespaceName(namespace), pattern
+    )
 
 
 def test_the_cache_answers_only_once_kopf_and_the_informers_are_both_complete() -> None:
