@@ -55,6 +55,7 @@ from bench_ingest import (
     pct,
     raw_request,
 )
+from promethios import heap
 from promethios.api import wire
 from promethios.builders.tls import Decision, Renewal, ServingIdentity, issue
 from promethios.ingest.agents import config_from_object
@@ -89,6 +90,7 @@ async def _serve_ingest(control: Connection, agents: int, interval: float, tls: 
         read_token=READ_TOKEN,
     )  # fmt: skip
     sink = CountingSink()
+    settling = heap.start(settings.gc_settle_seconds)  # as `promethios ingest` settles it
     runner = await start_ingest(settings, status_sink=sink, keystore=KeyStore())
     for i in range(agents):
         runner.service.keystore.add_key(key_of(i), f"bench/agent-{i}", f"gid-{i}")
@@ -96,6 +98,7 @@ async def _serve_ingest(control: Connection, agents: int, interval: float, tls: 
         body["spec"]["governance"]["heartbeatIntervalSeconds"] = int(interval)
         runner.service.upsert_agent(config_from_object(body))
     await _control_loop(control, runner.port, lambda: sink.writes)
+    settling.cancel()
 
 
 async def _serve_floor(control: Connection, tls: Path) -> None:

@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Sequence
 
+from . import heap
 from .builders.tls import ServingMaterial, TlsMode
 from .controller.main import Companion, configure_logging, run
 from .controller.options import OperatorOptions, parse_options
@@ -87,6 +88,25 @@ class InProcessIngest:
             self.runner = None
 
 
+class SettledHeap:
+    """The process's garbage collector kept settled (:mod:`.heap`), as a companion: the
+    operator's process holds a fleet with or without the in-process ingest."""
+
+    name = "heap"
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, client: Client) -> None:
+        self._task = heap.start(self.period)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
 class InProcessDashboard:
     """The governance dashboard as a companion of the operator."""
 
@@ -143,7 +163,7 @@ def in_process_ingest(options: OperatorOptions) -> InProcessIngest:
 def companions(options: OperatorOptions) -> tuple[list[Companion], InProcessIngest | None]:
     """What runs beside the controller, from the command line (and the in-process ingest,
     which listens for the certificates the operator keeps)."""
-    found: list[Companion] = []
+    found: list[Companion] = [SettledHeap(ingest_settings(options).gc_settle_seconds)]
     ingest_companion = in_process_ingest(options) if options.ingest else None
     if ingest_companion is not None:
         found.append(ingest_companion)
@@ -167,6 +187,7 @@ async def _serve_ingest_and_dashboard(settings: IngestSettings, port: int) -> No
     from .ingest.kubeio import cluster_client
 
     api = cluster_client(settings.kubeconfig)
+    settling = heap.start(settings.gc_settle_seconds)
     ingest_runner = await start_ingest(
         settings, api_client=api, summary_auth=kubernetes_summary_auth(api)
     )
@@ -180,6 +201,7 @@ async def _serve_ingest_and_dashboard(settings: IngestSettings, port: int) -> No
     await stop.wait()
     await dashboard.stop()
     await ingest_runner.stop()
+    settling.cancel()
 
 
 def ingest_main(argv: list[str]) -> int:

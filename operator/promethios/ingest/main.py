@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .. import heap
 from ..api.alertsink import allowed_cidr
 from .alerts import SinkResolver
 from .app import SummaryAuth, build_app, build_metrics_app
@@ -254,6 +255,7 @@ def cidr_argument(text: str) -> IPv4Network | IPv6Network:
 
 
 async def _serve(settings: IngestSettings) -> None:
+    settling = heap.start(settings.gc_settle_seconds)  # this process is the ingest's own
     runner = await start_ingest(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -261,6 +263,7 @@ async def _serve(settings: IngestSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await runner.stop()
+    settling.cancel()
 
 
 def main(argv: list[str]) -> int:

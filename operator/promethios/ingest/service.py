@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from ..api.wire import HeartbeatReport, MetricsReport, PolicyViolation
 from . import events as ev
-from . import heap
 from .agents import AgentConfig
 from .aggregator import Aggregator
 from .alertformat import Alert, ResolvedSink
@@ -155,7 +154,6 @@ class IngestService:
             loop.create_task(self.alerts.run()),
             loop.create_task(self._roll_budgets()),
             loop.create_task(self.sink_status.run()),
-            loop.create_task(heap.keep_settled(self.settings.gc_settle_seconds)),
         ]
 
     async def _roll_budgets(self) -> None:

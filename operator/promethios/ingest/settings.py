@@ -72,7 +72,7 @@ class IngestSettings:
     """How often the stale-heartbeat checker and the flush scheduler wake."""
     gc_settle_seconds: float = 60.0
     """How often the process's long-lived objects are frozen out of the garbage collector's
-    full passes (see :mod:`promethios.ingest.heap`): those passes then stay short however
+    full passes (see :mod:`promethios.heap`): those passes then stay short however
     large the fleet. 0 leaves the collector as Python sets it."""
     history_seconds: float = 24 * 3600.0
     """How far back ``/summary`` can look; older history is dropped."""

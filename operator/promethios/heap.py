@@ -1,19 +1,25 @@
 """Keeping the garbage collector's full passes short in a process that holds a fleet.
 
-The ingest holds every agent's state for as long as the agent exists: at 10,000 agents,
-millions of objects that live for days. CPython's full (generation 2) collection walks all
-of them, about 0.75 s on this machine at 10,000 agents, and it runs often: every status
-refresh, condition and summary creates objects that outlive the young generations and count
-towards the next full pass. The event loop stops for the whole pass, so every report in
-flight waits (the report p99 at 10,000 agents was that pause).
+The ingest holds every agent's state for as long as the agent exists, the operator every
+agent's cache entries and bookkeeping: at 10,000 agents, millions of objects that live for
+days. CPython's full (generation 2) collection walks all of them, about 0.75 s on this
+machine at 10,000 agents in the ingest, and it runs often: every status refresh, condition
+and summary creates objects that outlive the young generations and count towards the next
+full pass. The event loop stops for the whole pass, so every report in flight waits (the
+ingest's report p99 at 10,000 agents was that pause).
 
-So the heap is *settled* every ``gc_settle_seconds``: one collection of what is not frozen,
+So the heap is *settled* every ``period`` seconds: one collection of what is not frozen,
 then :func:`gc.freeze`, which moves every survivor out of the collector's sight. Later full
 passes walk only what was created since (cheap), and frozen objects are still freed as soon
 as nothing refers to them (reference counting). What freezing keeps is garbage in
 reference *cycles* among frozen objects, so once an hour a settle unfreezes everything
 first and makes one full pass: a single long pause an hour instead of one every few
 seconds.
+
+The collector is one per process, so whoever owns the process settles it, once: the
+composition root for ``promethios operator`` (with or without the in-process ingest) and
+for ``promethios ingest --dashboard-port``, :mod:`.ingest.main` for a plain ``promethios
+ingest``. Libraries and tests that start an ingest in their own process leave it alone.
 """
 
 from __future__ import annotations
@@ -60,3 +66,8 @@ async def keep_settled(period: float, first_after: float = 10.0) -> None:
         log.debug("heap settled (%s) in %.3f s; %d frozen", kind, took, gc.get_freeze_count())
         count += 1
         await asyncio.sleep(period)
+
+
+def start(period: float) -> asyncio.Task[None]:
+    """:func:`keep_settled` as a task of the running loop (cancel it to stop)."""
+    return asyncio.get_running_loop().create_task(keep_settled(period), name="heap-settle")

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from promethios.ingest import heap
+from promethios import heap
+from promethios.composition import SettledHeap, companions
+from promethios.controller.options import parse_options
+from promethios.ingest.settings import IngestSettings
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +75,39 @@ async def test_a_zero_period_leaves_the_collector_alone(monkeypatch: pytest.Monk
     monkeypatch.setattr(heap, "settle", lambda full: calls.append(full) or 0.0)
     await asyncio.wait_for(heap.keep_settled(0, first_after=0.0), 1)
     assert calls == []
+
+
+@pytest.mark.parametrize("with_ingest", [True, False])
+def test_the_operators_process_is_settled_with_or_without_the_in_process_ingest(
+    with_ingest: bool,
+) -> None:
+    argv = [] if with_ingest else ["--no-ingest"]
+    found, ingest = companions(parse_options(argv))
+    assert (ingest is not None) == with_ingest
+    settlers = [c for c in found if isinstance(c, SettledHeap)]
+    assert [s.period for s in settlers] == [IngestSettings().gc_settle_seconds]  # exactly one
+    assert found[0] is settlers[0]  # before the ingest: it settles from the start
+
+
+async def test_the_heap_companion_settles_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    three = asyncio.Event()
+
+    def settle(full: bool) -> float:
+        calls.append(full)
+        if len(calls) == 3:
+            three.set()
+        return 0.0
+
+    monkeypatch.setattr(heap, "settle", settle)
+    monkeypatch.setattr(heap, "FULL_EVERY_SECONDS", 1.0)
+    monkeypatch.setattr(
+        heap, "start", lambda period: asyncio.create_task(heap.keep_settled(period, 0.0))
+    )
+    settler = SettledHeap(0.01)
+    await settler.start(client=None)  # type: ignore[arg-type]
+    await asyncio.wait_for(three.wait(), 5)
+    await settler.stop()
+    settled = len(calls)
+    await asyncio.sleep(0.05)
+    assert len(calls) == settled  # stopped: no more settles
