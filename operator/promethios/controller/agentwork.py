@@ -131,6 +131,11 @@ class AgentQueue:
     def on_event(self, event_type: str | None, body: Any) -> AgentWork | None:
         """Decide and queue (kopf's handler calls this on its loop; it never blocks)."""
         work = self.events.decide(event_type, body)
+        if work is not None and work.deleted and self.ctx.cache is not None:
+            # The watch has dropped it, but an own status write of the last minute would
+            # still answer: the reconciles its children's deletions start must find it gone
+            # (or they would apply children for an agent that no longer exists).
+            self.ctx.cache.deleted("GovernedAgent", work.namespace, work.name)
         if work is not None:
             if self._pool is None:
                 raise RuntimeError("the agent workers are not started")

@@ -14,6 +14,7 @@ import pytest
 from promethios.api.agent import InvalidSpec
 from promethios.controller import agentwork
 from promethios.controller.agentwork import AgentEvents, AgentQueue, AgentWork, carry_out
+from promethios.controller.cache import ObjectCache, pack
 from promethios.controller.context import RETRY, ReconcileContext
 from promethios.controller.observed import Plan
 from promethios.kube.apply import ApiException
@@ -247,3 +248,31 @@ def test_an_event_before_the_workers_start_is_an_error_not_a_silent_loss(
 ) -> None:
     with pytest.raises(RuntimeError, match="not started"):
         AgentQueue(ctx).on_event(None, agent())
+
+
+def test_a_deleted_agent_is_gone_from_the_cache_though_its_status_was_just_written(
+    ctx: ReconcileContext,
+) -> None:
+    index: dict[tuple[str, str, str], bytes] = {}
+    cache = ObjectCache(lambda *key: index.get(key), lambda _: iter([]))
+    cache.mark_ready()
+    ctx.cache = cache
+    written = agent()
+    written["metadata"]["resourceVersion"] = "7"
+    index[("GovernedAgent", NS, "bot")] = pack(written)
+    cache.wrote(
+        "GovernedAgent", {**written, "metadata": {**written["metadata"], "resourceVersion": "8"}}
+    )
+    del index[("GovernedAgent", NS, "bot")]  # the watch saw the deletion
+    assert cache.get("GovernedAgent", NS, "bot") is not None  # the own write still answers
+    queue = AgentQueue(ctx, workers=1)
+    queue.start(threading.Event())  # closed gate: nothing runs
+    try:
+        queue.on_event("DELETED", written)
+    finally:
+        queue.stop()
+    assert cache.get("GovernedAgent", NS, "bot") is None
+    recreated = agent(uid="u-2")
+    recreated["metadata"]["resourceVersion"] = "20"
+    index[("GovernedAgent", NS, "bot")] = pack(recreated)
+    assert cache.get("GovernedAgent", NS, "bot")["metadata"]["uid"] == "u-2"
