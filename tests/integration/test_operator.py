@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any
 
 import pytest
 from kube_helpers import b64, stop_process, wait_for
+
+from promethios.kube import informer
 
 POLICY = """
 apiVersion: governance.promethios.ai/v1alpha1
@@ -283,6 +287,36 @@ def test_deleted_child_is_repaired_and_children_follow_the_agent(kube: Kube) -> 
         timeout=60,
         what="garbage collection of the children",
     )
+
+
+def test_a_deleted_agents_children_are_not_applied_again(kube: Kube, api_client: Any) -> None:
+    """The garbage collection of an agent's children starts reconciles of that agent: they
+    must find it gone, not read it back from the operator's own status write (the cache
+    answers with one for a minute when the watch no longer holds the object) and apply its
+    children anew, owned by a uid that no longer exists."""
+    ready_agent(kube)
+    since = str(list(informer.list_pages(api_client, "ConfigMap", kube.ns, ""))[-1])
+    kube.run("delete", "ga", "bot")
+    wait_for(
+        lambda: not kube.get("configmap", "bot-governance") and not kube.get("service", "bot"),
+        timeout=60,
+        what="garbage collection of the children",
+    )
+    time.sleep(5)  # the reconciles the collection started have run meanwhile
+    seen: list[str] = []
+    stopper = informer.Stopper()
+
+    def collect() -> None:
+        events = informer.watch_events(api_client, "ConfigMap", kube.ns, "", since, stopper)
+        seen.extend(kind for kind, item in events if item["metadata"]["name"] == "bot-governance")
+
+    thread = threading.Thread(target=collect, daemon=True)
+    thread.start()
+    time.sleep(3)  # every event since the deletion is replayed by then
+    stopper.stop()
+    thread.join(10)
+    assert seen[:1] == ["DELETED"]  # the watch saw the collection
+    assert "ADDED" not in seen, seen
 
 
 def test_key_rotation_keeps_the_previous_hash(kube: Kube) -> None:
