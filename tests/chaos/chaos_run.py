@@ -86,7 +86,6 @@ class ChaosRun:
             dict(os.environ, PYTHONUNBUFFERED="1"),
         )  # fmt: skip
         self._wirings: dict[str, Wiring] = {}
-        self._ports = iter(free_ports(2 * (self.plan.agents + self.plan.replaced_pods)))
 
     # -- kubectl -----------------------------------------------------------------------
 
@@ -200,7 +199,10 @@ class ChaosRun:
     def _start_batch(self, rigs: list[AgentRig]) -> None:
         for rig in rigs:
             workdir = self.workdir / rig.name / f"pod-{len(rig.sidecars)}"
-            ports = (next(self._ports), next(self._ports))
+            # Chosen just before the start, not at set-up: minutes later an outgoing
+            # connection may hold a port chosen then as its source port (EADDRINUSE).
+            proxy_port, metrics_port = free_ports(2)
+            ports = (proxy_port, metrics_port)
             rig.sidecars.append(SidecarInstance(self._wirings[rig.name], workdir, ports))
             rig.live.process.start()
         for rig in rigs:
