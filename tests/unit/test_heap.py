@@ -50,24 +50,32 @@ def test_full_settles_come_about_hourly() -> None:
     assert heap.settles_until_full(0) == 0
 
 
+class Settles:
+    """Stands in for :func:`heap.settle`: records each settle (full or not); ``reached``
+    is set once ``count`` settles have run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+        self.calls: list[bool] = []
+        self.count = count
+        self.reached = asyncio.Event()
+        monkeypatch.setattr(heap, "settle", self)
+
+    def __call__(self, full: bool) -> float:
+        self.calls.append(full)
+        if len(self.calls) == self.count:
+            self.reached.set()
+        return 0.0
+
+
 async def test_keep_settled_runs_young_settles_and_a_full_one_on_schedule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[bool] = []
-    six = asyncio.Event()
-
-    def settle(full: bool) -> float:
-        calls.append(full)
-        if len(calls) == 6:
-            six.set()
-        return 0.0
-
-    monkeypatch.setattr(heap, "settle", settle)
+    settles = Settles(monkeypatch, 6)
     monkeypatch.setattr(heap, "FULL_EVERY_SECONDS", 0.03)
     task = asyncio.create_task(heap.keep_settled(0.01, first_after=0.0))
-    await asyncio.wait_for(six.wait(), 5)
+    await asyncio.wait_for(settles.reached.wait(), 5)
     task.cancel()
-    assert calls[:6] == [False, False, True, False, False, True]
+    assert settles.calls[:6] == [False, False, True, False, False, True]
 
 
 async def test_a_zero_period_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,24 +98,15 @@ def test_the_operators_process_is_settled_with_or_without_the_in_process_ingest(
 
 
 async def test_the_heap_companion_settles_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[bool] = []
-    three = asyncio.Event()
-
-    def settle(full: bool) -> float:
-        calls.append(full)
-        if len(calls) == 3:
-            three.set()
-        return 0.0
-
-    monkeypatch.setattr(heap, "settle", settle)
+    settles = Settles(monkeypatch, 3)
     monkeypatch.setattr(heap, "FULL_EVERY_SECONDS", 1.0)
     monkeypatch.setattr(
         heap, "start", lambda period: asyncio.create_task(heap.keep_settled(period, 0.0))
     )
     settler = SettledHeap(0.01)
     await settler.start(client=None)  # type: ignore[arg-type]
-    await asyncio.wait_for(three.wait(), 5)
+    await asyncio.wait_for(settles.reached.wait(), 5)
     await settler.stop()
-    settled = len(calls)
+    settled = len(settles.calls)
     await asyncio.sleep(0.05)
-    assert len(calls) == settled  # stopped: no more settles
+    assert len(settles.calls) == settled  # stopped: no more settles
